@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine:  make run  ·  make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck bench clean services
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PromptKeeper needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, migrate, start the server on SQLite at 127.0.0.1:8700 with sample data
+run: $(STAMP)
+	$(BIN)/promptkeeper serve --sample-data
+
+## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
+test: $(STAMP) services
+	$(BIN)/ruff check promptkeeper tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+services:
+	bash scripts/ensure-services.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check promptkeeper tests bench
+	$(BIN)/ruff format --check promptkeeper tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP) services
+	$(BIN)/python bench/resolve_http.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache promptkeeper.egg-info

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the routers: dependencies, the error handler, middleware."""

@@ -1,0 +1,18 @@
+"""Everything one running server process holds, built in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptkeeper.access.authenticator import Authenticator
+from promptkeeper.config import Settings
+from promptkeeper.db.engine import Database
+from promptkeeper.runtime.resolver import Resolver
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    auth: Authenticator
+    resolver: Resolver

@@ -1,0 +1,90 @@
+"""Request dependencies: the app context, database sessions, the caller and its role.
+
+Write routes get a write session and call `session.commit()` themselves before they build the
+response, so a failed commit is an error response and never a 201 for work that was not saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.authenticator import bearer_secret
+from promptkeeper.access.service import Principal, Role
+from promptkeeper.api.context import AppContext
+from promptkeeper.errors import PermissionDenied, ValidationFailed
+from promptkeeper.prompts.schemas import check_prompt_name
+
+ENCODED_SLASH = "%2F"
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def read_session(context: ContextDep) -> Iterator[Session]:
+    with context.db.session() as session:
+        yield session
+
+
+def write_session(context: ContextDep) -> Iterator[Session]:
+    with context.db.write_session() as session:
+        yield session
+
+
+ReadDB = Annotated[Session, Depends(read_session)]
+WriteDB = Annotated[Session, Depends(write_session)]
+
+
+async def current_principal(
+    context: ContextDep,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Principal:
+    return await context.auth(bearer_secret(authorization))
+
+
+CallerDep = Annotated[Principal, Depends(current_principal)]
+
+RESOLVE_ROLES = frozenset(Role)
+READ_ROLES = frozenset({Role.viewer, Role.editor, Role.approver, Role.admin})
+EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
+ADMIN_ROLES = frozenset({Role.admin})
+
+
+def require(roles: frozenset[Role], action: str) -> Callable[..., Any]:
+    async def check(principal: CallerDep) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(sorted(r.value for r in roles))
+            raise PermissionDenied(
+                f"a '{principal.role.value}' key cannot {action}; needs one of: {allowed}",
+                details={"role": principal.role.value, "allowed": sorted(r.value for r in roles)},
+            )
+        return principal
+
+    return check
+
+
+Resolver_ = Annotated[Principal, Depends(require(RESOLVE_ROLES, "resolve prompts"))]
+Reader = Annotated[Principal, Depends(require(READ_ROLES, "read the registry"))]
+Editor = Annotated[Principal, Depends(require(EDIT_ROLES, "change prompts or deployments"))]
+Admin = Annotated[Principal, Depends(require(ADMIN_ROLES, "administer the project"))]
+
+
+def prompt_name(name: Annotated[str, Path(description="Prompt name; '/' travels as %2F")]) -> str:
+    decoded = name.replace(ENCODED_SLASH, "/").replace("%2f", "/")
+    try:
+        return check_prompt_name(decoded)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"path.name: invalid prompt name {decoded[:140]!r}: {exc}", details={"field": "name"}
+        ) from None
+
+
+PromptNameDep = Annotated[str, Depends(prompt_name)]

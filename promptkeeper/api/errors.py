@@ -1,0 +1,106 @@
+"""The one place where exceptions become HTTP answers: `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from promptkeeper.errors import PromptKeeperError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message, "details": details or {}}},
+    )
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A one-line message naming the fields, and the errors without echoed input or exception objects."""
+    cleaned = []
+    for error in errors:
+        loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+        cleaned.append(
+            {"field": _location(loc), "message": error.get("msg", ""), "type": error.get("type", "")}
+        )
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in cleaned[:3])
+    if len(cleaned) > 3:
+        summary += f"; and {len(cleaned) - 3} more"
+    return summary or "invalid request", cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PromptKeeperError)
+    async def _domain(_: Request, exc: PromptKeeperError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, errors = validation_errors(list(exc.errors()))
+        return error_response(422, "validation_failed", message, {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        response = error_response(exc.status_code, code, message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity error mapped to 409: %s", exc.orig)
+        return error_response(409, "conflict", "the change conflicts with a concurrent change; retry")
+
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", getattr(exc, "orig", exc))
+        return error_response(
+            503, "unavailable", "the database is unavailable; nothing was changed, retry later"
+        )
+
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(InterfaceError, _database)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database pool timeout: %s", exc)
+        return error_response(503, "unavailable", "the database is busy; nothing was changed, retry later")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,37 @@
+"""Liveness and readiness probes (no authentication: load balancers call them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from promptkeeper.api.deps import ContextDep
+from promptkeeper.api.errors import error_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency is unreachable."}})
+async def readyz(context: ContextDep) -> Any:
+    """The database answers (within the configured timeout)."""
+    try:
+        with anyio.fail_after(context.settings.db_timeout + 1):
+            await anyio.to_thread.run_sync(context.db.ping, abandon_on_cancel=True)
+    except Exception as exc:  # any failure to answer is "not ready"
+        return error_response(
+            503,
+            "unavailable",
+            "database unreachable",
+            {"checks": {"database": f"error: {type(exc).__name__}"}},
+        )
+    return JSONResponse({"status": "ready", "checks": {"database": "ok"}})

@@ -1,0 +1,50 @@
+"""First start of a server: schema, default project and environments, the admin key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.models import Project
+from promptkeeper.access.service import DEFAULT_PROJECT, ensure_admin_key, ensure_project
+from promptkeeper.config import Settings
+from promptkeeper.db.engine import Database
+from promptkeeper.db.migrate import ensure_schema
+from promptkeeper.prompts.service import create_default_environments
+
+
+def create_project(*, session: Session, name: str) -> Project:
+    """The project called `name`, created with the default environments when missing."""
+    project, created = ensure_project(session=session, name=name)
+    if created:
+        create_default_environments(session=session, project_id=project.id)
+    return project
+
+
+def bootstrap(*, database: Database, settings: Settings) -> str | None:
+    """Prepare the database; returns an admin key generated now (to be shown once), else None."""
+    ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
+    for attempt in range(2):  # two instances starting at once on an empty database: one wins
+        try:
+            with database.write_session() as session:
+                project = create_project(session=session, name=DEFAULT_PROJECT)
+                secret = ensure_admin_key(session=session, project=project, admin_key=admin_key)
+                session.commit()
+            return secret
+        except IntegrityError:
+            if attempt:
+                raise
+    return None  # pragma: no cover
+
+
+def write_admin_key(path: Path, secret: str) -> None:
+    """Store a generated key for the operator, readable by its owner only (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(path, 0o600)

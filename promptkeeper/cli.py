@@ -1,0 +1,150 @@
+"""The `promptkeeper` command line.
+
+Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from promptkeeper.config import Settings
+
+app = typer.Typer(
+    name="promptkeeper",
+    help="PromptKeeper: versioned, deployable, tested, monitored prompts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise _fail(f"invalid setting PROMPTKEEPER_{field.upper()}: {first['msg']}") from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: PROMPTKEEPER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PROMPTKEEPER_PORT).")] = None,
+    sample_data: Annotated[
+        bool, typer.Option("--sample-data", help="Seed sample prompts into an empty project.")
+    ] = False,
+) -> None:
+    """Start the server (migrates an empty database and prints a generated admin key)."""
+    import uvicorn
+
+    from promptkeeper.app import create_app
+
+    settings = _settings(host=host, port=port)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if sample_data:
+        _seed(settings)
+    typer.echo(
+        f"PromptKeeper on http://{settings.host}:{settings.port} (database: {_safe_url(settings)})", err=True
+    )
+    uvicorn.run(
+        create_app(settings, announce=True),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def _seed(settings: Settings) -> None:
+    from promptkeeper import demo
+    from promptkeeper.bootstrap import bootstrap, write_admin_key
+    from promptkeeper.db.engine import Database
+
+    database = Database(settings)
+    try:
+        generated = bootstrap(database=database, settings=settings)
+        if generated is not None:  # the server finds the file and prints it
+            write_admin_key(settings.admin_key_file, generated)
+        created = demo.seed(database)
+        if created:
+            typer.echo(f"Seeded {created} sample prompts.", err=True)
+    finally:
+        database.dispose()
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply pending schema migrations."""
+    from sqlalchemy.exc import OperationalError
+
+    from promptkeeper.db import migrate
+    from promptkeeper.db.engine import Database
+
+    settings = _settings()
+    database = Database(settings)
+    try:
+        before = migrate.current_revision(database.engine)
+        migrate.upgrade(database.engine, revision)
+        after = migrate.current_revision(database.engine)
+    except OperationalError as exc:
+        raise _fail(f"cannot reach the database {_safe_url(settings)}: {exc.orig}") from None
+    finally:
+        database.dispose()
+    if before == after:
+        typer.echo(f"database already at revision {after}")
+    else:
+        typer.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database."""
+    from sqlalchemy.exc import OperationalError
+
+    from promptkeeper.db import migrate
+    from promptkeeper.db.engine import Database
+
+    settings = _settings()
+    database = Database(settings)
+    try:
+        current = migrate.current_revision(database.engine)
+    except OperationalError as exc:
+        raise _fail(f"cannot reach the database {_safe_url(settings)}: {exc.orig}") from None
+    finally:
+        database.dispose()
+    head = migrate.head_revision()
+    typer.echo(f"{current or 'empty'} (latest: {head})")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,70 @@
+"""Settings: the only module that reads environment variables.
+
+Everything else receives a `Settings` object (`create_app(settings)`, `Database(settings)`), so
+tests build the settings they need instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings; each field is read from `PROMPTKEEPER_<FIELD>` (see docs/operations.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROMPTKEEPER_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./promptkeeper.db",
+        description="SQLAlchemy URL. SQLite for the embedded mode, postgresql:// for production.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the shared cache and invalidation bus; unset = in-process only.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Bootstrap admin API key. Unset and empty database: one is generated and printed.",
+    )
+    admin_key_file: Path = Field(
+        default=Path(".promptkeeper/admin-key"),
+        description="Where a generated admin key is written (mode 0600).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `promptkeeper serve` binds to.")
+    port: int = Field(default=8700, ge=1, le=65535, description="Port `promptkeeper serve` listens on.")
+    auto_migrate: bool = Field(
+        default=True,
+        description="Apply pending migrations on start (an empty database is always migrated).",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept per server process.")
+    db_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a database connection or lock before 503."
+    )
+    cache_l1_ttl: float = Field(
+        default=60.0, ge=0, description="Seconds a resolved prompt stays in the in-process cache."
+    )
+    cache_l2_ttl: float = Field(default=300.0, ge=0, description="Seconds a resolved prompt stays in Redis.")
+    cache_epoch_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between checks that catch invalidations lost by pub/sub.",
+    )
+    stream_keepalive: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive comments on /v1/stream."
+    )
+    auth_cache_ttl: float = Field(
+        default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
+    )
+    log_level: str = Field(default="info", description="Python log level name.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        # psycopg 3 is the driver we ship; accept the plain scheme people copy from their provider.
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+psycopg://" + value[len(plain) :]
+        return value

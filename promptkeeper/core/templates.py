@@ -1,0 +1,279 @@
+"""Sandboxed Jinja2 templates: parsing, variable discovery and rendering.
+
+Shared by the server and the SDK, so it does no I/O and imports nothing of ours. Prompt content is
+handled here as plain JSON (`dict`), the shape stored in a version and returned by `/v1/resolve`:
+
+    {"type": "text", "template": "...", "examples": [...], "config": {...}}
+    {"type": "chat", "messages": [{"role": "system", "content": "..."},
+                                  {"type": "placeholder", "name": "history"}, ...], ...}
+
+Why a sandbox: templates are written by people who are not the operators of the server, and they
+are rendered in the server and in every application. `ImmutableSandboxedEnvironment` blocks access to
+Python internals (`__class__`, `__globals__`, ...) and mutation of arguments; on top of it we
+forbid `include`/`import`/`extends` (a prompt is self-contained), bound the output size and give each
+render a deadline, so a hostile template can neither execute code nor hold a worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "EXAMPLES_VARIABLE",
+    "InvalidTemplate",
+    "MAX_OUTPUT_CHARS",
+    "MissingVariables",
+    "RENDER_TIMEOUT",
+    "RenderFailed",
+    "TemplateError",
+    "content_placeholders",
+    "content_variables",
+    "render_content",
+    "render_template",
+    "template_variables",
+]
+
+#: Rendered output beyond this many characters is an error rather than a memory problem.
+MAX_OUTPUT_CHARS = 1_000_000
+#: Seconds one `render_content` call may take.
+RENDER_TIMEOUT = 2.0
+#: The content's few-shot examples are available to templates under this name.
+EXAMPLES_VARIABLE = "examples"
+
+_UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
+
+
+class TemplateError(ValueError):
+    """Base of the template errors; `field` names the part of the content (`messages[2].content`)."""
+
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.line = line
+
+    def details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.field is not None:
+            out["field"] = self.field
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+class InvalidTemplate(TemplateError):
+    """The template does not parse, or uses a construct prompts may not use."""
+
+
+class MissingVariables(TemplateError):
+    """Rendering needed variables the caller did not pass."""
+
+    def __init__(self, names: list[str], *, field: str | None = None) -> None:
+        plural = "s" if len(names) > 1 else ""
+        super().__init__(f"missing variable{plural}: {', '.join(names)}", field=field)
+        self.names = names
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "missing": self.names}
+
+
+class RenderFailed(TemplateError):
+    """The template parsed but failed while rendering (bad value, unsafe access, limits)."""
+
+
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("promptkeeper_render_deadline", default=0.0)
+
+
+def _check_deadline() -> None:
+    deadline = _deadline.get()
+    if deadline and time.monotonic() > deadline:
+        raise RenderFailed(f"rendering took longer than {RENDER_TIMEOUT:g} s")
+
+
+class _PromptSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox plus a deadline checked on every call and attribute access inside the template."""
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        return super().call(context, obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_deadline()
+        return super().getattr(obj, attribute)
+
+
+_ENV = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_FORBIDDEN_NODES: tuple[tuple[type[nodes.Node], str], ...] = (
+    (nodes.Include, "include"),
+    (nodes.Import, "import"),
+    (nodes.FromImport, "from ... import"),
+    (nodes.Extends, "extends"),
+)
+
+
+@lru_cache(maxsize=4096)
+def _parse(source: str) -> tuple[tuple[str, ...], Any]:
+    """Parse once per distinct source: the variables in first-use order and the compiled template."""
+    try:
+        ast = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
+    for node_type, label in _FORBIDDEN_NODES:
+        node = ast.find(node_type)
+        if node is not None:
+            raise InvalidTemplate(
+                f"line {node.lineno}: '{label}' is not allowed in prompt templates", line=node.lineno
+            )
+    undeclared = meta.find_undeclared_variables(ast)
+    ordered: list[str] = []
+    for name_node in ast.find_all(nodes.Name):
+        name = name_node.name
+        if name in undeclared and name not in ordered:
+            ordered.append(name)
+    try:
+        template = _ENV.from_string(ast)
+    except TemplateSyntaxError as exc:  # pragma: no cover - parse already succeeded
+        raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
+    return tuple(ordered), template
+
+
+def template_variables(source: str, *, field: str | None = None) -> list[str]:
+    """Variables a template reads, in order of first use; raises `InvalidTemplate` naming the line."""
+    try:
+        names, _ = _parse(source)
+    except InvalidTemplate as exc:
+        raise InvalidTemplate(exc.message, field=field, line=exc.line) from None
+    return [n for n in names if n != EXAMPLES_VARIABLE]
+
+
+def _content_templates(content: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    if content.get("type") == "chat":
+        for index, message in enumerate(content.get("messages", [])):
+            if message.get("type") != "placeholder":
+                yield f"messages[{index}].content", message.get("content", "")
+    else:
+        yield "template", content.get("template", "")
+
+
+def content_variables(content: Mapping[str, Any]) -> list[str]:
+    """All template variables of a prompt's content, in order of first use, checking every template."""
+    ordered: list[str] = []
+    for field, source in _content_templates(content):
+        for name in template_variables(source, field=field):
+            if name not in ordered:
+                ordered.append(name)
+    return ordered
+
+
+def content_placeholders(content: Mapping[str, Any]) -> list[str]:
+    """Names of the message-list placeholders of a chat prompt."""
+    if content.get("type") != "chat":
+        return []
+    return [m["name"] for m in content.get("messages", []) if m.get("type") == "placeholder"]
+
+
+def _render(source: str, context: Mapping[str, Any], *, field: str) -> str:
+    names, template = _parse(source)
+    pieces: list[str] = []
+    size = 0
+    try:
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise RenderFailed(f"rendered output exceeds {MAX_OUTPUT_CHARS} characters", field=field)
+            pieces.append(chunk)
+            _check_deadline()
+    except UndefinedError as exc:
+        missing = [n for n in names if n not in context]
+        if not missing:
+            match = _UNDEFINED_NAME.match(str(exc))
+            if match is None:
+                raise RenderFailed(str(exc), field=field) from None
+            missing = [match.group(1)]
+        raise MissingVariables(missing, field=field) from None
+    except SecurityError as exc:
+        raise RenderFailed(f"unsafe template operation: {exc}", field=field) from None
+    except RenderFailed as exc:
+        raise RenderFailed(exc.message, field=field) from None
+    except JinjaTemplateError as exc:
+        raise RenderFailed(str(exc), field=field) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, OverflowError, RecursionError) as exc:
+        raise RenderFailed(f"{type(exc).__name__}: {exc}", field=field) from None
+    return "".join(pieces)
+
+
+def render_template(source: str, variables: Mapping[str, Any]) -> str:
+    """Render one template string; errors as for `render_content`."""
+    token = _deadline.set(time.monotonic() + RENDER_TIMEOUT)
+    try:
+        return _render(source, variables, field="template")
+    finally:
+        _deadline.reset(token)
+
+
+def _placeholder_messages(name: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise RenderFailed(
+            f"placeholder '{name}' needs a list of messages, got {type(value).__name__}", field=name
+        )
+    messages: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("role"), str) or "content" not in item:
+            raise RenderFailed(
+                f"placeholder '{name}' item {index} must be an object with 'role' and 'content'", field=name
+            )
+        messages.append(dict(item))
+    return messages
+
+
+def render_content(content: Mapping[str, Any], variables: Mapping[str, Any]) -> str | list[dict[str, Any]]:
+    """Render a prompt: a string for a text prompt, a list of `{role, content}` messages for a chat prompt.
+
+    Every missing variable is reported at once (`MissingVariables.names`), never rendered as empty.
+    The content's `examples` are available as the variable `examples` unless the caller passes one.
+    """
+    context: dict[str, Any] = {EXAMPLES_VARIABLE: content.get("examples", [])}
+    context.update(variables)
+    missing = [
+        name for name in [*content_variables(content), *content_placeholders(content)] if name not in context
+    ]
+    token = _deadline.set(time.monotonic() + RENDER_TIMEOUT)
+    try:
+        if content.get("type") != "chat":
+            try:
+                return _render(content.get("template", ""), context, field="template")
+            except MissingVariables:
+                if missing:
+                    raise MissingVariables(missing, field="template") from None
+                raise
+        out: list[dict[str, Any]] = []
+        for index, message in enumerate(content.get("messages", [])):
+            if message.get("type") == "placeholder":
+                name = message["name"]
+                if name in context:
+                    out.extend(_placeholder_messages(name, context[name]))
+                continue
+            field = f"messages[{index}].content"
+            try:
+                text = _render(message.get("content", ""), context, field=field)
+            except MissingVariables:
+                if missing:
+                    raise MissingVariables(missing, field=field) from None
+                raise
+            out.append({"role": message["role"], "content": text})
+        placeholder_missing = [n for n in content_placeholders(content) if n not in context]
+        if placeholder_missing:
+            raise MissingVariables(placeholder_missing)
+        return out
+    finally:
+        _deadline.reset(token)

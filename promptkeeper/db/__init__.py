@@ -1,0 +1,1 @@
+"""Storage: engine and sessions (`engine`), declarative base (`base`), migrations (`migrate`)."""

@@ -1,0 +1,130 @@
+"""Engine and sessions for SQLite (embedded) and PostgreSQL (production).
+
+Two session factories: `session()` for reads and `write_session()` for writes. On SQLite a write
+session starts with `BEGIN IMMEDIATE`, which takes the database's write lock up front: without it two
+writers that both read the prompt's head version would both try to upgrade their read lock and one
+would fail with "database is locked" instead of waiting. On PostgreSQL writes take row locks
+(`SELECT ... FOR UPDATE`) inside the services, so both factories behave the same there.
+
+Work that must happen only after a commit succeeded (cache invalidation, notifications) is
+registered with `on_commit(session, fn)` and runs after the commit; a rollback discards it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from promptkeeper.config import Settings
+
+log = logging.getLogger(__name__)
+
+_WRITE_OPTION = "promptkeeper_write"
+_HOOKS = "promptkeeper_on_commit"
+_LISTENERS = "promptkeeper_listeners"
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so that `begin` below decides how to BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """Owns the engine and the session factories of one server process."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = make_url(settings.database_url)
+        self.url = url
+        self.dialect = url.get_backend_name()
+        kwargs: dict[str, Any] = {"future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.db_timeout}
+            kwargs["pool_size"] = settings.db_pool_size
+            kwargs["max_overflow"] = settings.db_pool_size * 2
+        elif self.dialect == "postgresql":
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = settings.db_pool_size
+            kwargs["max_overflow"] = settings.db_pool_size
+            kwargs["pool_timeout"] = settings.db_timeout
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.db_timeout))}
+        else:
+            raise ValueError(
+                f"unsupported database URL scheme '{url.drivername}': use sqlite:/// or postgresql://"
+            )
+        self.engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, int(settings.db_timeout * 1000))
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
+        #: Called with every event a service emits (`emit`), after its transaction committed.
+        self.listeners: list[Callable[[object], None]] = []
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def session(self) -> Session:
+        session = self._read()
+        session.info[_LISTENERS] = self.listeners
+        return session
+
+    def write_session(self) -> Session:
+        session = self._write()
+        session.info[_LISTENERS] = self.listeners
+        return session
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def on_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run `fn` once the session's current transaction has committed; drop it on rollback."""
+    session.info.setdefault(_HOOKS, []).append(fn)
+
+
+def emit(session: Session, event_: object) -> None:
+    """Deliver a domain event to the database's listeners once the transaction has committed."""
+    for listener in session.info.get(_LISTENERS, ()):
+        on_commit(session, partial(listener, event_))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_commit_hooks(session: Session) -> None:
+    for fn in session.info.pop(_HOOKS, []):
+        try:
+            fn()
+        except Exception:  # a failed notification must not turn a committed write into an error
+            log.exception("post-commit hook failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_commit_hooks(session: Session) -> None:
+    session.info.pop(_HOOKS, None)

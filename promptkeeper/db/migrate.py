@@ -1,0 +1,62 @@
+"""Schema migrations (Alembic) driven from code: `promptkeeper db upgrade` and server start-up.
+
+Several server instances may start at once against an empty PostgreSQL; a transaction-scoped
+advisory lock makes the first one migrate while the others wait and then find nothing to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_ADVISORY_LOCK_ID = 0x504B_4D49  # "PKMI"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+        command.upgrade(alembic_config(connection), revision)
+
+
+class SchemaOutdated(RuntimeError):
+    pass
+
+
+def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
+    """Migrate an empty database; migrate an outdated one only when `auto_migrate` allows it."""
+    current = current_revision(engine)
+    if current == head_revision():
+        return
+    if current is None or auto_migrate:
+        upgrade(engine)
+        return
+    raise SchemaOutdated(
+        f"database schema is at revision {current}, this release needs {head_revision()}: "
+        "run `promptkeeper db upgrade`"
+    )

@@ -1,0 +1,108 @@
+"""Sample data for a first look (`promptkeeper serve --sample-data`, used by `make run`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from promptkeeper.access.service import DEFAULT_PROJECT, get_project
+from promptkeeper.db.engine import Database
+from promptkeeper.prompts import releases, service
+from promptkeeper.prompts.models import Prompt
+from promptkeeper.prompts.schemas import PromptCreate
+
+AUTHOR = "sample-data"
+
+SAMPLES: list[dict[str, Any]] = [
+    {
+        "name": "support/reply",
+        "description": "Customer-support answer in the brand voice.",
+        "owner": "support-team",
+        "tags": ["support", "chat"],
+        "versions": [
+            {
+                "type": "chat",
+                "messages": [
+                    {"role": "system", "content": "You are a helpful support agent for {{ product }}."},
+                    {"type": "placeholder", "name": "history"},
+                    {"role": "user", "content": "{{ question }}"},
+                ],
+                "config": {"model": "gpt-4o-mini", "temperature": 0.2},
+            },
+            {
+                "type": "chat",
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": "You are a friendly, concise support agent for {{ product }}.\n"
+                        "{% if tier == 'premium' %}The customer is premium: offer a call back.{% endif %}",
+                    },
+                    {"type": "placeholder", "name": "history"},
+                    {"role": "user", "content": "{{ question }}"},
+                ],
+                "config": {"model": "gpt-4o-mini", "temperature": 0.3},
+            },
+        ],
+        "deploy": {"production": 1, "staging": 2},
+    },
+    {
+        "name": "summarize",
+        "description": "Summarize a document in a few bullet points.",
+        "owner": "platform",
+        "tags": ["text"],
+        "versions": [
+            {
+                "type": "text",
+                "template": "Summarize the following text in {{ bullets }} bullet points:\n\n{{ text }}",
+                "config": {"model": "gpt-4o-mini", "max_tokens": 300},
+            },
+        ],
+        "deploy": {"production": 1},
+    },
+]
+
+
+def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
+    """Create the sample prompts when the project has none; returns how many were created."""
+    with database.write_session() as session:
+        project_row = get_project(session=session, name=project)
+        if session.scalar(
+            select(func.count()).select_from(Prompt).where(Prompt.project_id == project_row.id)
+        ):
+            return 0
+        for sample in SAMPLES:
+            first, *rest = sample["versions"]
+            data = PromptCreate.model_validate(
+                {
+                    "name": sample["name"],
+                    "description": sample["description"],
+                    "owner": sample["owner"],
+                    "tags": sample["tags"],
+                    "content": first,
+                    "message": "first version",
+                }
+            )
+            prompt, _ = service.create_prompt(
+                session=session, project_id=project_row.id, data=data, author=AUTHOR
+            )
+            for index, raw in enumerate(rest, start=2):
+                service.create_version(
+                    session=session,
+                    prompt=prompt,
+                    content=service.parse_content(raw),
+                    author=AUTHOR,
+                    message=f"revision {index}",
+                )
+            for environment, number in sample["deploy"].items():
+                releases.deploy(
+                    session=session,
+                    project_id=project_row.id,
+                    name=prompt.name,
+                    environment=environment,
+                    version=number,
+                    actor=AUTHOR,
+                    reason="sample data",
+                )
+        session.commit()
+        return len(SAMPLES)

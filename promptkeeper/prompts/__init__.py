@@ -1,0 +1,1 @@
+"""The registry: prompts, immutable versions, environments, releases and deployment history."""

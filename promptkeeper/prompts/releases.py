@@ -1,0 +1,334 @@
+"""Deployments, rollbacks, the deployment history and resolution (now and at a past instant).
+
+A change of what an environment serves takes the prompt's row lock, appends one `Deployment`
+row and bumps the `Release` revision in the same transaction, then emits `ReleaseChanged`, which the
+runtime turns into cache invalidation after the commit. Holding the prompt lock makes the history
+of one `(prompt, environment)` a clean chain: each row's `previous_version` is the version of the
+row before it and revisions are 1, 2, 3, ... without gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import Database, emit
+from promptkeeper.errors import Conflict, NotFound
+from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
+from promptkeeper.prompts.schemas import ResolveRead
+from promptkeeper.prompts.service import get_environment, get_prompt, get_version
+from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.resolver import Key, Payload
+
+ACTIONS = ("deploy", "promote", "rollback", "auto_rollback", "experiment_start", "experiment_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What an environment serves: the payload of `/v1/resolve`."""
+
+    project_id: int
+    name: str
+    environment: str
+    version: int
+    revision: int
+    content: dict[str, Any]
+    variables: list[str]
+    placeholders: list[str]
+    deployed_at: datetime
+
+
+def current_release(*, session: Session, prompt: Prompt, environment: Environment) -> Release | None:
+    return session.scalar(
+        select(Release).where(Release.prompt_id == prompt.id, Release.environment_id == environment.id)
+    )
+
+
+def _change_release(
+    *,
+    session: Session,
+    prompt: Prompt,
+    environment: Environment,
+    version: int,
+    action: str,
+    actor: str,
+    reason: str,
+    release: Release | None,
+) -> Deployment:
+    now = utcnow()
+    if release is not None and release.updated_at > now:  # keep "what ran at T" monotonic across clocks
+        now = release.updated_at
+    previous = release.version_number if release is not None else None
+    revision = (release.revision if release is not None else 0) + 1
+    if release is None:
+        release = Release(prompt_id=prompt.id, environment_id=environment.id)
+        session.add(release)
+    release.version_number = version
+    release.previous_version = previous
+    release.revision = revision
+    release.updated_at = now
+    release.updated_by = actor
+    deployment = Deployment(
+        prompt_id=prompt.id,
+        environment_id=environment.id,
+        version_number=version,
+        previous_version=previous,
+        action=action,
+        actor=actor,
+        reason=reason,
+        revision=revision,
+        at=now,
+    )
+    session.add(deployment)
+    session.flush()
+    emit(
+        session,
+        ReleaseChanged(
+            project_id=prompt.project_id,
+            prompt=prompt.name,
+            environment=environment.name,
+            revision=revision,
+            version=version,
+            seq=deployment.id,
+        ),
+    )
+    return deployment
+
+
+def deploy(
+    *,
+    session: Session,
+    project_id: int,
+    name: str,
+    environment: str,
+    version: int,
+    actor: str,
+    reason: str = "",
+    action: str = "deploy",
+    expected_revision: int | None = None,
+) -> Deployment:
+    """Make `environment` serve `version` of prompt `name`."""
+    prompt = get_prompt(session=session, project_id=project_id, name=name, lock=True)
+    env = get_environment(session=session, project_id=project_id, name=environment)
+    get_version(session=session, prompt=prompt, number=version)
+    release = current_release(session=session, prompt=prompt, environment=env)
+    current_revision = release.revision if release is not None else 0
+    if expected_revision is not None and expected_revision != current_revision:
+        raise Conflict(
+            f"'{environment}' of '{name}' is at revision {current_revision}, not {expected_revision}",
+            details={"revision": current_revision, "expected_revision": expected_revision},
+        )
+    if release is not None and release.version_number == version:
+        raise Conflict(
+            f"version {version} of '{name}' is already live in '{environment}'",
+            details={"environment": environment, "version": version, "revision": release.revision},
+        )
+    return _change_release(
+        session=session,
+        prompt=prompt,
+        environment=env,
+        version=version,
+        action=action,
+        actor=actor,
+        reason=reason,
+        release=release,
+    )
+
+
+def rollback(
+    *,
+    session: Session,
+    project_id: int,
+    name: str,
+    environment: str,
+    version: int | None,
+    actor: str,
+    reason: str = "",
+    action: str = "rollback",
+) -> Deployment:
+    """Go back to the version live before the current one, or to a named earlier version."""
+    prompt = get_prompt(session=session, project_id=project_id, name=name, lock=True)
+    env = get_environment(session=session, project_id=project_id, name=environment)
+    release = current_release(session=session, prompt=prompt, environment=env)
+    if release is None:
+        raise Conflict(
+            f"nothing is deployed to '{environment}' for '{name}': there is nothing to roll back",
+            details={"environment": environment},
+        )
+    if version is None:
+        if release.previous_version is None:
+            raise Conflict(
+                f"'{environment}' of '{name}' has had a single deployment: name a version to roll back to",
+                details={"environment": environment, "version": release.version_number},
+            )
+        version = release.previous_version
+    else:
+        get_version(session=session, prompt=prompt, number=version)
+        if version == release.version_number:
+            raise Conflict(
+                f"version {version} of '{name}' is already live in '{environment}'",
+                details={"environment": environment, "version": version},
+            )
+    return _change_release(
+        session=session,
+        prompt=prompt,
+        environment=env,
+        version=version,
+        action=action,
+        actor=actor,
+        reason=reason,
+        release=release,
+    )
+
+
+def list_deployments(
+    *,
+    session: Session,
+    project_id: int,
+    name: str,
+    environment: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[tuple[Deployment, str]], int]:
+    """History rows (with their environment's name), newest first, and how many there are in all."""
+    prompt = get_prompt(session=session, project_id=project_id, name=name)
+    query = (
+        select(Deployment, Environment.name)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.prompt_id == prompt.id)
+    )
+    if environment is not None:
+        env = get_environment(session=session, project_id=project_id, name=environment)
+        query = query.where(Deployment.environment_id == env.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(
+        query.order_by(Deployment.at.desc(), Deployment.id.desc()).limit(limit).offset(offset)
+    )
+    return [(row[0], row[1]) for row in rows], total
+
+
+def _explain_missing(
+    *, session: Session, project_id: int, name: str, environment: str, at: datetime | None = None
+) -> NotFound:
+    get_prompt(session=session, project_id=project_id, name=name)
+    get_environment(session=session, project_id=project_id, name=environment)
+    when = f" at {at.isoformat()}" if at is not None else ""
+    return NotFound(
+        f"prompt '{name}' has no version deployed to '{environment}'{when}",
+        details={"prompt": name, "environment": environment, "reason": "not_deployed"},
+    )
+
+
+def resolve(*, session: Session, project_id: int, name: str, environment: str) -> Resolved:
+    """What `environment` serves now: one indexed query (the cache-miss path)."""
+    row = session.execute(
+        select(
+            Release.version_number,
+            Release.revision,
+            Release.updated_at,
+            PromptVersion.content,
+            PromptVersion.variables,
+            PromptVersion.placeholders,
+        )
+        .select_from(Prompt)
+        .join(Release, Release.prompt_id == Prompt.id)
+        .join(Environment, Environment.id == Release.environment_id)
+        .join(
+            PromptVersion,
+            and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Release.version_number),
+        )
+        .where(Prompt.project_id == project_id, Prompt.name == name, Environment.name == environment)
+    ).first()
+    if row is None:
+        raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
+    return Resolved(
+        project_id=project_id,
+        name=name,
+        environment=environment,
+        version=row.version_number,
+        revision=row.revision,
+        content=row.content,
+        variables=row.variables,
+        placeholders=row.placeholders,
+        deployed_at=row.updated_at,
+    )
+
+
+def resolve_at(*, session: Session, project_id: int, name: str, environment: str, at: datetime) -> Resolved:
+    """What `environment` served at instant `at`, from the deployment history (no cache)."""
+    row = session.execute(
+        select(
+            Deployment.version_number,
+            Deployment.revision,
+            Deployment.at,
+            PromptVersion.content,
+            PromptVersion.variables,
+            PromptVersion.placeholders,
+        )
+        .select_from(Prompt)
+        .join(Deployment, Deployment.prompt_id == Prompt.id)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .join(
+            PromptVersion,
+            and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Deployment.version_number),
+        )
+        .where(
+            Prompt.project_id == project_id,
+            Prompt.name == name,
+            Environment.name == environment,
+            Deployment.at <= at,
+        )
+        .order_by(Deployment.revision.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise _explain_missing(
+            session=session, project_id=project_id, name=name, environment=environment, at=at
+        )
+    return Resolved(
+        project_id=project_id,
+        name=name,
+        environment=environment,
+        version=row.version_number,
+        revision=row.revision,
+        content=row.content,
+        variables=row.variables,
+        placeholders=row.placeholders,
+        deployed_at=row.at,
+    )
+
+
+def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:
+    """The `/v1/resolve` body for a resolution, serialized once and cached as bytes."""
+    body = (
+        ResolveRead(
+            at=at,
+            name=resolved.name,
+            version=resolved.version,
+            environment=resolved.environment,
+            content=resolved.content,
+            variables=resolved.variables,
+            placeholders=resolved.placeholders,
+            revision=resolved.revision,
+            deployed_at=resolved.deployed_at,
+        )
+        .model_dump_json()
+        .encode()
+    )
+    etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+    return Payload(
+        body=body, etag=etag, revision=resolved.revision, version=resolved.version, content=resolved.content
+    )
+
+
+def load_payload(database: Database, key: Key) -> Payload:
+    """The resolver's loader: one read transaction, one query on the happy path."""
+    project_id, name, environment = key
+    with database.session() as session:
+        return payload_of(resolve(session=session, project_id=project_id, name=name, environment=environment))

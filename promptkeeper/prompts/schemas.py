@@ -1,0 +1,217 @@
+"""Request and response bodies of the registry API (one family per entity: Create, Update, Read)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from promptkeeper.core.content import PromptContent
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}$"
+ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def check_prompt_name(name: str) -> str:
+    """Names become URL path segments and file paths (prompts-as-files): no empty or dot segments."""
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            "must be 1-128 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit"
+        )
+    segments = name.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError("folders separated by '/' must be non-empty and not '.' or '..'")
+    return name
+
+
+PromptName = Annotated[str, AfterValidator(check_prompt_name)]
+EnvironmentName = Annotated[str, StringConstraints(pattern=ENVIRONMENT_PATTERN)]
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
+T = TypeVar("T")
+VersionStatus = Literal["draft", "testing", "production", "archived"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromptCreate(_Body):
+    name: PromptName
+    description: str = Field(default="", max_length=10_000)
+    owner: str | None = Field(default=None, max_length=128)
+    tags: list[TagName] = Field(default_factory=list, max_length=50)
+    target_model: str | None = Field(default=None, max_length=128)
+    content: PromptContent
+    message: str = Field(default="", max_length=10_000, description="Commit message of version 1.")
+
+
+class PromptUpdate(_Body):
+    """Metadata only; content changes are new versions."""
+
+    description: str | None = Field(default=None, max_length=10_000)
+    owner: str | None = Field(default=None, max_length=128)
+    tags: list[TagName] | None = Field(default=None, max_length=50)
+    target_model: str | None = Field(default=None, max_length=128)
+
+
+class ReleaseRead(BaseModel):
+    """What one environment serves."""
+
+    version: int
+    previous_version: int | None
+    revision: int
+    deployed_at: datetime
+    deployed_by: str
+
+
+class PromptRead(BaseModel):
+    name: str
+    description: str
+    owner: str | None
+    tags: list[str]
+    target_model: str | None
+    latest_version: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    environments: dict[str, ReleaseRead | None] = Field(
+        description="Every environment of the project with what it serves (null: nothing deployed)."
+    )
+
+
+class VersionCreate(_Body):
+    content: PromptContent
+    message: str = Field(default="", max_length=10_000)
+    base_version: int | None = Field(
+        default=None, ge=1, description="The version this edit started from; 409 if the head moved on."
+    )
+    allow_duplicate: bool = Field(
+        default=False, description="Create the version even if content is unchanged."
+    )
+
+
+class VersionRead(BaseModel):
+    prompt: str
+    number: int
+    content: dict[str, Any]
+    variables: list[str]
+    placeholders: list[str]
+    content_hash: str
+    parent: int | None
+    author: str
+    message: str
+    created_at: datetime
+    status: VersionStatus
+    environments: list[str] = Field(description="Environments that serve this version now.")
+
+
+class PromptCreated(PromptRead):
+    version: VersionRead
+
+
+class ChangeRead(BaseModel):
+    path: str
+    kind: Literal["added", "removed", "changed"]
+    before: Any = None
+    after: Any = None
+
+
+class DiffRead(BaseModel):
+    prompt: str
+    from_version: int
+    to_version: int
+    changed_fields: list[str]
+    changes: list[ChangeRead]
+    unified: dict[str, str] = Field(description="Unified diff per changed top-level field.")
+
+
+class DeploymentCreate(_Body):
+    environment: EnvironmentName
+    version: int = Field(ge=1)
+    reason: str = Field(default="", max_length=10_000)
+    expected_revision: int | None = Field(
+        default=None, ge=0, description="The release revision the caller saw; 409 if it changed since."
+    )
+
+
+class RollbackCreate(_Body):
+    environment: EnvironmentName
+    version: int | None = Field(
+        default=None, ge=1, description="Target version; omitted: the version live before the current one."
+    )
+    reason: str = Field(default="", max_length=10_000)
+
+
+class DeploymentRead(BaseModel):
+    id: int
+    prompt: str
+    environment: str
+    version: int
+    previous_version: int | None
+    action: str
+    actor: str
+    reason: str
+    revision: int
+    at: datetime
+
+
+class ResolveRead(BaseModel):
+    name: str
+    version: int
+    environment: str
+    content: dict[str, Any]
+    variables: list[str]
+    placeholders: list[str]
+    revision: int
+    deployed_at: datetime
+    at: datetime | None = Field(default=None, description="The instant asked for with `?at=`.")
+
+
+class RenderRequest(_Body):
+    name: PromptName
+    environment: EnvironmentName | None = Field(
+        default=None, description="Render what this environment serves (default: production)."
+    )
+    version: int | None = Field(default=None, ge=1, description="Render this version instead.")
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RenderRequest:
+        if self.environment is not None and self.version is not None:
+            raise ValueError("give either 'environment' or 'version', not both")
+        return self
+
+
+class RenderRead(BaseModel):
+    name: str
+    version: int
+    environment: str | None
+    type: Literal["text", "chat"]
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any]
+
+
+class EnvironmentCreate(_Body):
+    name: EnvironmentName
+    description: str = Field(default="", max_length=10_000)
+    production: bool = Field(default=False, description="Versions it serves count as 'production'.")
+
+
+class EnvironmentRead(BaseModel):
+    name: str
+    description: str
+    production: bool
+    protected: bool
+    required_approvals: int
+    created_at: datetime
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

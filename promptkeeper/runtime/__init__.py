@@ -1,0 +1,1 @@
+"""Resolution at run time: caches, invalidation bus, stream to SDKs."""

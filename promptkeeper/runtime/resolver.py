@@ -1,0 +1,139 @@
+"""The resolution cache in front of the database: the hot path of every application's LLM call.
+
+A hit is one dictionary lookup and a monotonic-clock comparison; the payload is kept as the
+serialized JSON body with its ETag, so serving it costs no serialization either. On a miss, all
+concurrent requests for one key wait on one loader (single-flight), which runs the database query
+in a worker thread.
+
+Freshness rests on revisions: every change of a release carries the release's new revision. An
+invalidation raises the key's *floor*; an entry below its floor is never served again, and a load
+that raced with the invalidation and read the old row is discarded instead of being stored.
+
+When the database fails, an entry past its TTL is still served (stale-if-error) and marked
+stale, so the route can say so in a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from promptkeeper.db.engine import Database
+from promptkeeper.runtime.events import ReleaseChanged
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, str, str]  # (project id, prompt name, environment)
+DATABASE_ERRORS = (OperationalError, PoolTimeout, DBAPIError)
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A resolved prompt as served: the JSON body and its ETag."""
+
+    body: bytes
+    etag: str
+    revision: int
+    version: int
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    payload: Payload
+    expires: float
+    stale: bool = False
+
+
+class Resolver:
+    """L1 cache + single-flight loader for one server process.
+
+    `load(key)` is the database read (run in a worker thread); it raises the domain's `NotFound`
+    when nothing is deployed, which is passed through uncached.
+    """
+
+    def __init__(self, db: Database, load: Callable[[Key], Payload], *, ttl: float) -> None:
+        self._load_payload = load
+        self._ttl = ttl
+        self._entries: dict[Key, Entry] = {}
+        self._floors: dict[Key, int] = {}
+        self._inflight: dict[Key, asyncio.Future[Entry]] = {}
+        self._lock = threading.Lock()  # guards floors vs. stores; hits never take it
+        self.hits = 0
+        self.misses = 0
+        self.stale_served = 0
+        db.listeners.append(self._on_event)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, project_id: int, name: str, environment: str) -> Entry:
+        key = (project_id, name, environment)
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > time.monotonic():
+            self.hits += 1
+            return entry
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        return await self._load(key, entry)
+
+    async def _load(self, key: Key, previous: Entry | None) -> Entry:
+        self.misses += 1
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            payload = await self._fetch(key)
+            entry = Entry(payload, time.monotonic() + self._ttl)
+            self._store(key, entry)
+            future.set_result(entry)
+        except DATABASE_ERRORS as exc:
+            if previous is None:
+                future.set_exception(exc)
+            else:
+                self.stale_served += 1
+                log.warning("database unavailable, serving %s/%s from stale cache", key[1], key[2])
+                future.set_result(Entry(previous.payload, previous.expires, stale=True))
+        except BaseException as exc:
+            future.set_exception(exc)
+        finally:
+            del self._inflight[key]
+        return await future
+
+    async def _fetch(self, key: Key) -> Payload:
+        return await anyio.to_thread.run_sync(self._load_payload, key)
+
+    def _store(self, key: Key, entry: Entry) -> None:
+        with self._lock:
+            if entry.payload.revision >= self._floors.get(key, 0):
+                self._entries[key] = entry
+
+    # -- invalidation ------------------------------------------------------------------------------
+
+    def invalidate(self, project_id: int, name: str, environment: str, revision: int) -> bool:
+        """Forget what is older than `revision`; returns whether an entry was dropped."""
+        key = (project_id, name, environment)
+        with self._lock:
+            if revision > self._floors.get(key, 0):
+                self._floors[key] = revision
+            entry = self._entries.get(key)
+            if entry is not None and entry.payload.revision < revision:
+                del self._entries[key]
+                return True
+        return False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, ReleaseChanged):
+            self.invalidate(event.project_id, event.prompt, event.environment, event.revision)

@@ -1,0 +1,176 @@
+"""Test fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL: database `test` on 127.0.0.1:5432 (override with PROMPTKEEPER_TEST_POSTGRES_URL); each
+pytest-xdist worker gets its own schema, migrated once, and tables are truncated between tests.
+SQLite: one migrated file per session, copied for every test.
+Under CI=true an unreachable PostgreSQL or Redis fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from promptkeeper.app import create_app
+from promptkeeper.config import Settings
+from promptkeeper.db import migrate
+from promptkeeper.db.models import metadata
+
+ADMIN_KEY = "pk_testadm1_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+POSTGRES_URL = os.environ.get(
+    "PROMPTKEEPER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("PROMPTKEEPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); run `make services` (scripts/ensure-services.sh)"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.name == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A schema of our own in the test database, migrated once."""
+    schema = f"pk_test_{_worker_id()}"
+    admin = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        admin.dispose()
+        service_missing(f"PostgreSQL at {POSTGRES_URL}", exc)
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    rendered = url.render_as_string(hide_password=False)
+    engine = create_engine(rendered)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield rendered
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        _truncate_postgres(url)
+        return Backend("postgresql", url)
+    template: Path = request.getfixturevalue("sqlite_template")
+    target = tmp_path / "promptkeeper.db"
+    shutil.copyfile(template, target)
+    return Backend("sqlite", f"sqlite:///{target}")
+
+
+def make_settings(backend: Backend, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": backend.url,
+        "admin_key": ADMIN_KEY,
+        "admin_key_file": tmp_path / "admin-key",
+        "db_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    return make_settings(backend, tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app in-process, authenticated as the bootstrap admin."""
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
+        yield test_client
+
+
+class LiveServer:
+    """A real uvicorn server in a background thread, for concurrency and SDK tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+        self._socket.close()
+
+    def client(self, key: str = ADMIN_KEY, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, **kwargs)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()

@@ -1,0 +1,60 @@
+"""Helpers shared by the API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+Client = TestClient | httpx.Client
+
+
+def text_content(template: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "text", "template": template, **extra}
+
+
+def chat_content(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "chat", "messages": list(messages), **extra}
+
+
+def create_prompt(
+    client: Client, name: str, template: str = "Hello {{ name }}", **extra: Any
+) -> dict[str, Any]:
+    response = client.post("/v1/prompts", json={"name": name, "content": text_content(template), **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def add_version(client: Client, name: str, template: str, **extra: Any) -> dict[str, Any]:
+    response = client.post(
+        f"/v1/prompts/{quote_name(name)}/versions", json={"content": text_content(template), **extra}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def deploy(client: Client, name: str, environment: str, version: int, **extra: Any) -> dict[str, Any]:
+    response = client.post(
+        f"/v1/prompts/{quote_name(name)}/deployments",
+        json={"environment": environment, "version": version, **extra},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def quote_name(name: str) -> str:
+    return name.replace("/", "%2F")
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The error object of a response, asserting the shared error shape."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    error: dict[str, Any] = body["error"]
+    return error
