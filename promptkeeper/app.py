@@ -49,7 +49,11 @@ def announce_admin_key(settings: Settings, generated: str | None) -> None:
 def build_context(settings: Settings) -> tuple[AppContext, str | None]:
     """Connect, migrate, bootstrap; returns the context and an admin key generated now, if any."""
     db = Database(settings)
-    generated = bootstrap(database=db, settings=settings)
+    try:
+        generated = bootstrap(database=db, settings=settings)
+    except BaseException:
+        db.dispose()
+        raise
     context = AppContext(
         settings=settings,
         db=db,

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 
 from promptkeeper.config import Settings
+
+if TYPE_CHECKING:
+    from promptkeeper.db.engine import Database
 
 app = typer.Typer(
     name="promptkeeper",
@@ -25,7 +28,8 @@ app.add_typer(db_app, name="db")
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    """Print one readable line (driver messages span several) and exit with code 1."""
+    typer.echo("error: " + " ".join(message.split()), err=True)
     return typer.Exit(code=1)
 
 
@@ -87,6 +91,15 @@ def _seed(settings: Settings) -> None:
         database.dispose()
 
 
+def _database(settings: Settings) -> Database:
+    from promptkeeper.db.engine import Database
+
+    try:
+        return Database(settings)
+    except (ValueError, ImportError) as exc:
+        raise _fail(str(exc)) from None
+
+
 def _safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
@@ -101,10 +114,9 @@ def db_upgrade(
     from sqlalchemy.exc import OperationalError
 
     from promptkeeper.db import migrate
-    from promptkeeper.db.engine import Database
 
     settings = _settings()
-    database = Database(settings)
+    database = _database(settings)
     try:
         before = migrate.current_revision(database.engine)
         migrate.upgrade(database.engine, revision)
@@ -125,10 +137,9 @@ def db_current() -> None:
     from sqlalchemy.exc import OperationalError
 
     from promptkeeper.db import migrate
-    from promptkeeper.db.engine import Database
 
     settings = _settings()
-    database = Database(settings)
+    database = _database(settings)
     try:
         current = migrate.current_revision(database.engine)
     except OperationalError as exc:

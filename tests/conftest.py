@@ -112,6 +112,25 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend("sqlite", f"sqlite:///{target}")
 
 
+@pytest.fixture(params=BACKENDS)
+def empty_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A database with nothing in it: a new SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
+        return
+    request.getfixturevalue("postgres_url")  # skips or fails when PostgreSQL is unreachable
+    schema = f"pk_empty_{_worker_id()}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield Backend("postgresql", url.render_as_string(hide_password=False))
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin.dispose()
+
+
 def make_settings(backend: Backend, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": backend.url,

@@ -55,9 +55,16 @@ def test_deploy_errors(client: TestClient) -> None:
         response = client.post("/v1/prompts/p/deployments", json=body)
         assert response.status_code == status, (body, response.text)
         assert fragment in error_of(response)["message"], (fragment, response.text)
-    assert client.post("/v1/prompts/nope/deployments", json={"environment": "production", "version": 1}).status_code == 404
+    assert (
+        client.post(
+            "/v1/prompts/nope/deployments", json={"environment": "production", "version": 1}
+        ).status_code
+        == 404
+    )
     assert client.get("/v1/prompts/p/deployments").json()["total"] == 1
-    ok = client.post("/v1/prompts/p/deployments", json={"environment": "production", "version": 1, "expected_revision": 1})
+    ok = client.post(
+        "/v1/prompts/p/deployments", json={"environment": "production", "version": 1, "expected_revision": 1}
+    )
     assert ok.status_code == 201
 
 
@@ -111,7 +118,10 @@ def test_status_is_derived_from_history(client: TestClient) -> None:
     deploy(client, "s", "production", 1)
     deploy(client, "s", "production", 2)
     deploy(client, "s", "staging", 3)
-    statuses = {v["number"]: (v["status"], v["environments"]) for v in client.get("/v1/prompts/s/versions").json()["items"]}
+    statuses = {
+        v["number"]: (v["status"], v["environments"])
+        for v in client.get("/v1/prompts/s/versions").json()["items"]
+    }
     assert statuses == {
         4: ("draft", []),
         3: ("testing", ["staging"]),
@@ -172,7 +182,9 @@ def test_time_travel(client: TestClient) -> None:
     assert t1 <= t2 <= t3
 
     def at(instant: datetime) -> dict[str, object]:
-        response = client.get("/v1/resolve/t", params={"environment": "production", "at": instant.isoformat()})
+        response = client.get(
+            "/v1/resolve/t", params={"environment": "production", "at": instant.isoformat()}
+        )
         assert response.status_code == 200, response.text
         body: dict[str, object] = response.json()
         return body
@@ -240,7 +252,9 @@ def test_render_text_and_chat(client: TestClient) -> None:
     assert both.status_code == 422 and "not both" in error_of(both)["message"]
     undeployed = client.post("/v1/render", json={"name": "chat", "environment": "staging"})
     assert undeployed.status_code == 404
-    unsafe = client.post("/v1/prompts", json={"name": "unsafe", "content": {"type": "text", "template": "{{ x.__class__ }}"}})
+    unsafe = client.post(
+        "/v1/prompts", json={"name": "unsafe", "content": {"type": "text", "template": "{{ x.__class__ }}"}}
+    )
     assert unsafe.status_code == 201
     rendered = client.post("/v1/render", json={"name": "unsafe", "version": 1, "variables": {"x": 1}})
     assert rendered.status_code == 422 and "unsafe" in error_of(rendered)["message"]

@@ -45,7 +45,9 @@ def test_unchanged_content_is_409_unless_allowed(client: TestClient) -> None:
     # key order and explicit nulls do not make content different
     reordered = {"config": {}, "template": "same", "type": "text", "response_schema": None}
     assert client.post("/v1/prompts/p/versions", json={"content": reordered}).status_code == 409
-    allowed = client.post("/v1/prompts/p/versions", json={"content": text_content("same"), "allow_duplicate": True})
+    allowed = client.post(
+        "/v1/prompts/p/versions", json={"content": text_content("same"), "allow_duplicate": True}
+    )
     assert allowed.status_code == 201 and allowed.json()["number"] == 2
 
 
@@ -63,11 +65,17 @@ def test_base_version_conflict_names_head(client: TestClient) -> None:
     ("content", "field", "line"),
     [
         (text_content("ok\n{{ broken }"), "content.template", 2),
-        (chat_content({"role": "system", "content": "fine"}, {"role": "user", "content": "{% if x %}"}), "content.messages[1].content", 1),
+        (
+            chat_content({"role": "system", "content": "fine"}, {"role": "user", "content": "{% if x %}"}),
+            "content.messages[1].content",
+            1,
+        ),
         (text_content("{% include 'x' %}"), "content.template", 1),
     ],
 )
-def test_template_errors_are_422_with_field_and_line(client: TestClient, content: dict[str, object], field: str, line: int) -> None:
+def test_template_errors_are_422_with_field_and_line(
+    client: TestClient, content: dict[str, object], field: str, line: int
+) -> None:
     create_prompt(client, "p")
     response = client.post("/v1/prompts/p/versions", json={"content": content})
     assert response.status_code == 422
@@ -86,7 +94,10 @@ def test_bad_bodies_are_422_naming_the_field(client: TestClient) -> None:
     cases = [
         ({}, "body.content"),
         ({"content": {"type": "text"}}, "body.content.text.template"),
-        ({"content": {"type": "chat", "messages": [{"role": "robot", "content": "x"}]}}, "body.content.chat.messages[0]"),
+        (
+            {"content": {"type": "chat", "messages": [{"role": "robot", "content": "x"}]}},
+            "body.content.chat.messages[0]",
+        ),
         ({"content": text_content("x"), "base_version": 0}, "body.base_version"),
         ({"content": text_content("x"), "surprise": 1}, "body.surprise"),
     ]
@@ -96,7 +107,9 @@ def test_bad_bodies_are_422_naming_the_field(client: TestClient) -> None:
         error = error_of(response)
         assert field in error["message"], (field, error)
         assert any(e["field"].startswith(field) for e in error["details"]["errors"])
-    not_json = client.post("/v1/prompts/p/versions", content=b"{not json", headers={"content-type": "application/json"})
+    not_json = client.post(
+        "/v1/prompts/p/versions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert not_json.status_code == 422
     assert error_of(not_json)["code"] == "validation_failed"
     assert client.get("/v1/prompts/p").json()["latest_version"] == 1
@@ -105,7 +118,9 @@ def test_bad_bodies_are_422_naming_the_field(client: TestClient) -> None:
 def test_no_route_modifies_a_version(client: TestClient) -> None:
     create_prompt(client, "p", "original")
     for method in ("PUT", "PATCH", "DELETE"):
-        response = client.request(method, "/v1/prompts/p/versions/1", json={"content": text_content("changed")})
+        response = client.request(
+            method, "/v1/prompts/p/versions/1", json={"content": text_content("changed")}
+        )
         assert response.status_code == 405, method
         assert error_of(response)["code"] == "method_not_allowed"
     assert client.get("/v1/prompts/p/versions/1").json()["content"]["template"] == "original"
@@ -117,7 +132,10 @@ def test_database_rejects_version_update(client: TestClient, settings: Settings)
     try:
         with pytest.raises(DBAPIError, match="immutable"):
             with engine.begin() as connection:
-                connection.execute(text("UPDATE prompt_versions SET content = :c"), {"c": '{"type":"text","template":"evil"}'})
+                connection.execute(
+                    text("UPDATE prompt_versions SET content = :c"),
+                    {"c": '{"type":"text","template":"evil"}'},
+                )
         with pytest.raises(DBAPIError, match="immutable"):
             with engine.begin() as connection:
                 connection.execute(text("UPDATE prompt_versions SET message = 'rewritten'"))

@@ -11,9 +11,13 @@ ADAPTER: TypeAdapter[object] = TypeAdapter(PromptContent)
 
 
 def test_hash_ignores_key_order_and_nulls() -> None:
-    a = content_document(ADAPTER.validate_python({"type": "text", "template": "x", "config": {"a": 1, "b": 2}}))  # type: ignore[arg-type]
+    a = content_document(
+        ADAPTER.validate_python({"type": "text", "template": "x", "config": {"a": 1, "b": 2}})
+    )  # type: ignore[arg-type]
     b = content_document(
-        ADAPTER.validate_python({"config": {"b": 2, "a": 1}, "template": "x", "type": "text", "response_schema": None})  # type: ignore[arg-type]
+        ADAPTER.validate_python(
+            {"config": {"b": 2, "a": 1}, "template": "x", "type": "text", "response_schema": None}
+        )  # type: ignore[arg-type]
     )
     assert a == b
     assert content_hash(a) == content_hash(b)
@@ -23,10 +27,16 @@ def test_hash_ignores_key_order_and_nulls() -> None:
 
 def test_chat_items_are_messages_or_placeholders() -> None:
     chat = ADAPTER.validate_python(
-        {"type": "chat", "messages": [{"role": "system", "content": "s"}, {"type": "placeholder", "name": "history"}]}
+        {
+            "type": "chat",
+            "messages": [{"role": "system", "content": "s"}, {"type": "placeholder", "name": "history"}],
+        }
     )
     document = content_document(chat)  # type: ignore[arg-type]
-    assert document["messages"] == [{"role": "system", "content": "s"}, {"type": "placeholder", "name": "history"}]
+    assert document["messages"] == [
+        {"role": "system", "content": "s"},
+        {"type": "placeholder", "name": "history"},
+    ]
     assert list(document)[0] == "type"
 
 
@@ -39,7 +49,10 @@ def test_chat_items_are_messages_or_placeholders() -> None:
         ({"type": "chat", "messages": [{"role": "wizard", "content": "x"}]}, "role"),
         ({"type": "chat", "messages": [{"type": "placeholder", "name": "bad name"}]}, "pattern"),
         (
-            {"type": "chat", "messages": [{"type": "placeholder", "name": "h"}, {"type": "placeholder", "name": "h"}]},
+            {
+                "type": "chat",
+                "messages": [{"type": "placeholder", "name": "h"}, {"type": "placeholder", "name": "h"}],
+            },
             "unique",
         ),
         ({"type": "text", "template": "x", "unknown": 1}, "Extra inputs"),

@@ -20,7 +20,11 @@ def test_identical_documents_have_no_diff() -> None:
     ("after", "paths", "fields"),
     [
         ({**TEXT, "config": {"temperature": 0.7}}, [("config.temperature", "changed", 0.2, 0.7)], ["config"]),
-        ({**TEXT, "config": {"temperature": 0.2, "model": "m"}}, [("config.model", "added", None, "m")], ["config"]),
+        (
+            {**TEXT, "config": {"temperature": 0.2, "model": "m"}},
+            [("config.model", "added", None, "m")],
+            ["config"],
+        ),
         ({**TEXT, "config": {}}, [("config.temperature", "removed", 0.2, None)], ["config"]),
         (
             {**TEXT, "template": "Hi {{ name }}\nBye"},

@@ -101,7 +101,10 @@ def test_chat_render_with_placeholder_and_examples() -> None:
     content = {
         "type": "chat",
         "messages": [
-            {"role": "system", "content": "Be brief. {% for e in examples %}Q:{{ e.q }} A:{{ e.a }} {% endfor %}"},
+            {
+                "role": "system",
+                "content": "Be brief. {% for e in examples %}Q:{{ e.q }} A:{{ e.a }} {% endfor %}",
+            },
             {"type": "placeholder", "name": "history"},
             {"role": "user", "content": "{{ question }}"},
         ],
@@ -175,7 +178,8 @@ def test_slow_template_hits_the_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(RenderFailed, match="longer than"):
         render_template(
-            "{% for i in range(99999) %}{% for j in range(99999) %}{% if j.real %}{% endif %}{% endfor %}{% endfor %}",
+            "{% for i in range(99999) %}{% for j in range(99999) %}"
+            "{% if j.real %}{% endif %}{% endfor %}{% endfor %}",
             {},
         )
     assert time.monotonic() - started < 10
