@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     )
     install_error_handlers(app)
     app.add_middleware(EncodedSlashMiddleware)
+    app.include_router(runtime_routes.router)  # first: routes are matched in order, resolve is the hot path
     app.include_router(health.router)
     app.include_router(prompt_routes.router)
-    app.include_router(runtime_routes.router)
     return app

@@ -1,5 +1,8 @@
 """Request dependencies: the app context, database sessions, the caller and its role.
 
+Dependencies that do no blocking work are `async def`: FastAPI runs a plain `def` dependency in
+the thread pool, and on the resolve hot path each such hop costs more than the lookup itself.
+
 Write routes get a write session and call `session.commit()` themselves before they build the
 response, so a failed commit is an error response and never a 201 for work that was not saved.
 """
@@ -21,7 +24,7 @@ from promptkeeper.prompts.schemas import check_prompt_name
 ENCODED_SLASH = "%2F"
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
@@ -58,15 +61,19 @@ EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
 ADMIN_ROLES = frozenset({Role.admin})
 
 
+def check_role(principal: Principal, roles: frozenset[Role], action: str) -> Principal:
+    if principal.role not in roles:
+        allowed = sorted(r.value for r in roles)
+        raise PermissionDenied(
+            f"a '{principal.role.value}' key cannot {action}; needs one of: {', '.join(allowed)}",
+            details={"role": principal.role.value, "allowed": allowed},
+        )
+    return principal
+
+
 def require(roles: frozenset[Role], action: str) -> Callable[..., Any]:
     async def check(principal: CallerDep) -> Principal:
-        if principal.role not in roles:
-            allowed = ", ".join(sorted(r.value for r in roles))
-            raise PermissionDenied(
-                f"a '{principal.role.value}' key cannot {action}; needs one of: {allowed}",
-                details={"role": principal.role.value, "allowed": sorted(r.value for r in roles)},
-            )
-        return principal
+        return check_role(principal, roles, action)
 
     return check
 
@@ -77,14 +84,18 @@ Editor = Annotated[Principal, Depends(require(EDIT_ROLES, "change prompts or dep
 Admin = Annotated[Principal, Depends(require(ADMIN_ROLES, "administer the project"))]
 
 
-def prompt_name(name: Annotated[str, Path(description="Prompt name; '/' travels as %2F")]) -> str:
-    decoded = name.replace(ENCODED_SLASH, "/").replace("%2f", "/")
+def decode_prompt_name(raw: str) -> str:
+    decoded = raw.replace(ENCODED_SLASH, "/")
     try:
         return check_prompt_name(decoded)
     except ValueError as exc:
         raise ValidationFailed(
-            f"path.name: invalid prompt name {decoded[:140]!r}: {exc}", details={"field": "name"}
+            f"path.name: invalid prompt name {decoded[:140]!r}: {exc}", details={"field": "path.name"}
         ) from None
+
+
+async def prompt_name(name: Annotated[str, Path(description="Prompt name; '/' travels as %2F")]) -> str:
+    return decode_prompt_name(name)
 
 
 PromptNameDep = Annotated[str, Depends(prompt_name)]

@@ -26,6 +26,7 @@ class EncodedSlashMiddleware:
             if raw and b"%2f" in raw.lower():
                 raw_text = raw.decode("latin-1").split("?", 1)[0]
                 segments = [unquote(part).replace("/", ENCODED_SLASH) for part in raw_text.split("/")]
+                # (`%2f` arrives as `/` from unquote and is re-encoded upper-case here)
                 scope = dict(scope)
                 scope["path"] = "/".join(segments)
         await self.app(scope, receive, send)

@@ -13,11 +13,12 @@ registered with `on_commit(session, fn)` and runs after the commit; a rollback d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +96,14 @@ class Database:
         session = self._write()
         session.info[_LISTENERS] = self.listeners
         return session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A connection for one read-only statement, without BEGIN/ROLLBACK round trips on PostgreSQL."""
+        with self.engine.connect() as connection:
+            if self.is_postgres:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
@@ -225,28 +225,31 @@ def _explain_missing(
     )
 
 
-def resolve(*, session: Session, project_id: int, name: str, environment: str) -> Resolved:
-    """What `environment` serves now: one indexed query (the cache-miss path)."""
-    row = session.execute(
-        select(
-            Release.version_number,
-            Release.revision,
-            Release.updated_at,
-            PromptVersion.content,
-            PromptVersion.variables,
-            PromptVersion.placeholders,
-        )
-        .select_from(Prompt)
-        .join(Release, Release.prompt_id == Prompt.id)
-        .join(Environment, Environment.id == Release.environment_id)
-        .join(
-            PromptVersion,
-            and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Release.version_number),
-        )
-        .where(Prompt.project_id == project_id, Prompt.name == name, Environment.name == environment)
-    ).first()
-    if row is None:
-        raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
+_RESOLVE = (
+    select(
+        Release.version_number,
+        Release.revision,
+        Release.updated_at,
+        PromptVersion.content,
+        PromptVersion.variables,
+        PromptVersion.placeholders,
+    )
+    .select_from(Prompt)
+    .join(Release, Release.prompt_id == Prompt.id)
+    .join(Environment, Environment.id == Release.environment_id)
+    .join(
+        PromptVersion,
+        and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Release.version_number),
+    )
+    .where(
+        Prompt.project_id == bindparam("project_id"),
+        Prompt.name == bindparam("name"),
+        Environment.name == bindparam("environment"),
+    )
+)
+
+
+def _resolved(project_id: int, name: str, environment: str, row: Any) -> Resolved:
     return Resolved(
         project_id=project_id,
         name=name,
@@ -258,6 +261,15 @@ def resolve(*, session: Session, project_id: int, name: str, environment: str) -
         placeholders=row.placeholders,
         deployed_at=row.updated_at,
     )
+
+
+def resolve(*, session: Session, project_id: int, name: str, environment: str) -> Resolved:
+    """What `environment` serves now: one indexed query (the cache-miss path)."""
+    params = {"project_id": project_id, "name": name, "environment": environment}
+    row = session.execute(_RESOLVE, params).first()
+    if row is None:
+        raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
+    return _resolved(project_id, name, environment, row)
 
 
 def resolve_at(*, session: Session, project_id: int, name: str, environment: str, at: datetime) -> Resolved:
@@ -328,7 +340,12 @@ def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:
 
 
 def load_payload(database: Database, key: Key) -> Payload:
-    """The resolver's loader: one read transaction, one query on the happy path."""
+    """The resolver's loader: a single statement outside a transaction on the happy path."""
     project_id, name, environment = key
-    with database.session() as session:
-        return payload_of(resolve(session=session, project_id=project_id, name=name, environment=environment))
+    with database.read_connection() as connection:
+        params = {"project_id": project_id, "name": name, "environment": environment}
+        row = connection.execute(_RESOLVE, params).first()
+    if row is None:
+        with database.session() as session:
+            raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
+    return payload_of(_resolved(project_id, name, environment, row))

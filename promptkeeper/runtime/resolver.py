@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -61,9 +62,12 @@ class Resolver:
     when nothing is deployed, which is passed through uncached.
     """
 
-    def __init__(self, db: Database, load: Callable[[Key], Payload], *, ttl: float) -> None:
+    def __init__(self, db: Database, load: Callable[[Key], Payload], *, ttl: float, max_loads: int = 4) -> None:
         self._load_payload = load
         self._ttl = ttl
+        # A few loader threads keep the database busy; more only contend for the GIL and the pool.
+        self._max_loads = max_loads
+        self._limiter: anyio.CapacityLimiter | None = None
         self._entries: dict[Key, Entry] = {}
         self._floors: dict[Key, int] = {}
         self._inflight: dict[Key, asyncio.Future[Entry]] = {}
@@ -109,7 +113,9 @@ class Resolver:
         return await future
 
     async def _fetch(self, key: Key) -> Payload:
-        return await anyio.to_thread.run_sync(self._load_payload, key)
+        if self._limiter is None:  # created lazily: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self._max_loads)
+        return await anyio.to_thread.run_sync(self._load_payload, key, limiter=self._limiter)
 
     def _store(self, key: Key, entry: Entry) -> None:
         with self._lock:
