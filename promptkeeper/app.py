@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import partial
 
 from fastapi import FastAPI
@@ -19,10 +20,11 @@ from promptkeeper.api.middleware import EncodedSlashMiddleware
 from promptkeeper.bootstrap import bootstrap, write_admin_key
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
+from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
-from promptkeeper.prompts.releases import load_payload
 from promptkeeper.runtime import routes as runtime_routes
-from promptkeeper.runtime.resolver import Resolver
+from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.runtime import Feeds, Runtime
 
 log = logging.getLogger("promptkeeper")
 
@@ -54,13 +56,30 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
     except BaseException:
         db.dispose()
         raise
+    runtime = Runtime(settings, registry_feeds(db))
+    db.listeners.append(runtime.on_commit)
     context = AppContext(
-        settings=settings,
-        db=db,
-        auth=Authenticator(db, ttl=settings.auth_cache_ttl),
-        resolver=Resolver(db, partial(load_payload, db), ttl=settings.cache_l1_ttl),
+        settings=settings, db=db, auth=Authenticator(db, ttl=settings.auth_cache_ttl), runtime=runtime
     )
     return context, generated
+
+
+def registry_feeds(db: Database) -> Feeds:
+    """The registry's reads, handed to the runtime (which must not import the registry)."""
+
+    def changes_since(since: datetime) -> list[ReleaseChanged]:
+        with db.session() as session:
+            return releases.changes_since(session=session, since=since)
+
+    def current_revisions() -> list[tuple[int, str, str, int]]:
+        with db.session() as session:
+            return releases.current_revisions(session=session)
+
+    return Feeds(
+        load=partial(releases.load_payload, db),
+        changes_since=changes_since,
+        current_revisions=current_revisions,
+    )
 
 
 def create_app(settings: Settings | None = None, *, announce: bool = False) -> FastAPI:
@@ -74,9 +93,11 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         elif generated is not None:
             write_admin_key(settings.admin_key_file, generated)
         app.state.context = context
+        await context.runtime.start()
         try:
             yield
         finally:
+            await context.runtime.stop()
             context.db.dispose()
 
     app = FastAPI(

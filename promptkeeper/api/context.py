@@ -8,6 +8,7 @@ from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.runtime.resolver import Resolver
+from promptkeeper.runtime.runtime import Runtime
 
 
 @dataclass
@@ -15,4 +16,8 @@ class AppContext:
     settings: Settings
     db: Database
     auth: Authenticator
-    resolver: Resolver
+    runtime: Runtime
+
+    @property
+    def resolver(self) -> Resolver:
+        return self.runtime.resolver

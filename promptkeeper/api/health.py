@@ -23,15 +23,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "A dependency is unreachable."}})
 async def readyz(context: ContextDep) -> Any:
-    """The database answers (within the configured timeout)."""
+    """The database answers (within the configured timeout). Redis is reported but optional: without
+    it the instance still serves, from its own cache and the database."""
+    checks: dict[str, str] = {}
+    redis = context.runtime.redis
+    if redis is not None:
+        checks["redis"] = "ok" if await redis.ping() else "unavailable (serving without it)"
     try:
         with anyio.fail_after(context.settings.db_timeout + 1):
             await anyio.to_thread.run_sync(context.db.ping, abandon_on_cancel=True)
     except Exception as exc:  # any failure to answer is "not ready"
-        return error_response(
-            503,
-            "unavailable",
-            "database unreachable",
-            {"checks": {"database": f"error: {type(exc).__name__}"}},
-        )
-    return JSONResponse({"status": "ready", "checks": {"database": "ok"}})
+        checks["database"] = f"error: {type(exc).__name__}"
+        return error_response(503, "unavailable", "database unreachable", {"checks": checks})
+    checks["database"] = "ok"
+    return JSONResponse({"status": "ready", "checks": checks})

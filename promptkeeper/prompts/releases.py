@@ -349,3 +349,89 @@ def load_payload(database: Database, key: Key) -> Payload:
         with database.session() as session:
             raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
     return payload_of(_resolved(project_id, name, environment, row))
+
+
+# --- change feeds for the runtime (periodic check, SSE resume) ------------------------------------
+
+_CHANGES = (
+    select(
+        Prompt.project_id,
+        Prompt.name,
+        Environment.name.label("environment"),
+        Deployment.revision,
+        Deployment.version_number,
+        Deployment.id,
+    )
+    .select_from(Deployment)
+    .join(Prompt, Prompt.id == Deployment.prompt_id)
+    .join(Environment, Environment.id == Deployment.environment_id)
+)
+
+
+def _changes(rows: Any) -> list[ReleaseChanged]:
+    return [
+        ReleaseChanged(
+            project_id=row[0], prompt=row[1], environment=row[2], revision=row[3], version=row[4], seq=row[5]
+        )
+        for row in rows
+    ]
+
+
+def changes_since(*, session: Session, since: datetime) -> list[ReleaseChanged]:
+    """Every release change recorded at or after `since` (all projects), oldest first."""
+    rows = session.execute(_CHANGES.where(Deployment.at >= since).order_by(Deployment.id))
+    return _changes(rows)
+
+
+def changes_after(
+    *, session: Session, project_id: int, seq: int, environment: str | None = None, limit: int = 10_000
+) -> list[ReleaseChanged]:
+    """A project's changes after position `seq` (an SSE `Last-Event-ID`), oldest first."""
+    query = _CHANGES.where(Prompt.project_id == project_id, Deployment.id > seq)
+    if environment is not None:
+        query = query.where(Environment.name == environment)
+    return _changes(session.execute(query.order_by(Deployment.id).limit(limit)))
+
+
+def latest_seq(*, session: Session, project_id: int) -> int:
+    """The position of the newest change of a project (0 when there is none)."""
+    value = session.scalar(
+        select(func.max(Deployment.id))
+        .join(Prompt, Prompt.id == Deployment.prompt_id)
+        .where(Prompt.project_id == project_id)
+    )
+    return int(value or 0)
+
+
+def current_revisions(*, session: Session) -> list[tuple[int, str, str, int]]:
+    """`(project_id, prompt, environment, revision)` of every release: the cache floors at start-up."""
+    rows = session.execute(
+        select(Prompt.project_id, Prompt.name, Environment.name, Release.revision)
+        .select_from(Release)
+        .join(Prompt, Prompt.id == Release.prompt_id)
+        .join(Environment, Environment.id == Release.environment_id)
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def load_pinned(database: Database, project_id: int, name: str, number: int) -> Payload:
+    """A specific version as a resolve payload (`environment` and `revision` null): immutable."""
+    with database.session() as session:
+        prompt = get_prompt(session=session, project_id=project_id, name=name)
+        version = get_version(session=session, prompt=prompt, number=number)
+        body = (
+            ResolveRead(
+                name=name,
+                version=version.number,
+                environment=None,
+                content=version.content,
+                variables=version.variables,
+                placeholders=version.placeholders,
+                revision=None,
+                deployed_at=None,
+            )
+            .model_dump_json()
+            .encode()
+        )
+    etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+    return Payload(body=body, etag=etag, revision=0, version=version.number, content=version.content)

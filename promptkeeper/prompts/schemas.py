@@ -161,12 +161,14 @@ class DeploymentRead(BaseModel):
 class ResolveRead(BaseModel):
     name: str
     version: int
-    environment: str
+    environment: str | None = Field(description="Null when a specific version was asked for.")
     content: dict[str, Any]
     variables: list[str]
     placeholders: list[str]
-    revision: int
-    deployed_at: datetime
+    revision: int | None = Field(description="The release revision; null for a specific version.")
+    deployed_at: datetime | None = Field(
+        description="When this release was made; null for a specific version."
+    )
     at: datetime | None = Field(default=None, description="The instant asked for with `?at=`.")
 
 

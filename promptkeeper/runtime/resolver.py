@@ -2,15 +2,15 @@
 
 A hit is one dictionary lookup and a monotonic-clock comparison; the payload is kept as the
 serialized JSON body with its ETag, so serving it costs no serialization either. On a miss, all
-concurrent requests for one key wait on one loader (single-flight), which runs the database query
-in a worker thread.
+concurrent requests for one key wait on one loader (single-flight), which asks L2 (Redis, when
+configured) and then the database, in a worker thread.
 
 Freshness rests on revisions: every change of a release carries the release's new revision. An
 invalidation raises the key's *floor*; an entry below its floor is never served again, and a load
 that raced with the invalidation and read the old row is discarded instead of being stored.
 
 When the database fails, an entry past its TTL is still served (stale-if-error) and marked
-stale, so the route can say so in a header.
+stale, so the route can say so in a header; without one, an L2 entry of any revision is.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-from promptkeeper.db.engine import Database
-from promptkeeper.runtime.events import ReleaseChanged
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +52,14 @@ class Entry:
     stale: bool = False
 
 
+class SharedCache(Protocol):
+    """L2: shared by all instances; never raises (an unavailable cache is a miss)."""
+
+    async def get(self, key: Key) -> Payload | None: ...
+
+    async def put(self, key: Key, payload: Payload) -> None: ...
+
+
 class Resolver:
     """L1 cache + single-flight loader for one server process.
 
@@ -62,8 +67,16 @@ class Resolver:
     when nothing is deployed, which is passed through uncached.
     """
 
-    def __init__(self, db: Database, load: Callable[[Key], Payload], *, ttl: float, max_loads: int = 4) -> None:
+    def __init__(
+        self,
+        load: Callable[[Key], Payload],
+        *,
+        ttl: float,
+        shared: SharedCache | None = None,
+        max_loads: int = 4,
+    ) -> None:
         self._load_payload = load
+        self._shared = shared
         self._ttl = ttl
         # A few loader threads keep the database busy; more only contend for the GIL and the pool.
         self._max_loads = max_loads
@@ -74,8 +87,8 @@ class Resolver:
         self._lock = threading.Lock()  # guards floors vs. stores; hits never take it
         self.hits = 0
         self.misses = 0
+        self.shared_hits = 0
         self.stale_served = 0
-        db.listeners.append(self._on_event)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -95,17 +108,29 @@ class Resolver:
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            payload = await self._fetch(key)
+            payload = None
+            if self._shared is not None:
+                shared = await self._shared.get(key)
+                if shared is not None and shared.revision >= self._floors.get(key, 0):
+                    payload = shared
+                    self.shared_hits += 1
+            if payload is None:
+                payload = await self._fetch(key)
+                if self._shared is not None:
+                    await self._shared.put(key, payload)
             entry = Entry(payload, time.monotonic() + self._ttl)
             self._store(key, entry)
             future.set_result(entry)
         except DATABASE_ERRORS as exc:
-            if previous is None:
+            stale = previous.payload if previous is not None else None
+            if stale is None and self._shared is not None:
+                stale = await self._shared.get(key)
+            if stale is None:
                 future.set_exception(exc)
             else:
                 self.stale_served += 1
                 log.warning("database unavailable, serving %s/%s from stale cache", key[1], key[2])
-                future.set_result(Entry(previous.payload, previous.expires, stale=True))
+                future.set_result(Entry(stale, 0.0, stale=True))
         except BaseException as exc:
             future.set_exception(exc)
         finally:
@@ -136,10 +161,20 @@ class Resolver:
                 return True
         return False
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    def expire_all(self) -> None:
+        """Make every entry revalidate on its next use (invalidations may have been lost).
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, ReleaseChanged):
-            self.invalidate(event.project_id, event.prompt, event.environment, event.revision)
+        The entries stay available for stale-if-error: expiring is not the same as knowing that a
+        newer revision exists, which is what `invalidate` is for.
+        """
+        with self._lock:
+            for key, entry in list(self._entries.items()):
+                self._entries[key] = Entry(entry.payload, 0.0)
+
+    def raise_floor(self, key: Key, revision: int) -> None:
+        with self._lock:
+            if revision > self._floors.get(key, 0):
+                self._floors[key] = revision
+
+    def floor(self, key: Key) -> int:
+        return self._floors.get(key, 0)

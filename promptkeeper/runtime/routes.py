@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.api.context import AppContext
@@ -23,7 +25,9 @@ from promptkeeper.prompts.schemas import (
     RenderRequest,
     ResolveRead,
 )
+from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import Payload
+from promptkeeper.runtime.stream import format_event
 
 router = APIRouter(prefix="/v1", tags=["runtime"])
 
@@ -60,6 +64,13 @@ _RESOLVE_PARAMETERS: list[dict[str, Any]] = [
         "description": "ISO-8601 instant: what the environment served then (naive = UTC).",
         "schema": {"type": "string", "format": "date-time"},
     },
+    {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "description": "A specific version instead of what an environment serves (not with `at`).",
+        "schema": {"type": "integer", "minimum": 1},
+    },
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -75,6 +86,17 @@ def _environment_param(value: str | None) -> str:
             details={"field": "query.environment"},
         )
     return value
+
+
+def _version_param(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValidationFailed(
+            f"query.version: {value[:20]!r} is not a version number (1, 2, ...)",
+            details={"field": "query.version"},
+        )
+    return int(value)
 
 
 def _at_param(value: str | None) -> datetime | None:
@@ -111,9 +133,20 @@ async def resolve(request: Request) -> Response:
     query = request.query_params
     environment = _environment_param(query.get("environment"))
     at = _at_param(query.get("at"))
+    version = _version_param(query.get("version"))
     headers: dict[str, str] = {"Cache-Control": "no-cache"}
     payload: Payload
-    if at is None:
+    if version is not None:
+        if at is not None or "environment" in query:
+            raise ValidationFailed(
+                "query.version: give either 'version' or 'environment'/'at', not both",
+                details={"field": "query.version"},
+            )
+        payload = await anyio.to_thread.run_sync(
+            releases.load_pinned, context.db, principal.project_id, name, version
+        )
+        headers["Cache-Control"] = "max-age=31536000, immutable"
+    elif at is None:
         entry = await context.resolver.get(principal.project_id, name, environment)
         payload = entry.payload
         if entry.stale:
@@ -172,3 +205,82 @@ async def render(body: RenderRequest, context: ContextDep, caller: Resolver_) ->
         messages=rendered if isinstance(rendered, list) else None,
         config=content.get("config", {}),
     )
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+)
+async def stream(
+    request: Request,
+    context: ContextDep,
+    caller: Resolver_,
+    environment: Annotated[
+        str | None, Query(pattern=ENVIRONMENT_PATTERN, description="Only changes of this environment.")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Resume after this event id (same as Last-Event-ID).")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+) -> StreamingResponse:
+    """Release changes of the caller's project as Server-Sent Events, for SDKs to refresh their cache.
+
+    Each change is `id: <position>`, `event: release`, `data: {prompt, environment, version,
+    revision}`. A new subscriber first gets `event: hello` whose id is the current position; a
+    reconnecting one sends that position back (`Last-Event-ID` or `?after=`) and first receives
+    every change it missed, from the deployment history. Comments (`: keep-alive`) are sent every
+    `PROMPTKEEPER_STREAM_KEEPALIVE` seconds.
+    """
+    resume = after
+    if resume is None and last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise ValidationFailed("header.last-event-id: must be an event id (digits)")
+        resume = int(last_event_id.strip())
+    broadcaster = context.runtime.broadcaster
+    subscription = broadcaster.subscribe(caller.project_id, environment)
+
+    def backlog() -> tuple[int, list[ReleaseChanged]]:
+        with context.db.session() as session:
+            if resume is None:
+                return releases.latest_seq(session=session, project_id=caller.project_id), []
+            missed = releases.changes_after(
+                session=session, project_id=caller.project_id, seq=resume, environment=environment
+            )
+            return resume, missed
+
+    try:
+        position, missed = await anyio.to_thread.run_sync(backlog)
+    except BaseException:
+        broadcaster.unsubscribe(subscription)
+        raise
+    keepalive = context.settings.stream_keepalive
+
+    async def events() -> AsyncIterator[str]:
+        sent: dict[tuple[str, str], int] = {}
+        try:
+            yield "retry: 1000\n\n"
+            if resume is None:
+                yield f"id: {position}\nevent: hello\ndata: {{}}\n\n"
+            for event in missed:
+                sent[(event.prompt, event.environment)] = event.revision
+                yield format_event(event)
+            while True:
+                try:
+                    change = await asyncio.wait_for(subscription.queue.get(), timeout=keepalive)
+                except TimeoutError:
+                    if subscription.overflowed:
+                        return
+                    yield ": keep-alive\n\n"
+                    continue
+                if change is None:  # the server is shutting down
+                    return
+                if sent.get((change.prompt, change.environment), 0) >= change.revision:
+                    continue
+                sent[(change.prompt, change.environment)] = change.revision
+                yield format_event(change)
+        finally:
+            broadcaster.unsubscribe(subscription)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,151 @@
+"""One server instance's runtime: resolver, Redis link, SSE fan-out, and the periodic check.
+
+How a release change reaches every instance, fastest path first:
+
+1. the instance that committed it invalidates its own L1 in the post-commit hook, tombstones the
+   L2 entry and publishes on Redis pub/sub (or, without Redis, only the first step);
+2. every other instance receives the pub/sub message, invalidates, and forwards it to its SSE
+   subscribers;
+3. every `cache_epoch_interval` seconds each instance reads the deployment rows of the last
+   `LOOKBACK` seconds (one indexed range query) and applies them. This catches messages lost by
+   pub/sub (at-most-once), instances without Redis, and Redis outages, so no instance serves a
+   replaced version for longer than that interval even in the worst case.
+
+After a pub/sub reconnect, or when the periodic check could not run for most of its look-back
+window, the instance expires its whole L1 (entries are revalidated, but still usable if the
+database is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio.to_thread
+
+from promptkeeper.config import Settings
+from promptkeeper.db.base import utcnow
+from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.redis_link import RedisLink
+from promptkeeper.runtime.resolver import DATABASE_ERRORS, Key, Payload, Resolver
+from promptkeeper.runtime.stream import Broadcaster
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """The database reads the runtime needs, provided by the registry (runtime does not import it)."""
+
+    load: Callable[[Key], Payload]
+    changes_since: Callable[[datetime], list[ReleaseChanged]]
+    current_revisions: Callable[[], list[tuple[int, str, str, int]]]
+
+
+class Runtime:
+    def __init__(self, settings: Settings, feeds: Feeds) -> None:
+        self.settings = settings
+        self._feeds = feeds
+        self.redis = (
+            RedisLink(settings.redis_url, l2_ttl=settings.cache_l2_ttl) if settings.redis_url else None
+        )
+        self.resolver = Resolver(feeds.load, ttl=settings.cache_l1_ttl, shared=self.redis)
+        self.broadcaster = Broadcaster()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_check: datetime | None = None
+        self._last_success = time.monotonic()
+        self.checks = 0
+        self.check_invalidations = 0
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def on_commit(self, event: object) -> None:
+        """Post-commit listener (runs in the thread that committed)."""
+        if not isinstance(event, ReleaseChanged):
+            return
+        self.apply(event)
+        if self.redis is not None:
+            self.redis.announce(event)
+
+    def apply(self, event: ReleaseChanged) -> bool:
+        """Invalidate and forward one change; returns whether a cached entry was dropped."""
+        dropped = self.resolver.invalidate(event.project_id, event.prompt, event.environment, event.revision)
+        self.broadcaster.publish(event)
+        return dropped
+
+    async def _after_reconnect(self) -> None:
+        log.info("invalidation channel reconnected: revalidating the in-process cache")
+        self.resolver.expire_all()
+
+    # -- periodic check ------------------------------------------------------------------------------
+
+    def _load_floors(self) -> None:
+        for project_id, name, environment, revision in self._feeds.current_revisions():
+            self.resolver.raise_floor((project_id, name, environment), revision)
+
+    def check_now(self) -> int:
+        """Apply every change of the look-back window (blocking; run in a thread)."""
+        started = utcnow()
+        since = (self._last_check or started) - LOOKBACK
+        changes = self._feeds.changes_since(since)
+        blind_for = time.monotonic() - self._last_success
+        if blind_for > LOOKBACK.total_seconds() - 2 * self.settings.cache_epoch_interval:
+            # We could not look for too long: changes may have left the window unseen.
+            self.resolver.expire_all()
+            self._load_floors()
+        applied = sum(1 for event in changes if self.apply(event))
+        self._last_check = started
+        self._last_success = time.monotonic()
+        self.checks += 1
+        self.check_invalidations += applied
+        return applied
+
+    async def _check_loop(self) -> None:
+        interval = self.settings.cache_epoch_interval
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await anyio.to_thread.run_sync(self.check_now)
+            except DATABASE_ERRORS as exc:
+                log.debug("periodic invalidation check failed: %s", exc)
+            except Exception:  # the loop must survive anything
+                log.exception("periodic invalidation check failed")
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.broadcaster.bind(asyncio.get_running_loop())
+        self._stop = asyncio.Event()
+        try:
+            await anyio.to_thread.run_sync(self._load_floors)
+        except DATABASE_ERRORS as exc:
+            log.warning("could not read release revisions at start-up: %s", exc)
+        self._last_check = utcnow()
+        self._last_success = time.monotonic()
+        self._tasks.append(asyncio.create_task(self._check_loop(), name="promptkeeper-check"))
+        if self.redis is not None:
+            listener = self.redis.listen(self.apply, self._after_reconnect, stop=self._stop)
+            self._tasks.append(asyncio.create_task(listener, name="promptkeeper-pubsub"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.broadcaster.close_all()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._tasks.clear()
+        if self.redis is not None:
+            await self.redis.close()
