@@ -71,6 +71,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=5,  # event streams never end by themselves
     )
 
 

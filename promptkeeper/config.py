@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         default=None,
         description="Redis URL for the shared cache and invalidation bus; unset = in-process only.",
     )
+    redis_prefix: str = Field(
+        default="promptkeeper",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of Redis keys and of the pub/sub channel (to share one Redis between deployments).",
+    )
     admin_key: SecretStr | None = Field(
         default=None,
         description="Bootstrap admin API key. Unset and empty database: one is generated and printed.",

@@ -157,14 +157,17 @@ def client(settings: Settings) -> Iterator[TestClient]:
 class LiveServer:
     """A real uvicorn server in a background thread, for concurrency and SDK tests."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
+        self.app_settings = settings
         self.app = create_app(settings)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind(("127.0.0.1", port))
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
@@ -180,6 +183,8 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
         self.server.should_exit = True
         self._thread.join(timeout=15)
         self._socket.close()

@@ -32,7 +32,6 @@ from promptkeeper.runtime.resolver import Key, Payload
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "promptkeeper:invalidate"
 _SET_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -45,9 +44,9 @@ return 1
 _DOWN_BACKOFF = 1.0
 
 
-def l2_key(key: Key) -> str:
+def l2_key(prefix: str, key: Key) -> str:
     project_id, name, environment = key
-    return f"promptkeeper:r:{project_id}:{environment}:{name}"
+    return f"{prefix}:r:{project_id}:{environment}:{name}"
 
 
 def _encode(payload: Payload) -> bytes:
@@ -71,8 +70,10 @@ _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.
 class RedisLink:
     """One server process's connection to Redis (async for requests, sync for post-commit hooks)."""
 
-    def __init__(self, url: str, *, l2_ttl: float) -> None:
+    def __init__(self, url: str, *, l2_ttl: float, prefix: str = "promptkeeper") -> None:
         self.url = url
+        self.prefix = prefix
+        self.channel = f"{prefix}:invalidate"
         self._ttl_ms = max(1, int(l2_ttl * 1000))
         # No retries: a request must not wait for Redis; the next one tries again after the back-off.
         self._async = aioredis.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **_OPTIONS)
@@ -110,7 +111,7 @@ class RedisLink:
         if not self._usable():
             return None
         try:
-            raw = await self._async.get(l2_key(key))
+            raw = await self._async.get(l2_key(self.prefix, key))
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             return None
@@ -121,7 +122,7 @@ class RedisLink:
         if not self._usable():
             return
         try:
-            await self._async_set(keys=[l2_key(key)], args=[payload.revision, _encode(payload), self._ttl_ms])
+            await self._async_set(keys=[l2_key(self.prefix, key)], args=[payload.revision, _encode(payload), self._ttl_ms])
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
 
@@ -133,8 +134,8 @@ class RedisLink:
             return
         key = (event.project_id, event.prompt, event.environment)
         try:
-            self._sync_set(keys=[l2_key(key)], args=[event.revision, f"{event.revision}|", self._ttl_ms])
-            self._sync.publish(CHANNEL, json.dumps(_event_dict(event)))
+            self._sync_set(keys=[l2_key(self.prefix, key)], args=[event.revision, f"{event.revision}|", self._ttl_ms])
+            self._sync.publish(self.channel, json.dumps(_event_dict(event)))
         except (RedisError, OSError) as exc:
             self._failed("publish", exc)
 
@@ -153,7 +154,7 @@ class RedisLink:
         while not stop.is_set():
             pubsub = self._async.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(self.channel)
                 if not first:
                     result = on_reconnect()  # messages sent while we were away are lost
                     if result is not None:

@@ -53,7 +53,9 @@ class Runtime:
         self.settings = settings
         self._feeds = feeds
         self.redis = (
-            RedisLink(settings.redis_url, l2_ttl=settings.cache_l2_ttl) if settings.redis_url else None
+            RedisLink(settings.redis_url, l2_ttl=settings.cache_l2_ttl, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else None
         )
         self.resolver = Resolver(feeds.load, ttl=settings.cache_l1_ttl, shared=self.redis)
         self.broadcaster = Broadcaster()

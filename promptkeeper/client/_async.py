@@ -1,0 +1,214 @@
+"""`AsyncClient`: the asyncio SDK, with background tasks for freshness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from promptkeeper.client._base import NETWORK_ERRORS, STREAM_READ_TIMEOUT, ClientBase
+from promptkeeper.client._core import check_response, log, prompt_from, resolve_params, resolve_path
+from promptkeeper.client._prompt import Prompt
+
+
+class AsyncClient(ClientBase):
+    """The same surface as `Client` for asyncio applications: `await client.get(name)`.
+
+    Background work runs as tasks on the loop of the first `get`; call `await client.aclose()`
+    (or use `async with`) to stop them.
+    """
+
+    def __init__(
+        self,
+        url: str | list[str] | tuple[str, ...],
+        api_key: str,
+        environment: str = "production",
+        cache_ttl: float = 60.0,
+        fallbacks: Mapping[str, Any] | None = None,
+        snapshot_path: str | None = None,
+        *,
+        timeout: float = 2.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        stream: bool = True,
+        poll_interval: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            api_key,
+            environment,
+            cache_ttl,
+            fallbacks,
+            snapshot_path,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            stream=stream,
+            poll_interval=poll_interval,
+        )
+        self._http = httpx.AsyncClient(headers=self._headers, timeout=timeout, transport=transport)
+        self._stream_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, read=STREAM_READ_TIMEOUT), transport=transport
+        )
+        self._refresh: asyncio.Queue[tuple[str, str]] | None = None
+        self._queued: set[tuple[str, str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def get(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        environment: str | None = None,
+        unit: str | None = None,
+    ) -> Prompt:
+        """See `Client.get`."""
+        if version is None:
+            env = environment or self.environment
+            by_environment = self._entries.get(env)
+            if by_environment is not None:
+                entry = by_environment.get(name)
+                if entry is not None:
+                    if entry.expires < time.monotonic():
+                        self._refresh_later(env, name)
+                    return entry.prompt
+            return await self._first(name, env, None)
+        pinned = self._pinned.get((name, version))
+        if pinned is not None:
+            return pinned
+        return await self._first(name, None, version)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self._http.aclose()
+        await self._stream_http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- fetching ------------------------------------------------------------------------------------
+
+    async def _fetch(
+        self, name: str, environment: str | None, version: int | None, previous: Prompt | None
+    ) -> Prompt:
+        params = resolve_params(environment, version)
+        headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            for base in self.urls:
+                try:
+                    response = await self._http.get(base + resolve_path(name), params=params, headers=headers)
+                    check_response(response)
+                except NETWORK_ERRORS as exc:
+                    last = exc
+                    continue
+                self.stats["fetches"] += 1
+                if response.status_code == 304:
+                    self.stats["not_modified"] += 1
+                return prompt_from(response, previous)
+        assert last is not None
+        raise last
+
+    async def _first(self, name: str, environment: str | None, version: int | None) -> Prompt:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        self._start_background()
+        try:
+            prompt = await self._fetch(name, environment, version, None)
+        except NETWORK_ERRORS as exc:
+            return self._offline(name, environment, version, exc)
+        self._store(prompt, pinned=version is not None)
+        return prompt
+
+    def _refresh_later(self, environment: str, name: str) -> None:
+        key = (environment, name)
+        if key not in self._queued and self._refresh is not None:
+            self._queued.add(key)
+            self._refresh.put_nowait(key)
+
+    async def _refresh_one(self, environment: str, name: str) -> None:
+        self._queued.discard((environment, name))
+        previous = self._cached(name, environment)
+        usable = previous if previous is not None and previous.source == "server" else None
+        try:
+            prompt = await self._fetch(name, environment, None, usable)
+        except NETWORK_ERRORS:
+            self._refresh_failed(name, environment)
+            return
+        except Exception as exc:
+            log.warning("refreshing prompt '%s' (%s) failed: %s", name, environment, exc)
+            self._refresh_failed(name, environment)
+            return
+        self._store(prompt, pinned=False)
+
+    # -- background ----------------------------------------------------------------------------------
+
+    def _start_background(self) -> None:
+        if self._tasks:
+            return
+        self._refresh = asyncio.Queue()
+        self._tasks.append(asyncio.create_task(self._worker(), name="promptkeeper-worker"))
+        if self.stream_enabled:
+            self._tasks.append(asyncio.create_task(self._streamer(), name="promptkeeper-streamer"))
+
+    async def _worker(self) -> None:
+        assert self._refresh is not None
+        while not self._closed:
+            try:
+                item: tuple[str, str] | None = await asyncio.wait_for(
+                    self._refresh.get(), timeout=min(1.0, self.poll_interval)
+                )
+            except TimeoutError:
+                item = None
+            if item is not None:
+                await self._refresh_one(*item)
+            if self._poll_due():
+                self._last_poll = time.monotonic()
+                for environment, name in self.cached_keys():
+                    await self._refresh_one(environment, name)
+
+    async def _streamer(self) -> None:
+        delay = 0.5
+        while not self._closed:
+            for base in self.urls:
+                try:
+                    async with self._stream_http.stream(
+                        "GET", base + "/v1/stream", headers=self._stream_headers()
+                    ) as response:
+                        if response.status_code != 200:
+                            raise httpx.HTTPStatusError(
+                                f"stream answered {response.status_code}",
+                                request=response.request,
+                                response=response,
+                            )
+                        reconnected = self._sse.last_id is not None
+                        self.stream_connected = True
+                        delay = 0.5
+                        if reconnected:
+                            for key in self.cached_keys():
+                                self._refresh_later(*key)
+                        async for line in response.aiter_lines():
+                            for key in self._on_stream_line(line):
+                                self._refresh_later(*key)
+                except (httpx.HTTPError, OSError) as exc:
+                    log.debug("event stream from %s interrupted: %s", base, exc)
+                finally:
+                    self.stream_connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

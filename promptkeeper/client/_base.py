@@ -1,0 +1,157 @@
+"""State and decisions shared by `Client` and `AsyncClient`; the subclasses do the I/O.
+
+The cache is `entries[environment][name] -> Entry`, read without locks: a hit is two dictionary
+lookups and a clock read, and returns the cached `Prompt` object itself. Writers replace whole
+entries (atomic under the GIL), so a reader never sees a half-updated one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from promptkeeper.client._core import (
+    Entry,
+    PromptUnavailable,
+    Snapshot,
+    SSEParser,
+    _Retryable,
+    describe,
+    normalize_fallbacks,
+    normalize_urls,
+    parse_change,
+)
+from promptkeeper.client._prompt import Prompt
+
+#: Failures that mean "the server could not be asked", as opposed to answers such as 404.
+NETWORK_ERRORS = (httpx.TransportError, _Retryable)
+FAILED_REFRESH_DELAY = 5.0
+STREAM_READ_TIMEOUT = 60.0
+
+
+class ClientBase:
+    def __init__(
+        self,
+        url: str | list[str] | tuple[str, ...],
+        api_key: str,
+        environment: str = "production",
+        cache_ttl: float = 60.0,
+        fallbacks: Mapping[str, Any] | None = None,
+        snapshot_path: str | None = None,
+        *,
+        timeout: float = 2.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        stream: bool = True,
+        poll_interval: float = 30.0,
+    ) -> None:
+        if cache_ttl < 0 or timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
+            raise ValueError("cache_ttl, retries and backoff must be >= 0; timeout and poll_interval > 0")
+        self.urls = normalize_urls(url)
+        self.environment = environment
+        self.cache_ttl = cache_ttl
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.stream_enabled = stream
+        self.poll_interval = poll_interval
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "promptkeeper-python"}
+        self._fallbacks = normalize_fallbacks(fallbacks)
+        self._snapshot = Snapshot(snapshot_path)
+        self._entries: dict[str, dict[str, Entry]] = {}
+        self._pinned: dict[tuple[str, int], Prompt] = {}
+        self._write_lock = threading.Lock()
+        self._sse = SSEParser()
+        self.stream_connected = False
+        self._last_poll = time.monotonic()
+        self._closed = False
+        self.stats = {"fetches": 0, "not_modified": 0, "refresh_failures": 0, "stream_events": 0}
+
+    # -- cache -------------------------------------------------------------------------------------
+
+    def _store(self, prompt: Prompt, *, pinned: bool, ttl: float | None = None) -> None:
+        if pinned:
+            self._pinned[(prompt.name, prompt.version)] = prompt
+        else:
+            environment = prompt.environment or self.environment
+            expires = time.monotonic() + (self.cache_ttl if ttl is None else ttl)
+            with self._write_lock:
+                by_environment = self._entries.get(environment)
+                if by_environment is None:
+                    by_environment = self._entries[environment] = {}
+                by_environment[prompt.name] = Entry(prompt, expires)
+        if prompt.source == "server":
+            self._snapshot.put(prompt, pinned=pinned)
+
+    def _cached(self, name: str, environment: str) -> Prompt | None:
+        by_environment = self._entries.get(environment)
+        entry = by_environment.get(name) if by_environment is not None else None
+        return entry.prompt if entry is not None else None
+
+    def _refresh_failed(self, name: str, environment: str) -> None:
+        """Keep serving the old entry; try again in a little while rather than on every get."""
+        self.stats["refresh_failures"] += 1
+        prompt = self._cached(name, environment)
+        if prompt is not None:
+            self._store(prompt, pinned=False, ttl=min(self.cache_ttl, FAILED_REFRESH_DELAY))
+
+    def cached_keys(self) -> list[tuple[str, str]]:
+        return [(env, name) for env, by_env in list(self._entries.items()) for name in list(by_env)]
+
+    # -- when the server cannot be reached -----------------------------------------------------------
+
+    def _offline(self, name: str, environment: str | None, version: int | None, exc: BaseException) -> Prompt:
+        """Snapshot, then fallback, then `PromptUnavailable`: the order of last resorts."""
+        snapshot = self._snapshot.get(name, environment, version)
+        if snapshot is not None:
+            # served now, refreshed in the background as soon as the server answers again
+            self._store(snapshot, pinned=version is not None, ttl=0.0)
+            return snapshot
+        if name in self._fallbacks:
+            fallback = Prompt.from_fallback(name, self._fallbacks[name], environment)
+            if version is None:
+                self._store(fallback, pinned=False, ttl=0.0)
+            return fallback
+        where = f"version {version}" if version is not None else f"environment '{environment}'"
+        raise PromptUnavailable(
+            name,
+            f"the server could not be reached for {where} ({describe(exc)}), "
+            "and there is no cached copy, snapshot or fallback",
+        ) from exc
+
+    # -- stream --------------------------------------------------------------------------------------
+
+    def _on_stream_line(self, line: str) -> list[tuple[str, str]]:
+        """Feed one SSE line; returns the cached `(environment, name)` pairs that need a refresh."""
+        parsed = self._sse.feed_line(line)
+        if parsed is None:
+            return []
+        event, data, _ = parsed
+        if event != "release":
+            return []
+        self.stats["stream_events"] += 1
+        change = parse_change(data)
+        if change is None:
+            return []
+        name, environment, revision = change
+        current = self._cached(name, environment)
+        if current is None or (current.revision or 0) >= revision:
+            return []
+        return [(environment, name)]
+
+    def _stream_headers(self) -> dict[str, str]:
+        headers = dict(self._headers)
+        headers["Accept"] = "text/event-stream"
+        if self._sse.last_id is not None:
+            headers["Last-Event-ID"] = self._sse.last_id
+        return headers
+
+    def _poll_due(self) -> bool:
+        """Without a stream, revalidate every cached entry every `poll_interval` seconds."""
+        if self.stream_connected or not self._entries:
+            return False
+        return time.monotonic() - self._last_poll >= self.poll_interval

@@ -1,0 +1,155 @@
+"""The `Prompt` the SDK hands to applications."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from promptkeeper.core.templates import content_placeholders, content_variables, render_content
+
+Source = Literal["server", "snapshot", "fallback"]
+
+
+class Prompt:
+    """One resolved prompt version. Immutable; `render()` fills in variables.
+
+    `source` says where it came from: `server` (fetched, possibly served from the in-memory cache),
+    `snapshot` (the on-disk last-known-good file, when the server was unreachable) or `fallback`
+    (the caller's own fallback prompt).
+    """
+
+    __slots__ = (
+        "name",
+        "version",
+        "environment",
+        "revision",
+        "content",
+        "variables",
+        "placeholders",
+        "source",
+        "etag",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        environment: str | None,
+        revision: int | None,
+        content: dict[str, Any],
+        variables: list[str],
+        placeholders: list[str],
+        source: Source = "server",
+        etag: str | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.environment = environment
+        self.revision = revision
+        self.content = content
+        self.variables = variables
+        self.placeholders = placeholders
+        self.source: Source = source
+        self.etag = etag
+
+    @property
+    def type(self) -> Literal["text", "chat"]:
+        return "chat" if self.content.get("type") == "chat" else "text"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Model configuration stored with the version (model, temperature, ...)."""
+        config: dict[str, Any] = self.content.get("config", {})
+        return config
+
+    @property
+    def template(self) -> str | None:
+        """The template of a text prompt (None for chat prompts)."""
+        return self.content.get("template") if self.type == "text" else None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The message templates of a chat prompt (empty for text prompts)."""
+        messages: list[dict[str, Any]] = self.content.get("messages", []) if self.type == "chat" else []
+        return messages
+
+    def render(self, **variables: Any) -> str | list[dict[str, Any]]:
+        """A string for a text prompt; a list of `{"role", "content"}` messages for a chat prompt.
+
+        Raises `MissingVariables` naming every missing variable, or `RenderFailed`.
+        """
+        return render_content(self.content, variables)
+
+    def render_mapping(self, variables: Mapping[str, Any]) -> str | list[dict[str, Any]]:
+        """`render` for variables whose names are not Python identifiers."""
+        return render_content(self.content, variables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "environment": self.environment,
+            "revision": self.revision,
+            "content": self.content,
+            "variables": self.variables,
+            "placeholders": self.placeholders,
+            "etag": self.etag,
+        }
+
+    @classmethod
+    def from_resolve(cls, body: Mapping[str, Any], *, etag: str | None, source: Source = "server") -> Prompt:
+        return cls(
+            name=body["name"],
+            version=body["version"],
+            environment=body.get("environment"),
+            revision=body.get("revision"),
+            content=body["content"],
+            variables=list(body.get("variables", [])),
+            placeholders=list(body.get("placeholders", [])),
+            source=source,
+            etag=etag,
+        )
+
+    @classmethod
+    def from_fallback(cls, name: str, fallback: Any, environment: str | None) -> Prompt:
+        """A prompt from a caller's fallback: a template string, a list of messages, content, or a Prompt."""
+        if isinstance(fallback, Prompt):
+            content = fallback.content
+        elif isinstance(fallback, str):
+            content = {"type": "text", "template": fallback}
+        elif isinstance(fallback, list):
+            content = {"type": "chat", "messages": fallback}
+        elif isinstance(fallback, Mapping) and fallback.get("type") in ("text", "chat"):
+            content = dict(fallback)
+        else:
+            raise TypeError(
+                f"fallback for '{name}' must be a template string, a list of messages, "
+                f"a content dict with 'type', or a Prompt; got {type(fallback).__name__}"
+            )
+        return cls(
+            name=name,
+            version=0,
+            environment=environment,
+            revision=None,
+            content=content,
+            variables=content_variables(content),
+            placeholders=content_placeholders(content),
+            source="fallback",
+        )
+
+    def with_source(self, source: Source) -> Prompt:
+        return Prompt(
+            name=self.name,
+            version=self.version,
+            environment=self.environment,
+            revision=self.revision,
+            content=self.content,
+            variables=self.variables,
+            placeholders=self.placeholders,
+            source=source,
+            etag=self.etag,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Prompt {self.name} v{self.version} ({self.environment or 'pinned'}, {self.source})>"

@@ -1,0 +1,260 @@
+"""`Client`: the synchronous SDK, with background threads for freshness."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from promptkeeper.client._base import NETWORK_ERRORS, STREAM_READ_TIMEOUT, ClientBase
+from promptkeeper.client._core import (
+    check_response,
+    log,
+    prompt_from,
+    resolve_params,
+    resolve_path,
+)
+from promptkeeper.client._prompt import Prompt
+
+
+class Client(ClientBase):
+    """Fetch prompts by name; serve them from memory; keep them fresh in the background.
+
+    `get()` waits on the network only the first time a prompt is asked for. After that it is a
+    dictionary lookup; changes arrive through the server's event stream (or polling with ETags when
+    streaming is unavailable), and expired entries are served while a refresh runs. When the server
+    cannot be reached, the cache, then the snapshot file, then `fallbacks` are used, and only then
+    `PromptUnavailable` is raised.
+
+    `url` may be a list of server URLs: each request tries them in order.
+    """
+
+    def __init__(
+        self,
+        url: str | list[str] | tuple[str, ...],
+        api_key: str,
+        environment: str = "production",
+        cache_ttl: float = 60.0,
+        fallbacks: Mapping[str, Any] | None = None,
+        snapshot_path: str | None = None,
+        *,
+        timeout: float = 2.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        stream: bool = True,
+        poll_interval: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            api_key,
+            environment,
+            cache_ttl,
+            fallbacks,
+            snapshot_path,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            stream=stream,
+            poll_interval=poll_interval,
+        )
+        self._http = httpx.Client(headers=self._headers, timeout=timeout, transport=transport)
+        self._stream_http = httpx.Client(
+            timeout=httpx.Timeout(timeout, read=STREAM_READ_TIMEOUT), transport=transport
+        )
+        self._refresh: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._queued: set[tuple[str, str]] = set()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stream_response: httpx.Response | None = None
+
+    # -- public --------------------------------------------------------------------------------------
+
+    def get(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        environment: str | None = None,
+        unit: str | None = None,
+    ) -> Prompt:
+        """The prompt `environment` (default: the client's) serves, or a specific `version`.
+
+        `unit` (a user or session id) is accepted for experiments, which assign variants per unit;
+        until an experiment runs on the environment every unit gets the deployed version.
+        """
+        if version is None:
+            env = environment or self.environment
+            by_environment = self._entries.get(env)
+            if by_environment is not None:
+                entry = by_environment.get(name)
+                if entry is not None:
+                    if entry.expires < time.monotonic():
+                        self._refresh_later(env, name)
+                    return entry.prompt
+            return self._first(name, env, None)
+        pinned = self._pinned.get((name, version))
+        if pinned is not None:
+            return pinned
+        return self._first(name, None, version)
+
+    def close(self) -> None:
+        """Stop the background threads and close connections."""
+        self._closed = True
+        self._stop.set()
+        self._refresh.put(None)
+        self._interrupt_stream()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._http.close()
+        self._stream_http.close()
+
+    def _interrupt_stream(self) -> None:
+        """Wake the stream thread from its blocking read: shut the socket down under it."""
+        response = self._stream_response
+        if response is None:
+            return
+        network_stream = response.extensions.get("network_stream")
+        sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- fetching ------------------------------------------------------------------------------------
+
+    def _fetch(
+        self, name: str, environment: str | None, version: int | None, previous: Prompt | None
+    ) -> Prompt:
+        params = resolve_params(environment, version)
+        headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            for base in self.urls:
+                try:
+                    response = self._http.get(base + resolve_path(name), params=params, headers=headers)
+                    check_response(response)
+                except NETWORK_ERRORS as exc:
+                    last = exc
+                    continue
+                self.stats["fetches"] += 1
+                if response.status_code == 304:
+                    self.stats["not_modified"] += 1
+                return prompt_from(response, previous)
+        assert last is not None
+        raise last
+
+    def _first(self, name: str, environment: str | None, version: int | None) -> Prompt:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        self._start_background()
+        try:
+            prompt = self._fetch(name, environment, version, None)
+        except NETWORK_ERRORS as exc:
+            return self._offline(name, environment, version, exc)
+        self._store(prompt, pinned=version is not None)
+        return prompt
+
+    def _refresh_later(self, environment: str, name: str) -> None:
+        key = (environment, name)
+        if key not in self._queued:
+            self._queued.add(key)
+            self._refresh.put(key)
+
+    def _refresh_one(self, environment: str, name: str) -> None:
+        self._queued.discard((environment, name))
+        previous = self._cached(name, environment)
+        try:
+            prompt = self._fetch(
+                name, environment, None, previous if previous and previous.source == "server" else None
+            )
+        except NETWORK_ERRORS:
+            self._refresh_failed(name, environment)
+            return
+        except Exception as exc:  # e.g. the prompt was undeployed: keep serving what we have
+            log.warning("refreshing prompt '%s' (%s) failed: %s", name, environment, exc)
+            self._refresh_failed(name, environment)
+            return
+        self._store(prompt, pinned=False)
+
+    # -- background ----------------------------------------------------------------------------------
+
+    def _start_background(self) -> None:
+        if self._started:
+            return
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            targets = [self._worker]
+            if self.stream_enabled:
+                targets.append(self._streamer)
+            for target in targets:
+                thread = threading.Thread(target=target, name=f"promptkeeper-{target.__name__}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._refresh.get(timeout=min(1.0, self.poll_interval))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._refresh_one(*item)
+            if self._poll_due():
+                self._last_poll = time.monotonic()
+                for environment, name in self.cached_keys():
+                    self._refresh_one(environment, name)
+
+    def _streamer(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            for base in self.urls:
+                if self._stop.is_set():
+                    return
+                try:
+                    with self._stream_http.stream(
+                        "GET", base + "/v1/stream", headers=self._stream_headers()
+                    ) as response:
+                        if response.status_code != 200:
+                            raise httpx.HTTPStatusError(
+                                f"stream answered {response.status_code}",
+                                request=response.request,
+                                response=response,
+                            )
+                        self._stream_response = response
+                        if self._stop.is_set():  # closed while we were connecting
+                            return
+                        reconnected = self._sse.last_id is not None
+                        self.stream_connected = True
+                        delay = 0.5
+                        if reconnected:  # anything missed is replayed by the server; revalidate anyway
+                            for key in self.cached_keys():
+                                self._refresh_later(*key)
+                        for line in response.iter_lines():
+                            for key in self._on_stream_line(line):
+                                self._refresh_later(*key)
+                except (httpx.HTTPError, OSError) as exc:
+                    if not self._stop.is_set():
+                        log.debug("event stream from %s interrupted: %s", base, exc)
+                finally:
+                    self._stream_response = None
+                    self.stream_connected = False
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
