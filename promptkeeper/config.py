@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="promptkeeper",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Prefix of Redis keys and of the pub/sub channel (to share one Redis between deployments).",
+        description="Prefix of Redis keys and of the pub/sub channel (to share one Redis).",
     )
     admin_key: SecretStr | None = Field(
         default=None,

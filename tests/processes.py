@@ -55,14 +55,15 @@ class ServerProcess:
         self.env.setdefault("PROMPTKEEPER_LOG_LEVEL", "warning")
         self.log_path = log_dir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        log = self.log_path.open("ab")
+        self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "promptkeeper.cli", "serve"],
             env=self.env,
-            stdout=log,
-            stderr=log,
+            stdout=self._log,
+            stderr=self._log,
             cwd=self.log_path.parent,
         )
         deadline = time.monotonic() + timeout
@@ -86,6 +87,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

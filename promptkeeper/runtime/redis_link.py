@@ -122,7 +122,9 @@ class RedisLink:
         if not self._usable():
             return
         try:
-            await self._async_set(keys=[l2_key(self.prefix, key)], args=[payload.revision, _encode(payload), self._ttl_ms])
+            await self._async_set(
+                keys=[l2_key(self.prefix, key)], args=[payload.revision, _encode(payload), self._ttl_ms]
+            )
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
 
@@ -134,7 +136,9 @@ class RedisLink:
             return
         key = (event.project_id, event.prompt, event.environment)
         try:
-            self._sync_set(keys=[l2_key(self.prefix, key)], args=[event.revision, f"{event.revision}|", self._ttl_ms])
+            self._sync_set(
+                keys=[l2_key(self.prefix, key)], args=[event.revision, f"{event.revision}|", self._ttl_ms]
+            )
             self._sync.publish(self.channel, json.dumps(_event_dict(event)))
         except (RedisError, OSError) as exc:
             self._failed("publish", exc)
@@ -156,10 +160,14 @@ class RedisLink:
             try:
                 await pubsub.subscribe(self.channel)
                 if not first:
+                    # Pooled connections from before the outage are dead: drop them before use.
+                    await self._async.connection_pool.disconnect()
+                    self._sync.connection_pool.disconnect()
                     result = on_reconnect()  # messages sent while we were away are lost
                     if result is not None:
                         await result
                 first = False
+                self._down_until = 0.0
                 self._recovered()
                 backoff = 0.1
                 while not stop.is_set():

@@ -176,5 +176,9 @@ class Resolver:
             if revision > self._floors.get(key, 0):
                 self._floors[key] = revision
 
+    @property
+    def size(self) -> int:
+        return len(self._entries)
+
     def floor(self, key: Key) -> int:
         return self._floors.get(key, 0)

@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.api.context import AppContext
-from promptkeeper.api.deps import RESOLVE_ROLES, ContextDep, Resolver_, check_role, decode_prompt_name
+from promptkeeper.api.deps import RESOLVE_ROLES, ContextDep, Reader, Resolver_, check_role, decode_prompt_name
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.prompts import releases, service
@@ -205,6 +205,12 @@ async def render(body: RenderRequest, context: ContextDep, caller: Resolver_) ->
         messages=rendered if isinstance(rendered, list) else None,
         config=content.get("config", {}),
     )
+
+
+@router.get("/runtime/status")
+async def runtime_status(context: ContextDep, caller: Reader) -> dict[str, object]:
+    """This instance's cache and invalidation counters (each instance answers for itself)."""
+    return context.runtime.status()
 
 
 @router.get(

@@ -65,6 +65,8 @@ class Runtime:
         self._last_success = time.monotonic()
         self.checks = 0
         self.check_invalidations = 0
+        self.remote_events = 0
+        self.reconnects = 0
 
     # -- events --------------------------------------------------------------------------------------
 
@@ -82,9 +84,35 @@ class Runtime:
         self.broadcaster.publish(event)
         return dropped
 
+    def _on_remote(self, event: ReleaseChanged) -> None:
+        self.remote_events += 1
+        self.apply(event)
+
     async def _after_reconnect(self) -> None:
         log.info("invalidation channel reconnected: revalidating the in-process cache")
+        self.reconnects += 1
         self.resolver.expire_all()
+
+    def status(self) -> dict[str, object]:
+        """Counters for operators (and for tests that must tell which path delivered a change)."""
+        resolver = self.resolver
+        return {
+            "cache": {
+                "entries": resolver.size,
+                "hits": resolver.hits,
+                "misses": resolver.misses,
+                "shared_hits": resolver.shared_hits,
+                "stale_served": resolver.stale_served,
+            },
+            "invalidation": {
+                "pubsub_messages": self.remote_events,
+                "pubsub_reconnects": self.reconnects,
+                "checks": self.checks,
+                "check_invalidations": self.check_invalidations,
+            },
+            "redis": None if self.redis is None else {"up": self.redis.up, "errors": self.redis.errors},
+            "stream_subscribers": self.broadcaster.subscribers,
+        }
 
     # -- periodic check ------------------------------------------------------------------------------
 
@@ -137,7 +165,7 @@ class Runtime:
         self._last_success = time.monotonic()
         self._tasks.append(asyncio.create_task(self._check_loop(), name="promptkeeper-check"))
         if self.redis is not None:
-            listener = self.redis.listen(self.apply, self._after_reconnect, stop=self._stop)
+            listener = self.redis.listen(self._on_remote, self._after_reconnect, stop=self._stop)
             self._tasks.append(asyncio.create_task(listener, name="promptkeeper-pubsub"))
 
     async def stop(self) -> None:

@@ -1,0 +1,282 @@
+"""Several server processes behind one PostgreSQL and Redis: propagation, and what survives faults.
+
+Each test runs real `promptkeeper serve` processes. Redis and PostgreSQL that a test kills are its
+own (a private redis-server, a private initdb cluster), never the machine's shared services.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine
+
+from promptkeeper import Client
+from promptkeeper.db import migrate
+from tests.conftest import ADMIN_KEY, REDIS_URL, service_missing
+from tests.helpers import text_content
+from tests.processes import PostgresCluster, RedisProcess, ServerProcess, wait_until
+
+pytestmark = pytest.mark.slow
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    from tests.conftest import _truncate_postgres
+
+    _truncate_postgres(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def shared_redis() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis at {REDIS_URL}", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def _start(started: list[ServerProcess], tmp_path: Path, count: int, **env: Any) -> list[ServerProcess]:
+    base = {"PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY, **{k: str(v) for k, v in env.items()}}
+    new = [ServerProcess(base, tmp_path) for _ in range(count)]
+    for server in new:
+        started.append(server)
+        server.start()
+    return new
+
+
+def _resolve(server: ServerProcess, name: str = "p") -> httpx.Response:
+    return httpx.get(f"{server.url}/v1/resolve/{name}", headers=AUTH, timeout=5)
+
+
+def _version(server: ServerProcess, name: str = "p") -> int:
+    response = _resolve(server, name)
+    assert response.status_code == 200, response.text
+    version: int = response.json()["version"]
+    return version
+
+
+def _post(server: ServerProcess, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=10)
+
+
+def _prepare(server: ServerProcess, versions: int = 3) -> None:
+    assert _post(server, "/v1/prompts", {"name": "p", "content": text_content("v1")}).status_code == 201
+    for number in range(2, versions + 1):
+        assert (
+            _post(server, "/v1/prompts/p/versions", {"content": text_content(f"v{number}")}).status_code
+            == 201
+        )
+    assert (
+        _post(server, "/v1/prompts/p/deployments", {"environment": "production", "version": 1}).status_code
+        == 201
+    )
+
+
+def _status(server: ServerProcess) -> dict[str, Any]:
+    response = httpx.get(f"{server.url}/v1/runtime/status", headers=AUTH, timeout=5)
+    assert response.status_code == 200
+    status: dict[str, Any] = response.json()
+    return status
+
+
+def test_change_through_one_instance_is_served_by_the_other_and_its_sdk(
+    servers: list[ServerProcess], tmp_path: Path, pg_url: str, shared_redis: str
+) -> None:
+    # TTLs of 10 minutes and a 30 s periodic check: only pub/sub can explain a fast change
+    a, b = _start(
+        servers,
+        tmp_path,
+        2,
+        PROMPTKEEPER_DATABASE_URL=pg_url,
+        PROMPTKEEPER_REDIS_URL=shared_redis,
+        PROMPTKEEPER_REDIS_PREFIX=f"pktest-{uuid.uuid4().hex[:8]}",
+        PROMPTKEEPER_CACHE_L1_TTL=600,
+        PROMPTKEEPER_CACHE_EPOCH_INTERVAL=30,
+    )
+    _prepare(a)
+    assert _version(b) == 1 and _version(a) == 1  # both caches warm
+    with Client(b.url, ADMIN_KEY, cache_ttl=600) as sdk:
+        assert sdk.get("p").version == 1
+        wait_until(lambda: sdk.stream_connected, message="SDK stream")
+        for target, action in ((2, "deploy"), (1, "rollback"), (3, "deploy")):
+            started = time.monotonic()
+            if action == "deploy":
+                response = _post(
+                    a, "/v1/prompts/p/deployments", {"environment": "production", "version": target}
+                )
+            else:
+                response = _post(a, "/v1/prompts/p/rollback", {"environment": "production"})
+            assert response.status_code == 201, response.text
+            wait_until(lambda target=target: _version(b) == target, timeout=5, message=f"B serves v{target}")
+            wait_until(lambda target=target: sdk.get("p").version == target, timeout=5, message="SDK")
+            assert time.monotonic() - started < 3
+    status_b = _status(b)
+    assert status_b["invalidation"]["pubsub_messages"] >= 3
+    assert status_b["invalidation"]["check_invalidations"] == 0
+    assert status_b["cache"]["hits"] >= 1
+
+
+def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path, pg_url: str) -> None:
+    redis_server = RedisProcess().start()
+    try:
+        a, b = _start(
+            servers,
+            tmp_path,
+            2,
+            PROMPTKEEPER_DATABASE_URL=pg_url,
+            PROMPTKEEPER_REDIS_URL=redis_server.url,
+            PROMPTKEEPER_CACHE_L1_TTL=600,
+            PROMPTKEEPER_CACHE_EPOCH_INTERVAL=2,
+        )
+        _prepare(a)
+        assert _version(b) == 1
+        failures: list[str] = []
+        answered = [0]
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(headers=AUTH, timeout=5) as http:
+                while not stop.is_set():
+                    for server in (a, b):
+                        try:
+                            response = http.get(f"{server.url}/v1/resolve/p")
+                            if response.status_code != 200:
+                                failures.append(f"{response.status_code} {response.text}")
+                            else:
+                                answered[0] += 1
+                        except httpx.HTTPError as exc:
+                            failures.append(repr(exc))
+
+        load = threading.Thread(target=hammer, daemon=True)
+        load.start()
+        time.sleep(0.3)
+        redis_server.kill()
+        time.sleep(0.5)
+        # a change made while Redis is down: its pub/sub message is lost
+        assert (
+            _post(a, "/v1/prompts/p/deployments", {"environment": "production", "version": 2}).status_code
+            == 201
+        )
+        started = time.monotonic()
+        wait_until(lambda: _version(b) == 2, timeout=10, message="B sees the change made during the outage")
+        lag = time.monotonic() - started
+        assert lag < 600  # far inside the TTL: the periodic check caught the lost message
+        assert _status(b)["invalidation"]["check_invalidations"] >= 1
+        before_restart = answered[0]
+        redis_server.start()
+        wait_until(
+            lambda: _status(b)["redis"]["up"] and _status(a)["redis"]["up"], timeout=15, message="Redis back"
+        )
+        wait_until(
+            lambda: _status(b)["invalidation"]["pubsub_reconnects"] >= 1, timeout=15, message="B resubscribed"
+        )
+        messages = _status(b)["invalidation"]["pubsub_messages"]
+        assert (
+            _post(a, "/v1/prompts/p/deployments", {"environment": "production", "version": 3}).status_code
+            == 201
+        )
+        wait_until(lambda: _version(b) == 3, timeout=5, message="B sees v3")
+        assert _status(b)["invalidation"]["pubsub_messages"] > messages  # pub/sub delivers again
+        stop.set()
+        load.join(timeout=10)
+        assert failures == [], failures[:5]
+        assert answered[0] > before_restart > 0
+        for server in (a, b):
+            warnings = server.log().count("Redis unavailable")
+            assert warnings == 1, f"{server.url} logged {warnings} outage warnings:\n{server.log()[-2000:]}"
+    finally:
+        redis_server.kill()
+
+
+def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: Path) -> None:
+    cluster = PostgresCluster().init()
+    try:
+        engine = create_engine(cluster.url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        (server,) = _start(
+            servers,
+            tmp_path,
+            1,
+            PROMPTKEEPER_DATABASE_URL=cluster.url,
+            PROMPTKEEPER_CACHE_L1_TTL=0.5,
+            PROMPTKEEPER_DB_TIMEOUT=2,
+        )
+        _prepare(server)
+        assert _version(server) == 1
+        cluster.stop()
+        time.sleep(0.6)  # the cached entry is now past its TTL
+        stale = _resolve(server)
+        assert stale.status_code == 200, stale.text
+        assert stale.json()["version"] == 1
+        assert stale.headers["x-promptkeeper-stale"] == "database-unavailable"
+        refused = _post(server, "/v1/prompts/p/deployments", {"environment": "production", "version": 2})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "unavailable"
+        created = _post(server, "/v1/prompts/p/versions", {"content": text_content("during outage")})
+        assert created.status_code == 503
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and "database" in ready.json()["error"]["details"]["checks"]
+        assert _resolve(server, "never-cached").status_code == 503
+        cluster.start()
+        wait_until(
+            lambda: httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200,
+            timeout=20,
+            message="ready",
+        )
+        fresh = _resolve(server)
+        assert fresh.status_code == 200 and "x-promptkeeper-stale" not in fresh.headers
+        history = httpx.get(f"{server.url}/v1/prompts/p/deployments", headers=AUTH).json()
+        assert [d["version"] for d in history["items"]] == [1]  # the refused deploy left nothing
+        versions = httpx.get(f"{server.url}/v1/prompts/p/versions", headers=AUTH).json()
+        assert versions["total"] == 3 and "during outage" not in str(versions)
+        assert (
+            _post(
+                server, "/v1/prompts/p/deployments", {"environment": "production", "version": 2}
+            ).status_code
+            == 201
+        )
+        wait_until(lambda: _version(server) == 2, timeout=5, message="serves v2 after recovery")
+    finally:
+        cluster.destroy()
+
+
+def test_two_processes_on_one_sqlite_file_without_redis(servers: list[ServerProcess], tmp_path: Path) -> None:
+    """The embedded mode scaled to two processes: the periodic check alone keeps them consistent."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = _start(
+        servers,
+        tmp_path,
+        2,
+        PROMPTKEEPER_DATABASE_URL=url,
+        PROMPTKEEPER_CACHE_L1_TTL=600,
+        PROMPTKEEPER_CACHE_EPOCH_INTERVAL=0.2,
+    )
+    _prepare(a)
+    assert _version(b) == 1
+    assert (
+        _post(a, "/v1/prompts/p/deployments", {"environment": "production", "version": 2}).status_code == 201
+    )
+    wait_until(lambda: _version(b) == 2, timeout=5, message="B sees v2 through the periodic check")
