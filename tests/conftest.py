@@ -13,6 +13,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,26 @@ def make_settings(backend: Backend, tmp_path: Path, **overrides: Any) -> Setting
     return Settings(**values)
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis at {REDIS_URL}", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
 @pytest.fixture
-def settings(backend: Backend, tmp_path: Path) -> Settings:
+def settings(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """SQLite runs as the embedded mode (no Redis); PostgreSQL as production (with Redis)."""
+    if backend.is_postgres:
+        url = request.getfixturevalue("redis_url")
+        return make_settings(backend, tmp_path, redis_url=url, redis_prefix=f"pktest-{uuid.uuid4().hex[:12]}")
     return make_settings(backend, tmp_path)
 
 

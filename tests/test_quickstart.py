@@ -26,11 +26,18 @@ def _free_port() -> int:
         return port
 
 
+def _quickstart() -> str:
+    return README.read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+
+
+def quickstart_python() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", _quickstart(), flags=re.S)
+
+
 def quickstart_commands() -> list[str]:
     """Shell commands of the Quickstart section's sh blocks (continuation lines joined)."""
-    section = README.read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     commands: list[str] = []
-    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
+    for block in re.findall(r"```sh\n(.*?)```", _quickstart(), flags=re.S):
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             line = line.strip()
@@ -107,6 +114,17 @@ def test_readme_quickstart_runs(served: tuple[str, subprocess.Popen[str]], tmp_p
     assert rendered["text"] == "Hello Ada, welcome to PromptKeeper!"
     history = json.loads(outputs[-1])
     assert [d["action"] for d in history["items"]] == ["rollback", "deploy", "deploy"]
+    (python_block,) = quickstart_python()
+    sdk = subprocess.run(
+        [sys.executable, "-c", python_block.replace("http://127.0.0.1:8700", url)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sdk.returncode == 0, sdk.stderr
+    assert sdk.stdout.strip() == "1 Hello Ada, welcome to PromptKeeper!"
+    assert (tmp_path / ".promptkeeper" / "snapshot.json").exists()
     process.terminate()
     log = process.communicate(timeout=15)[0]
     assert key in log  # the key was printed for the operator

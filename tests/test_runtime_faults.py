@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 
 from promptkeeper import Client
 from promptkeeper.db import migrate
-from tests.conftest import ADMIN_KEY, REDIS_URL, service_missing
+from tests.conftest import ADMIN_KEY
 from tests.helpers import text_content
 from tests.processes import PostgresCluster, RedisProcess, ServerProcess, wait_until
 
@@ -36,17 +36,8 @@ def pg_url(postgres_url: str) -> str:
 
 
 @pytest.fixture
-def shared_redis() -> str:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis at {REDIS_URL}", exc)
-    finally:
-        client.close()
-    return REDIS_URL
+def shared_redis(redis_url: str) -> str:
+    return redis_url
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def require(roles: frozenset[Role], action: str) -> Callable[..., Any]:
     return check
 
 
-Resolver_ = Annotated[Principal, Depends(require(RESOLVE_ROLES, "resolve prompts"))]
+RuntimeCaller = Annotated[Principal, Depends(require(RESOLVE_ROLES, "resolve prompts"))]
 Reader = Annotated[Principal, Depends(require(READ_ROLES, "read the registry"))]
 Editor = Annotated[Principal, Depends(require(EDIT_ROLES, "change prompts or deployments"))]
 Admin = Annotated[Principal, Depends(require(ADMIN_ROLES, "administer the project"))]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
@@ -225,27 +225,38 @@ def _explain_missing(
     )
 
 
-_RESOLVE = (
-    select(
-        Release.version_number,
-        Release.revision,
-        Release.updated_at,
-        PromptVersion.content,
-        PromptVersion.variables,
-        PromptVersion.placeholders,
+def _serving(source: type[Release] | type[Deployment], when: Any) -> Select[Any]:
+    """The version a release (now) or a history row (then) points at, with its content."""
+    return (
+        select(
+            source.version_number,
+            source.revision,
+            when.label("updated_at"),
+            PromptVersion.content,
+            PromptVersion.variables,
+            PromptVersion.placeholders,
+        )
+        .select_from(Prompt)
+        .join(source, source.prompt_id == Prompt.id)
+        .join(Environment, Environment.id == source.environment_id)
+        .join(
+            PromptVersion,
+            and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == source.version_number),
+        )
+        .where(
+            Prompt.project_id == bindparam("project_id"),
+            Prompt.name == bindparam("name"),
+            Environment.name == bindparam("environment"),
+        )
     )
-    .select_from(Prompt)
-    .join(Release, Release.prompt_id == Prompt.id)
-    .join(Environment, Environment.id == Release.environment_id)
-    .join(
-        PromptVersion,
-        and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Release.version_number),
-    )
-    .where(
-        Prompt.project_id == bindparam("project_id"),
-        Prompt.name == bindparam("name"),
-        Environment.name == bindparam("environment"),
-    )
+
+
+_RESOLVE = _serving(Release, Release.updated_at)
+_RESOLVE_AT = (
+    _serving(Deployment, Deployment.at)
+    .where(Deployment.at <= bindparam("at"))
+    .order_by(Deployment.revision.desc())
+    .limit(1)
 )
 
 
@@ -274,46 +285,13 @@ def resolve(*, session: Session, project_id: int, name: str, environment: str) -
 
 def resolve_at(*, session: Session, project_id: int, name: str, environment: str, at: datetime) -> Resolved:
     """What `environment` served at instant `at`, from the deployment history (no cache)."""
-    row = session.execute(
-        select(
-            Deployment.version_number,
-            Deployment.revision,
-            Deployment.at,
-            PromptVersion.content,
-            PromptVersion.variables,
-            PromptVersion.placeholders,
-        )
-        .select_from(Prompt)
-        .join(Deployment, Deployment.prompt_id == Prompt.id)
-        .join(Environment, Environment.id == Deployment.environment_id)
-        .join(
-            PromptVersion,
-            and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Deployment.version_number),
-        )
-        .where(
-            Prompt.project_id == project_id,
-            Prompt.name == name,
-            Environment.name == environment,
-            Deployment.at <= at,
-        )
-        .order_by(Deployment.revision.desc())
-        .limit(1)
-    ).first()
+    params = {"project_id": project_id, "name": name, "environment": environment, "at": at}
+    row = session.execute(_RESOLVE_AT, params).first()
     if row is None:
         raise _explain_missing(
             session=session, project_id=project_id, name=name, environment=environment, at=at
         )
-    return Resolved(
-        project_id=project_id,
-        name=name,
-        environment=environment,
-        version=row.version_number,
-        revision=row.revision,
-        content=row.content,
-        variables=row.variables,
-        placeholders=row.placeholders,
-        deployed_at=row.at,
-    )
+    return _resolved(project_id, name, environment, row)
 
 
 def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:

@@ -28,7 +28,7 @@ from promptkeeper.core.templates import InvalidTemplate, content_placeholders, c
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import EnvironmentCreate, PromptCreate, PromptUpdate
+from promptkeeper.prompts.schemas import EnvironmentCreate, PromptCreate, PromptUpdate, VersionStatus
 
 DEFAULT_ENVIRONMENTS: tuple[tuple[str, str, bool], ...] = (
     ("development", "Work in progress; deploy freely.", False),
@@ -311,7 +311,7 @@ def diff_versions(*, session: Session, prompt: Prompt, from_number: int, to_numb
 
 # --- derived version status -----------------------------------------------------------------------
 
-StatusOf = Callable[[int], tuple[str, list[str]]]
+StatusOf = Callable[[int], tuple[VersionStatus, list[str]]]
 
 
 def version_status(*, session: Session, prompt: Prompt) -> StatusOf:
@@ -333,7 +333,7 @@ def version_status(*, session: Session, prompt: Prompt) -> StatusOf:
         session.scalars(select(Deployment.version_number).where(Deployment.prompt_id == prompt.id).distinct())
     )
 
-    def status_of(number: int) -> tuple[str, list[str]]:
+    def status_of(number: int) -> tuple[VersionStatus, list[str]]:
         serving = live.get(number, [])
         names = [name for name, _ in serving]
         if any(production for _, production in serving):

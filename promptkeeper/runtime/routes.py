@@ -14,7 +14,14 @@ from fastapi.responses import Response, StreamingResponse
 
 from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.api.context import AppContext
-from promptkeeper.api.deps import RESOLVE_ROLES, ContextDep, Reader, Resolver_, check_role, decode_prompt_name
+from promptkeeper.api.deps import (
+    RESOLVE_ROLES,
+    ContextDep,
+    Reader,
+    RuntimeCaller,
+    check_role,
+    decode_prompt_name,
+)
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.prompts import releases, service
@@ -170,7 +177,7 @@ def _resolve_at(context: AppContext, project_id: int, name: str, environment: st
 
 
 @router.post("/render", response_model=RenderRead)
-async def render(body: RenderRequest, context: ContextDep, caller: Resolver_) -> RenderRead:
+async def render(body: RenderRequest, context: ContextDep, caller: RuntimeCaller) -> RenderRead:
     """Render a prompt with variables: a text, or a list of chat messages; 422 names missing variables."""
     environment: str | None
     if body.version is not None:
@@ -221,7 +228,7 @@ async def runtime_status(context: ContextDep, caller: Reader) -> dict[str, objec
 async def stream(
     request: Request,
     context: ContextDep,
-    caller: Resolver_,
+    caller: RuntimeCaller,
     environment: Annotated[
         str | None, Query(pattern=ENVIRONMENT_PATTERN, description="Only changes of this environment.")
     ] = None,

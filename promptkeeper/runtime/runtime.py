@@ -172,10 +172,14 @@ class Runtime:
         self._stop.set()
         self.broadcaster.close_all()
         for task in self._tasks:
+            task.cancel()  # the listener may be inside a blocking read; nothing to finish
+        for task in self._tasks:
             try:
-                await asyncio.wait_for(task, timeout=5)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("runtime task failed while stopping")
         self._tasks.clear()
         if self.redis is not None:
             await self.redis.close()
