@@ -44,9 +44,9 @@ def measure(call, calls, batch={batch}):
             call()
         per_call.append((time.perf_counter_ns() - started) / batch)
     per_call.sort()
-    return {{"p50_ns": per_call[len(per_call) // 2], "p99_ns": per_call[int(len(per_call) * 0.99) - 1],
-            "mean_ns": sum(per_call) / len(per_call), "calls": len(per_call) * batch}}
-""".format(batch=BATCH)
+    return {"p50_ns": per_call[len(per_call) // 2], "p99_ns": per_call[int(len(per_call) * 0.99) - 1],
+            "mean_ns": sum(per_call) / len(per_call), "calls": len(per_call) * batch}
+""".replace("{batch}", str(BATCH))
 
 MLFLOW_SCRIPT = (
     TIMING
@@ -57,7 +57,7 @@ import logging; logging.disable(logging.WARNING)
 import warnings; warnings.simplefilter("ignore")
 import mlflow
 from mlflow import MlflowClient
-mlflow.genai.register_prompt(name="greet", template="Hello {{{{name}}}}")
+mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
 mlflow.genai.set_prompt_alias("greet", alias="production", version=1)
 client = MlflowClient()
 client.load_prompt("prompts:/greet@production")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from promptkeeper import AsyncClient, Client, MissingVariables, NotFound, PromptUnavailable, Unauthorized
-from promptkeeper.client._core import SSEParser, Snapshot
+from promptkeeper.client._core import Snapshot, SSEParser
 from promptkeeper.client._prompt import Prompt
 from tests.conftest import ADMIN_KEY, LiveServer
 from tests.helpers import chat_content, text_content
@@ -149,7 +149,8 @@ def test_server_down_cache_then_snapshot_then_fallback(live_server: LiveServer, 
         import json
         from promptkeeper import Client, PromptUnavailable
         client = Client({live_server.url!r}, {ADMIN_KEY!r}, snapshot_path={str(snapshot)!r},
-                        fallbacks={{"other": "Fallback for {{{{ who }}}}"}}, timeout=0.5, retries=1, backoff=0.01)
+                        fallbacks={{"other": "Fallback for {{{{ who }}}}"}},
+                        timeout=0.5, retries=1, backoff=0.01)
         greet = client.get("greet")
         other = client.get("other")
         try:
@@ -301,7 +302,8 @@ def test_sdk_imports_no_server_code() -> None:
         "import sys, promptkeeper; from promptkeeper import Client, AsyncClient; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('fastapi','starlette','sqlalchemy','alembic','redis','uvicorn','pydantic_settings','psycopg') "
-        "or m.startswith(('promptkeeper.db','promptkeeper.prompts','promptkeeper.runtime','promptkeeper.api'))); "
+        "or m.startswith(('promptkeeper.db', 'promptkeeper.prompts', "
+        "'promptkeeper.runtime', 'promptkeeper.api'))); "
         "print(','.join(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -134,7 +134,8 @@ class Resolver:
         except BaseException as exc:
             future.set_exception(exc)
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
         return await future
 
     async def _fetch(self, key: Key) -> Payload:
@@ -152,6 +153,9 @@ class Resolver:
     def invalidate(self, project_id: int, name: str, environment: str, revision: int) -> bool:
         """Forget what is older than `revision`; returns whether an entry was dropped."""
         key = (project_id, name, environment)
+        # A load already in flight may have read the old row: requests from now on must not join it
+        # (read-your-writes for the client that made the change); its current waiters still get it.
+        self._inflight.pop(key, None)
         with self._lock:
             if revision > self._floors.get(key, 0):
                 self._floors[key] = revision
