@@ -40,9 +40,8 @@ def announce_admin_key(settings: Settings, generated: str | None) -> None:
         write_admin_key(path, generated)
     if settings.admin_key is not None or not path.is_file():
         return
-    note = "generated now" if generated is not None else "generated on first start"
     print(
-        f"\nAdmin API key ({note}, kept in {path}, mode 0600):\n\n    {path.read_text().strip()}\n",
+        f"\nAdmin API key (kept in {path}, mode 0600):\n\n    {path.read_text().strip()}\n",
         file=sys.stderr,
         flush=True,
     )

@@ -110,7 +110,9 @@ def content_hash(content: dict[str, Any]) -> str:
 def content_document(content: TextContent | ChatContent) -> dict[str, Any]:
     """The JSON document stored for a version: no `None` fields, so equal content hashes equally."""
     document = content.model_dump(mode="json", exclude_none=True)
-    return {"type": document.pop("type"), **document}  # readable order; the hash sorts keys anyway
+    order = ("type", "template", "messages", "examples", "config", "response_schema")
+    # a readable order for people reading stored JSON; the hash sorts keys anyway
+    return {key: document[key] for key in order if key in document}
 
 
 def describe(content: dict[str, Any]) -> tuple[list[str], list[str]]:
