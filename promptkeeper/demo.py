@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from promptkeeper.access.service import DEFAULT_PROJECT, get_project
+from promptkeeper.access.service import DEFAULT_PROJECT, Actor, get_project
 from promptkeeper.db.engine import Database
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Prompt
@@ -71,6 +71,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
             select(func.count()).select_from(Prompt).where(Prompt.project_id == project_row.id)
         ):
             return 0
+        actor = Actor.system(AUTHOR, project_row.id)
         for sample in SAMPLES:
             first, *rest = sample["versions"]
             data = PromptCreate.model_validate(
@@ -83,15 +84,13 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
                     "message": "first version",
                 }
             )
-            prompt, _ = service.create_prompt(
-                session=session, project_id=project_row.id, data=data, author=AUTHOR
-            )
+            prompt, _ = service.create_prompt(session=session, actor=actor, data=data)
             for index, raw in enumerate(rest, start=2):
                 service.create_version(
                     session=session,
                     prompt=prompt,
                     content=service.parse_content(raw),
-                    author=AUTHOR,
+                    actor=actor,
                     message=f"revision {index}",
                 )
             for environment, number in sample["deploy"].items():
@@ -101,7 +100,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
                     name=prompt.name,
                     environment=environment,
                     version=number,
-                    actor=AUTHOR,
+                    actor=actor,
                     reason="sample data",
                 )
         session.commit()

@@ -1,4 +1,4 @@
-"""Projects, API keys and the bootstrap admin key.
+"""Projects, API keys, roles, and who is acting (`Principal` for authentication, `Actor` for records).
 
 Key format: `pk_<prefix>_<secret>`. The 8-character prefix is stored in clear (to find the key and
 to show it in lists); the whole key is stored only as its sha256. API keys are 256-bit random
@@ -18,27 +18,57 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.models import ApiKey, Project
+from promptkeeper.access.models import ApiKey, Membership, Project, User
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import NotFound, Unauthorized
 
 DEFAULT_PROJECT = "default"
 KEY_SCHEME = "pk"
+SESSION = "session"
 
 
 class Role(StrEnum):
-    """What a key may do; see docs/api.md#roles."""
+    """What a key or a member may do; see docs/api.md#roles."""
 
     viewer = "viewer"  # read everything, resolve, render
     runtime = "runtime"  # resolve, render (and log events): what an application gets
-    editor = "editor"  # + create prompts and versions, deploy to unprotected environments
+    editor = "editor"  # + create prompts, versions, drafts; deploy to unprotected environments
     approver = "approver"  # + approve reviews, deploy to protected environments
-    admin = "admin"  # + keys, users, environments, policies
+    admin = "admin"  # + keys, users, environments, policies, webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did something, as recorded in histories and the audit log.
+
+    `identity` tells people apart for review rules: two keys of one user are one approver; a key
+    without a user is its own identity.
+    """
+
+    name: str
+    project_id: int
+    role: Role
+    key_id: int | None = None
+    user_id: int | None = None
+    request_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        return f"system:{self.name}"
+
+    @classmethod
+    def system(cls, name: str, project_id: int) -> Actor:
+        """An operator or built-in process (CLI, sample data, automatic rollback)."""
+        return cls(name=name, project_id=project_id, role=Role.admin)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the API key, its project and its role."""
+    """Who is calling: the API key (or a user's login session), its project and its role."""
 
     key_id: int
     key_prefix: str
@@ -46,6 +76,18 @@ class Principal:
     project_id: int
     project: str
     role: Role
+    user_id: int | None = None
+    kind: str = "key"
+
+    def actor(self, request_id: str | None = None) -> Actor:
+        return Actor(
+            name=self.name,
+            project_id=self.project_id,
+            role=self.role,
+            key_id=self.key_id,
+            user_id=self.user_id,
+            request_id=request_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +171,32 @@ def authenticate(*, session: Session, secret: str) -> Principal:
     if row is None or not hmac.compare_digest(row[0].key_hash, hash_key(secret)):
         raise Unauthorized("invalid API key")
     key, project_name = row
+    what = "session" if key.kind == SESSION else "API key"
     if key.revoked_at is not None:
-        raise Unauthorized("API key has been revoked")
+        raise Unauthorized(f"{what} has been revoked")
     if key.expires_at is not None and key.expires_at <= utcnow():
-        raise Unauthorized("API key has expired")
+        raise Unauthorized(f"{what} has expired")
+    name, role = key.name, Role(key.role)
+    if key.user_id is not None:
+        # A user's session acts with the user's current role in the project: removing the user
+        # or lowering the role takes effect without revoking anything.
+        member = session.execute(
+            select(User.email, User.disabled_at, Membership.role)
+            .join(Membership, Membership.user_id == User.id)
+            .where(User.id == key.user_id, Membership.project_id == key.project_id)
+        ).first()
+        if member is None or member.disabled_at is not None:
+            raise Unauthorized(f"the user of this {what} no longer has access to project '{project_name}'")
+        name, role = member.email, Role(member.role)
     return Principal(
         key_id=key.id,
         key_prefix=key.prefix,
-        name=key.name,
+        name=name,
         project_id=key.project_id,
         project=project_name,
-        role=Role(key.role),
+        role=role,
+        user_id=key.user_id,
+        kind=key.kind,
     )
 
 

@@ -9,19 +9,23 @@ response, so a failed commit is an error response and never a 201 for work that 
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.authenticator import bearer_secret
-from promptkeeper.access.service import Principal, Role
+from promptkeeper.access.service import Actor, Principal, Role
 from promptkeeper.api.context import AppContext
 from promptkeeper.errors import PermissionDenied, ValidationFailed
 from promptkeeper.prompts.schemas import check_prompt_name
 
 ENCODED_SLASH = "%2F"
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 async def get_context(request: Request) -> AppContext:
@@ -58,6 +62,7 @@ CallerDep = Annotated[Principal, Depends(current_principal)]
 RESOLVE_ROLES = frozenset(Role)
 READ_ROLES = frozenset({Role.viewer, Role.editor, Role.approver, Role.admin})
 EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
+APPROVE_ROLES = frozenset({Role.approver, Role.admin})
 ADMIN_ROLES = frozenset({Role.admin})
 
 
@@ -71,17 +76,33 @@ def check_role(principal: Principal, roles: frozenset[Role], action: str) -> Pri
     return principal
 
 
+def request_id(request: Request, response: Response) -> str:
+    """The caller's `X-Request-ID` when it is sane, else a new one; echoed in the response.
+
+    It is recorded with every audit entry the request writes, so a support ticket's request id
+    finds what that request changed.
+    """
+    value = request.headers.get("x-request-id")
+    if not value or not _REQUEST_ID.match(value):
+        value = uuid.uuid4().hex
+    request.state.request_id = value
+    response.headers[REQUEST_ID_HEADER] = value
+    return value
+
+
 def require(roles: frozenset[Role], action: str) -> Callable[..., Any]:
-    async def check(principal: CallerDep) -> Principal:
-        return check_role(principal, roles, action)
+    async def check(principal: CallerDep, request: Request, response: Response) -> Actor:
+        check_role(principal, roles, action)
+        return principal.actor(request_id(request, response))
 
     return check
 
 
-RuntimeCaller = Annotated[Principal, Depends(require(RESOLVE_ROLES, "resolve prompts"))]
-Reader = Annotated[Principal, Depends(require(READ_ROLES, "read the registry"))]
-Editor = Annotated[Principal, Depends(require(EDIT_ROLES, "change prompts or deployments"))]
-Admin = Annotated[Principal, Depends(require(ADMIN_ROLES, "administer the project"))]
+RuntimeCaller = Annotated[Actor, Depends(require(RESOLVE_ROLES, "resolve prompts"))]
+Reader = Annotated[Actor, Depends(require(READ_ROLES, "read the registry"))]
+Editor = Annotated[Actor, Depends(require(EDIT_ROLES, "change prompts or deployments"))]
+Approver = Annotated[Actor, Depends(require(APPROVE_ROLES, "approve reviews"))]
+Admin = Annotated[Actor, Depends(require(ADMIN_ROLES, "administer the project"))]
 
 
 def decode_prompt_name(raw: str) -> str:

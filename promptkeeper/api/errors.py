@@ -62,10 +62,17 @@ def validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     return summary or "invalid request", cleaned
 
 
+def _with_request_id(request: Request, response: JSONResponse) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    if request_id is not None:
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptKeeperError)
-    async def _domain(_: Request, exc: PromptKeeperError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    async def _domain(request: Request, exc: PromptKeeperError) -> JSONResponse:
+        return _with_request_id(request, error_response(exc.status_code, exc.code, exc.message, exc.details))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,8 +1,10 @@
 """Imports every table module so that `metadata` is complete (for migrations and tests)."""
 
 from promptkeeper.access import models as access_models
+from promptkeeper.audit import models as audit_models
 from promptkeeper.db.base import Base
 from promptkeeper.prompts import models as prompt_models
+from promptkeeper.workflow import models as workflow_models
 
 metadata = Base.metadata
-__all__ = ["access_models", "metadata", "prompt_models"]
+__all__ = ["access_models", "audit_models", "metadata", "prompt_models", "workflow_models"]

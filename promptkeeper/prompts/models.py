@@ -74,6 +74,10 @@ class Environment(Base):
     production: Mapped[bool] = mapped_column(Boolean, default=False)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     required_approvals: Mapped[int] = mapped_column(Integer, default=0)
+    #: Admins may deploy without the required reviews, with a reason; loudly audited.
+    allow_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A version must have been deployed to this environment before it can be deployed here.
+    requires_environment: Mapped[str | None] = mapped_column(String(64), default=None)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from promptkeeper.access.service import Actor
+from promptkeeper.audit.service import record
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database, emit
 from promptkeeper.errors import Conflict, NotFound
@@ -26,7 +28,25 @@ from promptkeeper.prompts.service import get_environment, get_prompt, get_versio
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 
-ACTIONS = ("deploy", "promote", "rollback", "auto_rollback", "experiment_start", "experiment_stop")
+ACTIONS = (
+    "deploy",
+    "promote",
+    "override",
+    "rollback",
+    "auto_rollback",
+    "experiment_start",
+    "experiment_stop",
+)
+#: The audit action (and webhook event) of each history action.
+AUDIT_ACTIONS = {
+    "deploy": "deployment.created",
+    "promote": "deployment.created",
+    "override": "deployment.created",
+    "rollback": "deployment.rollback",
+    "auto_rollback": "deployment.rollback",
+    "experiment_start": "deployment.created",
+    "experiment_stop": "deployment.created",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +77,7 @@ def _change_release(
     environment: Environment,
     version: int,
     action: str,
-    actor: str,
+    actor: Actor,
     reason: str,
     release: Release | None,
 ) -> Deployment:
@@ -73,20 +93,32 @@ def _change_release(
     release.previous_version = previous
     release.revision = revision
     release.updated_at = now
-    release.updated_by = actor
+    release.updated_by = actor.name
     deployment = Deployment(
         prompt_id=prompt.id,
         environment_id=environment.id,
         version_number=version,
         previous_version=previous,
         action=action,
-        actor=actor,
+        actor=actor.name,
         reason=reason,
         revision=revision,
         at=now,
     )
     session.add(deployment)
     session.flush()
+    record(
+        session=session,
+        actor=actor,
+        action=AUDIT_ACTIONS[action],
+        target_type="deployment",
+        target=f"{prompt.name}@{environment.name}",
+        prompt=prompt.name,
+        environment=environment.name,
+        before={"version": previous},
+        after={"version": version, "action": action, "revision": revision, "reason": reason},
+        severity="warning" if action in ("override", "auto_rollback") else "info",
+    )
     emit(
         session,
         ReleaseChanged(
@@ -108,7 +140,7 @@ def deploy(
     name: str,
     environment: str,
     version: int,
-    actor: str,
+    actor: Actor,
     reason: str = "",
     action: str = "deploy",
     expected_revision: int | None = None,
@@ -148,7 +180,7 @@ def rollback(
     name: str,
     environment: str,
     version: int | None,
-    actor: str,
+    actor: Actor,
     reason: str = "",
     action: str = "rollback",
 ) -> Deployment:

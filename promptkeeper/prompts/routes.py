@@ -18,6 +18,7 @@ from promptkeeper.prompts.schemas import (
     DiffRead,
     EnvironmentCreate,
     EnvironmentRead,
+    EnvironmentUpdate,
     Page,
     PromptCreate,
     PromptCreated,
@@ -109,6 +110,8 @@ def _environment_read(environment: Environment) -> EnvironmentRead:
         production=environment.production,
         protected=environment.protected,
         required_approvals=environment.required_approvals,
+        allow_override=environment.allow_override,
+        requires_environment=environment.requires_environment,
         created_at=environment.created_at,
     )
 
@@ -119,9 +122,7 @@ def _environment_read(environment: Environment) -> EnvironmentRead:
 @router.post("/prompts", status_code=status.HTTP_201_CREATED, response_model=PromptCreated)
 def create_prompt(body: PromptCreate, session: WriteDB, caller: Editor) -> PromptCreated:
     """Create a prompt and its version 1."""
-    prompt, version = service.create_prompt(
-        session=session, project_id=caller.project_id, data=body, author=caller.name
-    )
+    prompt, version = service.create_prompt(session=session, actor=caller, data=body)
     session.commit()
     read = _prompt_with_releases(session, prompt)
     status_of = service.version_status(session=session, prompt=prompt)
@@ -161,7 +162,7 @@ def get_prompt(name: PromptNameDep, session: ReadDB, caller: Reader) -> PromptRe
 def update_prompt(name: PromptNameDep, body: PromptUpdate, session: WriteDB, caller: Editor) -> PromptRead:
     """Change metadata (description, owner, tags, target model); content changes are new versions."""
     prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name, lock=True)
-    service.update_prompt(session=session, prompt=prompt, data=body)
+    service.update_prompt(session=session, actor=caller, prompt=prompt, data=body)
     session.commit()
     return _prompt_with_releases(session, prompt)
 
@@ -177,7 +178,7 @@ def create_version(name: PromptNameDep, body: VersionCreate, session: WriteDB, c
         session=session,
         prompt=prompt,
         content=body.content,
-        author=caller.name,
+        actor=caller,
         message=body.message,
         base_version=body.base_version,
         allow_duplicate=body.allow_duplicate,
@@ -245,7 +246,7 @@ def deploy(name: PromptNameDep, body: DeploymentCreate, session: WriteDB, caller
         name=name,
         environment=body.environment,
         version=body.version,
-        actor=caller.name,
+        actor=caller,
         reason=body.reason,
         expected_revision=body.expected_revision,
     )
@@ -262,7 +263,7 @@ def rollback(name: PromptNameDep, body: RollbackCreate, session: WriteDB, caller
         name=name,
         environment=body.environment,
         version=body.version,
-        actor=caller.name,
+        actor=caller,
         reason=body.reason,
     )
     session.commit()
@@ -304,6 +305,19 @@ def list_environments(session: ReadDB, caller: Reader) -> list[EnvironmentRead]:
 
 @router.post("/environments", status_code=status.HTTP_201_CREATED, response_model=EnvironmentRead)
 def create_environment(body: EnvironmentCreate, session: WriteDB, caller: Admin) -> EnvironmentRead:
-    environment = service.create_environment(session=session, project_id=caller.project_id, data=body)
+    environment = service.create_environment(session=session, actor=caller, data=body)
     session.commit()
     return _environment_read(environment)
+
+
+@router.patch("/environments/{environment}", response_model=EnvironmentRead)
+def update_environment(
+    environment: Annotated[str, Path(pattern=ENVIRONMENT_PATTERN)],
+    body: EnvironmentUpdate,
+    session: WriteDB,
+    caller: Admin,
+) -> EnvironmentRead:
+    """Change an environment's description and policy: protection, approvals, override, promotion path."""
+    updated = service.update_environment(session=session, actor=caller, name=environment, data=body)
+    session.commit()
+    return _environment_read(updated)

@@ -203,12 +203,41 @@ class EnvironmentCreate(_Body):
     production: bool = Field(default=False, description="Versions it serves count as 'production'.")
 
 
+class EnvironmentUpdate(_Body):
+    """Description and policy; omitted fields stay as they are."""
+
+    description: str | None = Field(default=None, max_length=10_000)
+    production: bool | None = None
+    protected: bool | None = Field(
+        default=None, description="Deploying here needs an approved review (or an audited override)."
+    )
+    required_approvals: int | None = Field(
+        default=None, ge=0, le=10, description="Distinct approvers, other than the author, a review needs."
+    )
+    allow_override: bool | None = Field(
+        default=None, description="Admins may deploy without reviews, with a reason (audited as a warning)."
+    )
+    requires_environment: EnvironmentName | None = Field(
+        default=None,
+        description="A version must have been deployed to this environment first (e.g. 'staging').",
+    )
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> EnvironmentUpdate:
+        for name in ("production", "protected", "required_approvals", "allow_override", "description"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class EnvironmentRead(BaseModel):
     name: str
     description: str
     production: bool
     protected: bool
     required_approvals: int
+    allow_override: bool
+    requires_environment: str | None
     created_at: datetime
 
 

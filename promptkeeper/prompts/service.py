@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from promptkeeper.access.service import Actor
+from promptkeeper.audit.service import record
 from promptkeeper.core.content import (
     ChatContent,
     PromptContent,
@@ -28,7 +30,13 @@ from promptkeeper.core.templates import InvalidTemplate, content_placeholders, c
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import EnvironmentCreate, PromptCreate, PromptUpdate, VersionStatus
+from promptkeeper.prompts.schemas import (
+    EnvironmentCreate,
+    EnvironmentUpdate,
+    PromptCreate,
+    PromptUpdate,
+    VersionStatus,
+)
 
 DEFAULT_ENVIRONMENTS: tuple[tuple[str, str, bool], ...] = (
     ("development", "Work in progress; deploy freely.", False),
@@ -70,7 +78,8 @@ def get_environment(*, session: Session, project_id: int, name: str) -> Environm
     return environment
 
 
-def create_environment(*, session: Session, project_id: int, data: EnvironmentCreate) -> Environment:
+def create_environment(*, session: Session, actor: Actor, data: EnvironmentCreate) -> Environment:
+    project_id = actor.project_id
     taken = session.scalar(
         select(Environment.id).where(Environment.project_id == project_id, Environment.name == data.name)
     )
@@ -96,6 +105,63 @@ def create_environment(*, session: Session, project_id: int, data: EnvironmentCr
         raise Conflict(
             f"environment '{data.name}' already exists", details={"environment": data.name}
         ) from None
+    record(
+        session=session,
+        actor=actor,
+        action="environment.created",
+        target_type="environment",
+        target=environment.name,
+        environment=environment.name,
+        after=environment_policy(environment),
+    )
+    return environment
+
+
+def environment_policy(environment: Environment) -> dict[str, Any]:
+    """The settings of an environment that the audit log records before and after a change."""
+    return {
+        "description": environment.description,
+        "production": environment.production,
+        "protected": environment.protected,
+        "required_approvals": environment.required_approvals,
+        "allow_override": environment.allow_override,
+        "requires_environment": environment.requires_environment,
+    }
+
+
+def update_environment(
+    *, session: Session, actor: Actor, name: str, data: EnvironmentUpdate
+) -> Environment:
+    """Change an environment's description or policy (protection, approvals, override, promotion)."""
+    environment = get_environment(session=session, project_id=actor.project_id, name=name)
+    changes = data.model_dump(exclude_unset=True)
+    required = changes.get("requires_environment")
+    if required is not None:
+        if required == name:
+            raise ValidationFailed(
+                "body.requires_environment: an environment cannot require itself",
+                details={"field": "body.requires_environment"},
+            )
+        get_environment(session=session, project_id=actor.project_id, name=required)
+    before = environment_policy(environment)
+    for field, value in changes.items():
+        setattr(environment, field, value)
+    if environment.protected and environment.required_approvals < 1:
+        environment.required_approvals = 1  # protected means reviewed: at least one approval
+    session.flush()
+    after = environment_policy(environment)
+    if after != before:
+        record(
+            session=session,
+            actor=actor,
+            action="environment.updated",
+            target_type="environment",
+            target=environment.name,
+            environment=environment.name,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+            severity="warning" if before["protected"] and not after["protected"] else "info",
+        )
     return environment
 
 
@@ -148,9 +214,8 @@ def list_prompts(
     return list(items), total
 
 
-def create_prompt(
-    *, session: Session, project_id: int, data: PromptCreate, author: str
-) -> tuple[Prompt, PromptVersion]:
+def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tuple[Prompt, PromptVersion]:
+    project_id, author = actor.project_id, actor.name
     if session.scalar(select(Prompt.id).where(Prompt.project_id == project_id, Prompt.name == data.name)):
         raise Conflict(f"prompt '{data.name}' already exists", details={"prompt": data.name})
     document, variables, placeholders = _checked_content(data.content)
@@ -187,18 +252,58 @@ def create_prompt(
     )
     session.add(version)
     session.flush()
+    record(
+        session=session,
+        actor=actor,
+        action="prompt.created",
+        target_type="prompt",
+        target=prompt.name,
+        prompt=prompt.name,
+        after={"description": prompt.description, "owner": prompt.owner, "tags": prompt.tags},
+    )
+    _record_version(session, actor, prompt, version)
     return prompt, version
 
 
-def update_prompt(*, session: Session, prompt: Prompt, data: PromptUpdate) -> Prompt:
+def _record_version(session: Session, actor: Actor, prompt: Prompt, version: PromptVersion) -> None:
+    record(
+        session=session,
+        actor=actor,
+        action="version.created",
+        target_type="version",
+        target=f"{prompt.name}@{version.number}",
+        prompt=prompt.name,
+        after={
+            "version": version.number,
+            "parent": version.parent,
+            "message": version.message,
+            "content_hash": version.content_hash,
+        },
+    )
+
+
+def update_prompt(*, session: Session, actor: Actor, prompt: Prompt, data: PromptUpdate) -> Prompt:
     changes = data.model_dump(exclude_unset=True)
     if "tags" in changes:
         changes["tags"] = _unique(changes["tags"] or [])
+    before = {field: getattr(prompt, field) for field in changes}
     for field, value in changes.items():
         setattr(prompt, field, value)
     if changes:
         prompt.updated_at = utcnow()
     session.flush()
+    changed = {field: value for field, value in changes.items() if before[field] != value}
+    if changed:
+        record(
+            session=session,
+            actor=actor,
+            action="prompt.updated",
+            target_type="prompt",
+            target=prompt.name,
+            prompt=prompt.name,
+            before={field: before[field] for field in changed},
+            after=changed,
+        )
     return prompt
 
 
@@ -236,7 +341,7 @@ def create_version(
     session: Session,
     prompt: Prompt,
     content: TextContent | ChatContent,
-    author: str,
+    actor: Actor,
     message: str = "",
     base_version: int | None = None,
     allow_duplicate: bool = False,
@@ -265,7 +370,7 @@ def create_version(
         placeholders=placeholders,
         content_hash=digest,
         parent=prompt.head_version,
-        author=author,
+        author=actor.name,
         message=message,
         created_at=now,
     )
@@ -273,6 +378,7 @@ def create_version(
     prompt.head_version = version.number
     prompt.updated_at = now
     session.flush()
+    _record_version(session, actor, prompt, version)
     return version
 
 

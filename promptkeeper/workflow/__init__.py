@@ -1,0 +1,1 @@
+"""Team workflow: drafts and merge, reviews and protected environments, policy-checked deploys."""
