@@ -12,11 +12,13 @@ from functools import partial
 from fastapi import FastAPI
 
 from promptkeeper import __version__
+from promptkeeper.access import routes as access_routes
 from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.api import health
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
 from promptkeeper.api.middleware import EncodedSlashMiddleware
+from promptkeeper.audit import routes as audit_routes
 from promptkeeper.bootstrap import bootstrap, write_admin_key
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
@@ -25,6 +27,7 @@ from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
+from promptkeeper.workflow import draft_routes, review_routes
 
 log = logging.getLogger("promptkeeper")
 
@@ -110,4 +113,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(runtime_routes.router)  # first: routes are matched in order, resolve is the hot path
     app.include_router(health.router)
     app.include_router(prompt_routes.router)
+    app.include_router(draft_routes.router)
+    app.include_router(review_routes.router)
+    app.include_router(access_routes.router)
+    app.include_router(audit_routes.router)
     return app

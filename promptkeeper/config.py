@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(
         default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
     )
+    session_ttl: float = Field(
+        default=43_200.0, gt=0, description="Seconds a login session (`POST /v1/auth/login`) stays valid."
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a webhook receiver.")
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts at one webhook delivery before it is marked failed."
+    )
+    webhook_retry_base: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds before the first retry of a failed webhook delivery; doubles on each retry.",
+    )
     log_level: str = Field(default="info", description="Python log level name.")
 
     @field_validator("database_url")
