@@ -144,6 +144,8 @@ def create_api_key(
     role: Role,
     expires_at: datetime | None = None,
     secret: str | None = None,
+    user_id: int | None = None,
+    kind: str = "key",
 ) -> NewKey:
     secret = secret or generate_secret()
     prefix = key_prefix(secret)
@@ -154,6 +156,8 @@ def create_api_key(
         key_hash=hash_key(secret),
         role=role.value,
         expires_at=expires_at,
+        user_id=user_id,
+        kind=kind,
     )
     session.add(key)
     session.flush()

@@ -20,6 +20,7 @@ from promptkeeper.prompts.schemas import (
     EnvironmentRead,
     EnvironmentUpdate,
     Page,
+    PromoteCreate,
     PromptCreate,
     PromptCreated,
     PromptRead,
@@ -29,6 +30,7 @@ from promptkeeper.prompts.schemas import (
     VersionCreate,
     VersionRead,
 )
+from promptkeeper.workflow import deployments as policy
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
@@ -88,7 +90,7 @@ def _version_read(prompt: Prompt, version: PromptVersion, status_of: service.Sta
     )
 
 
-def _deployment_read(prompt: str, deployment: Deployment, environment: str) -> DeploymentRead:
+def deployment_read(prompt: str, deployment: Deployment, environment: str) -> DeploymentRead:
     return DeploymentRead(
         id=deployment.id,
         prompt=prompt,
@@ -239,35 +241,56 @@ def diff_versions(
     "/prompts/{name}/deployments", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead
 )
 def deploy(name: PromptNameDep, body: DeploymentCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
-    """Make an environment serve a version; appended to the deployment history."""
-    deployment = releases.deploy(
+    """Make an environment serve a version; appended to the deployment history.
+
+    Protected environments need an approved review (or an admin's audited `override`); an
+    environment with `requires_environment` only takes versions that were deployed there first.
+    """
+    deployment = policy.deploy(
         session=session,
-        project_id=caller.project_id,
+        actor=caller,
         name=name,
         environment=body.environment,
         version=body.version,
-        actor=caller,
         reason=body.reason,
         expected_revision=body.expected_revision,
+        review_id=body.review_id,
+        override=body.override,
     )
     session.commit()
-    return _deployment_read(name, deployment, body.environment)
+    return deployment_read(name, deployment, body.environment)
+
+
+@router.post("/prompts/{name}/promote", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead)
+def promote(name: PromptNameDep, body: PromoteCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
+    """Deploy to `to` the version `from` serves now (history action `promote`), with `to`'s policies."""
+    deployment = policy.promote(
+        session=session,
+        actor=caller,
+        name=name,
+        source=body.from_environment,
+        target=body.to_environment,
+        reason=body.reason,
+        review_id=body.review_id,
+        override=body.override,
+    )
+    session.commit()
+    return deployment_read(name, deployment, body.to_environment)
 
 
 @router.post("/prompts/{name}/rollback", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead)
 def rollback(name: PromptNameDep, body: RollbackCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
     """Serve the version live before the current one, or a named version."""
-    deployment = releases.rollback(
+    deployment = policy.rollback(
         session=session,
-        project_id=caller.project_id,
+        actor=caller,
         name=name,
         environment=body.environment,
         version=body.version,
-        actor=caller,
         reason=body.reason,
     )
     session.commit()
-    return _deployment_read(name, deployment, body.environment)
+    return deployment_read(name, deployment, body.environment)
 
 
 @router.get("/prompts/{name}/deployments", response_model=Page[DeploymentRead])
@@ -289,7 +312,7 @@ def list_deployments(
         offset=offset,
     )
     return Page[DeploymentRead](
-        items=[_deployment_read(name, d, env) for d, env in rows], total=total, limit=limit, offset=offset
+        items=[deployment_read(name, d, env) for d, env in rows], total=total, limit=limit, offset=offset
     )
 
 

@@ -135,6 +135,23 @@ class DeploymentCreate(_Body):
     expected_revision: int | None = Field(
         default=None, ge=0, description="The release revision the caller saw; 409 if it changed since."
     )
+    review_id: int | None = Field(
+        default=None, ge=1, description="The approved review this deploy carries out (found when omitted)."
+    )
+    override: bool = Field(
+        default=False,
+        description="Emergency override of a protected environment's reviews (admin, needs a reason).",
+    )
+
+
+class PromoteCreate(_Body):
+    from_environment: EnvironmentName = Field(
+        alias="from", description="Deploy the version this environment serves now..."
+    )
+    to_environment: EnvironmentName = Field(alias="to", description="...to this environment.")
+    reason: str = Field(default="", max_length=10_000)
+    review_id: int | None = Field(default=None, ge=1)
+    override: bool = False
 
 
 class RollbackCreate(_Body):

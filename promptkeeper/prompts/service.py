@@ -129,9 +129,7 @@ def environment_policy(environment: Environment) -> dict[str, Any]:
     }
 
 
-def update_environment(
-    *, session: Session, actor: Actor, name: str, data: EnvironmentUpdate
-) -> Environment:
+def update_environment(*, session: Session, actor: Actor, name: str, data: EnvironmentUpdate) -> Environment:
     """Change an environment's description or policy (protection, approvals, override, promotion)."""
     environment = get_environment(session=session, project_id=actor.project_id, name=name)
     changes = data.model_dump(exclude_unset=True)
