@@ -151,6 +151,15 @@ def db_current() -> None:
     typer.echo(f"{current or 'empty'} (latest: {head})")
 
 
+def _register_operator_commands() -> None:
+    from promptkeeper.cli_access import register
+
+    register(app)
+
+
+_register_operator_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -158,8 +158,10 @@ def deploy(
         )
         if review is None or state is None or state.status != "approved":
             raise _missing_review(prompt, env, version, review, state)
-    elif review_id is not None:
-        reviews.get_review(session=session, project_id=actor.project_id, name=name, review_id=review_id)
+    elif review_id is not None:  # not required here, but carried out (and closed) all the same
+        review, _ = reviews.approved_review(
+            session=session, prompt=prompt, environment=env, version=version, review_id=review_id
+        )
     deployment = releases.deploy(
         session=session,
         project_id=actor.project_id,

@@ -265,8 +265,14 @@ def approved_review(
         Review.status == "open",
     )
     if review_id is not None:
-        query = select(Review).where(Review.id == review_id, Review.prompt_id == prompt.id)
+        query = query.where(Review.id == review_id)
     candidates = list(session.scalars(query.order_by(Review.id.desc())))
+    if review_id is not None and not candidates:
+        raise Conflict(
+            f"review #{review_id} is not an open review of version {version} of '{prompt.name}' "
+            f"for '{environment.name}'",
+            details={"review": review_id, "version": version, "environment": environment.name},
+        )
     best: tuple[Review | None, ReviewState | None] = (None, None)
     for review in candidates:
         state = review_state(session=session, review=review, environment=environment)
