@@ -61,6 +61,20 @@ class Backend:
         return self.name == "postgresql"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with minimal cost in tests: the production cost (~150 ms a hash) would make every
+    login in the suite that slow. tests/test_access_api.py checks the production parameters."""
+    from argon2 import PasswordHasher
+
+    from promptkeeper.access import users
+
+    production = users._hasher
+    users._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    users._hasher = production
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A schema of our own in the test database, migrated once."""

@@ -50,11 +50,9 @@ def list_keys(*, session: Session, project_id: int, include_revoked: bool = Fals
 def find_key(*, session: Session, project_id: int, ref: str) -> ApiKey:
     """A key of the project by id or by its visible prefix."""
     query = select(ApiKey).where(ApiKey.project_id == project_id, ApiKey.kind != SESSION)
-    if ref.isdigit():
-        query = query.where(ApiKey.id == int(ref))
-    else:
-        query = query.where(ApiKey.prefix == ref)
-    key = session.scalar(query)
+    key = session.scalar(query.where(ApiKey.prefix == ref))
+    if key is None and ref.isdigit():  # prefixes are hex, so one may be all digits: prefix first
+        key = session.scalar(query.where(ApiKey.id == int(ref)))
     if key is None:
         raise NotFound(f"API key '{ref}' not found", details={"key": ref})
     return key

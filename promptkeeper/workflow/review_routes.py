@@ -32,7 +32,7 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 StatusFilter = Annotated[
     Literal["open", "withdrawn", "deployed", "all"],
-    Query(description="Stored status; `all` for every review."),
+    Query(alias="status", description="Stored status; `all` for every review."),
 ]
 EnvironmentFilter = Annotated[str | None, Query(pattern=ENVIRONMENT_PATTERN)]
 
