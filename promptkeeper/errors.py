@@ -72,6 +72,33 @@ class Unavailable(PromptKeeperError):
     code = "unavailable"
 
 
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def field_errors(errors: list[Any], prefix: tuple[Any, ...] = ()) -> tuple[str, list[dict[str, Any]]]:
+    """Pydantic errors as a one-line message naming the fields, and JSON-safe `{field, message, type}`
+    items (pydantic's own carry the input and exception objects)."""
+    cleaned = []
+    for error in errors:
+        loc = prefix + tuple(
+            p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-"))
+        )
+        cleaned.append(
+            {"field": _location(loc), "message": error.get("msg", ""), "type": error.get("type", "")}
+        )
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in cleaned[:3])
+    if len(cleaned) > 3:
+        summary += f"; and {len(cleaned) - 3} more"
+    return summary or "invalid request", cleaned
+
+
 ERRORS_BY_CODE: dict[str, type[PromptKeeperError]] = {
     cls.code: cls
     for cls in (

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from promptkeeper.errors import PromptKeeperError
+from promptkeeper.errors import PromptKeeperError, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +38,9 @@ def error_response(
     )
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     """A one-line message naming the fields, and the errors without echoed input or exception objects."""
-    cleaned = []
-    for error in errors:
-        loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
-        cleaned.append(
-            {"field": _location(loc), "message": error.get("msg", ""), "type": error.get("type", "")}
-        )
-    summary = "; ".join(f"{e['field']}: {e['message']}" for e in cleaned[:3])
-    if len(cleaned) > 3:
-        summary += f"; and {len(cleaned) - 3} more"
-    return summary or "invalid request", cleaned
+    return field_errors(errors)
 
 
 def _with_request_id(request: Request, response: JSONResponse) -> JSONResponse:

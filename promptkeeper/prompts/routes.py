@@ -72,7 +72,7 @@ def _prompt_with_releases(session: Session, prompt: Prompt) -> PromptRead:
     return _prompt_read(prompt, by_prompt[prompt.id])
 
 
-def _version_read(prompt: Prompt, version: PromptVersion, status_of: service.StatusOf) -> VersionRead:
+def version_read(prompt: Prompt, version: PromptVersion, status_of: service.StatusOf) -> VersionRead:
     state, serving = status_of(version.number)
     return VersionRead(
         prompt=prompt.name,
@@ -128,7 +128,7 @@ def create_prompt(body: PromptCreate, session: WriteDB, caller: Editor) -> Promp
     session.commit()
     read = _prompt_with_releases(session, prompt)
     status_of = service.version_status(session=session, prompt=prompt)
-    return PromptCreated(**read.model_dump(), version=_version_read(prompt, version, status_of))
+    return PromptCreated(**read.model_dump(), version=version_read(prompt, version, status_of))
 
 
 @router.get("/prompts", response_model=Page[PromptRead])
@@ -186,7 +186,7 @@ def create_version(name: PromptNameDep, body: VersionCreate, session: WriteDB, c
         allow_duplicate=body.allow_duplicate,
     )
     session.commit()
-    return _version_read(prompt, version, service.version_status(session=session, prompt=prompt))
+    return version_read(prompt, version, service.version_status(session=session, prompt=prompt))
 
 
 @router.get("/prompts/{name}/versions", response_model=Page[VersionRead])
@@ -198,7 +198,7 @@ def list_versions(
     versions, total = service.list_versions(session=session, prompt=prompt, limit=limit, offset=offset)
     status_of = service.version_status(session=session, prompt=prompt)
     return Page[VersionRead](
-        items=[_version_read(prompt, v, status_of) for v in versions], total=total, limit=limit, offset=offset
+        items=[version_read(prompt, v, status_of) for v in versions], total=total, limit=limit, offset=offset
     )
 
 
@@ -208,7 +208,7 @@ def get_version(
 ) -> VersionRead:
     prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
     version = service.get_version(session=session, prompt=prompt, number=number)
-    return _version_read(prompt, version, service.version_status(session=session, prompt=prompt))
+    return version_read(prompt, version, service.version_status(session=session, prompt=prompt))
 
 
 @router.get("/prompts/{name}/diff", response_model=DiffRead)

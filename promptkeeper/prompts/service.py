@@ -28,7 +28,7 @@ from promptkeeper.core.content import (
 from promptkeeper.core.diff import ContentDiff, diff_contents
 from promptkeeper.core.templates import InvalidTemplate, content_placeholders, content_variables
 from promptkeeper.db.base import utcnow
-from promptkeeper.errors import Conflict, NotFound, ValidationFailed
+from promptkeeper.errors import Conflict, NotFound, ValidationFailed, field_errors
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
     EnvironmentCreate,
@@ -216,7 +216,7 @@ def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tupl
     project_id, author = actor.project_id, actor.name
     if session.scalar(select(Prompt.id).where(Prompt.project_id == project_id, Prompt.name == data.name)):
         raise Conflict(f"prompt '{data.name}' already exists", details={"prompt": data.name})
-    document, variables, placeholders = _checked_content(data.content)
+    document, variables, placeholders = checked_content(data.content)
     now = utcnow()
     prompt = Prompt(
         project_id=project_id,
@@ -312,7 +312,7 @@ def _unique(values: Sequence[str]) -> list[str]:
 # --- versions -------------------------------------------------------------------------------------
 
 
-def _checked_content(content: TextContent | ChatContent) -> tuple[dict[str, Any], list[str], list[str]]:
+def checked_content(content: TextContent | ChatContent) -> tuple[dict[str, Any], list[str], list[str]]:
     """The stored document plus its variables; 422 naming the field and line of a broken template."""
     document = content_document(content)
     try:
@@ -331,7 +331,8 @@ def parse_content(raw: dict[str, Any]) -> TextContent | ChatContent:
     try:
         return _CONTENT_ADAPTER.validate_python(raw)
     except ValidationError as exc:
-        raise ValidationFailed("invalid prompt content", details={"errors": exc.errors()}) from None
+        message, errors = field_errors(list(exc.errors()), prefix=("content",))
+        raise ValidationFailed(f"invalid prompt content: {message}", details={"errors": errors}) from None
 
 
 def create_version(
@@ -351,7 +352,7 @@ def create_version(
             "merge your change into the new head and retry",
             details={"head_version": prompt.head_version, "base_version": base_version},
         )
-    document, variables, placeholders = _checked_content(content)
+    document, variables, placeholders = checked_content(content)
     digest = content_hash(document)
     head = get_version(session=session, prompt=prompt, number=prompt.head_version)
     if head.content_hash == digest and not allow_duplicate:

@@ -11,7 +11,7 @@ from promptkeeper.api.deps import Editor, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.core.content import content_hash
 from promptkeeper.prompts import service as prompts
 from promptkeeper.prompts.models import Prompt
-from promptkeeper.prompts.routes import Limit, Offset, _version_read
+from promptkeeper.prompts.routes import Limit, Offset, version_read
 from promptkeeper.prompts.schemas import ChangeRead, Page
 from promptkeeper.workflow import drafts
 from promptkeeper.workflow.models import Draft
@@ -144,5 +144,5 @@ def merge_draft(
     session.commit()
     return DraftMerged(
         draft=_draft_read(session, prompt, draft),
-        version=_version_read(prompt, version, prompts.version_status(session=session, prompt=prompt)),
+        version=version_read(prompt, version, prompts.version_status(session=session, prompt=prompt)),
     )

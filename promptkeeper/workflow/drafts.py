@@ -26,7 +26,7 @@ from promptkeeper.core.merge import MergeConflict, merge_documents
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 from promptkeeper.prompts.models import Prompt, PromptVersion
-from promptkeeper.prompts.service import _checked_content, create_version, get_version, parse_content
+from promptkeeper.prompts.service import checked_content, create_version, get_version, parse_content
 from promptkeeper.workflow.models import Draft
 from promptkeeper.workflow.schemas import DraftCreate, DraftStatusFilter, DraftUpdate
 
@@ -76,7 +76,7 @@ def create_draft(*, session: Session, actor: Actor, prompt: Prompt, data: DraftC
     """Fork a draft from `data.base_version` (default: the head), starting from its content unless given."""
     base_number = data.base_version if data.base_version is not None else prompt.head_version
     base = get_version(session=session, prompt=prompt, number=base_number)
-    document = copy.deepcopy(base.content) if data.content is None else _checked_content(data.content)[0]
+    document = copy.deepcopy(base.content) if data.content is None else checked_content(data.content)[0]
     now = utcnow()
     draft = Draft(
         project_id=prompt.project_id,
@@ -105,7 +105,7 @@ def update_draft(
     draft = _open_draft(session, prompt, draft_id, data.expected_revision, doing="edited")
     before = _summary(draft)
     if data.content is not None:
-        draft.content = _checked_content(data.content)[0]
+        draft.content = checked_content(data.content)[0]
     if data.title is not None:
         draft.title = data.title
     if data.base_version is not None:
@@ -254,7 +254,7 @@ def _merged_content(
     """
     try:
         content = parse_content(merged)
-        document = _checked_content(content)[0]
+        document = checked_content(content)[0]
     except ValidationFailed as exc:
         invalid = _error_summary(exc)
         reasons = "; ".join(f"{e['field']}: {e['message']}" for e in invalid.get("errors", [])[:3])
@@ -273,18 +273,10 @@ def _merged_content(
 
 
 def _error_summary(exc: ValidationFailed) -> dict[str, Any]:
-    """JSON-safe details of a validation error (pydantic's own carry exception objects)."""
+    """The parts of a validation error's details that explain an invalid merge result."""
     summary: dict[str, Any] = {k: exc.details[k] for k in ("field", "line", "error") if k in exc.details}
-    errors = exc.details.get("errors")
-    if isinstance(errors, list):
-        summary["errors"] = [
-            {
-                "field": ".".join(str(part) for part in error.get("loc", ())),
-                "message": str(error.get("msg", "")),
-            }
-            for error in errors
-            if isinstance(error, dict)
-        ]
+    if "errors" in exc.details:  # already JSON-safe (`errors.field_errors`)
+        summary["errors"] = exc.details["errors"]
     return summary
 
 
