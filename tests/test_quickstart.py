@@ -76,6 +76,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     yield url, process
     process.terminate()
     process.wait(timeout=15)
+    if process.stdout is not None and not process.stdout.closed:
+        process.stdout.close()
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README uses curl")
