@@ -58,3 +58,19 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     error: dict[str, Any] = body["error"]
     return error
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """Every `(METHOD, path)` the app serves, from its OpenAPI document.
+
+    FastAPI 0.165 keeps included routers as `_IncludedRouter` entries in `app.routes`, so walking
+    `app.routes` for `APIRoute`s finds none; the OpenAPI document is the public, complete list
+    (no route of ours is excluded from it).
+    """
+    found: set[tuple[str, str]] = set()
+    for path, operations in app.openapi()["paths"].items():
+        for method in operations:
+            if method in ("get", "post", "put", "patch", "delete"):
+                found.add((method.upper(), path))
+    assert len(found) > 20, f"suspiciously few routes found: {sorted(found)}"
+    return found

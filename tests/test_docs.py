@@ -6,24 +6,17 @@ import re
 from pathlib import Path
 
 import typer.main
-from fastapi.routing import APIRoute
 
 from promptkeeper.app import create_app
 from promptkeeper.cli import app as cli_app
 from promptkeeper.config import Settings
+from tests.helpers import app_routes
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def _routes() -> list[tuple[str, str]]:
-    app = create_app(Settings(database_url="sqlite://"))
-    found = []
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            path = route.path.replace("{name:path}", "{name}")
-            for method in sorted(route.methods - {"HEAD"}):
-                found.append((method, path))
-    return found
+    return sorted(app_routes(create_app(Settings(database_url="sqlite://"))))
 
 
 def test_every_route_is_documented() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from promptkeeper.access import keys, users
 from promptkeeper.access.models import ApiKey, Project, User
@@ -79,12 +79,11 @@ def login(body: LoginCreate, session: WriteDB, context: ContextDep, request_id: 
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(session: WriteDB, context: ContextDep, caller: AnyCaller) -> Response:
+def logout(session: WriteDB, context: ContextDep, caller: AnyCaller) -> None:
     """End the login session used for this request."""
     keys.end_session(session=session, actor=caller)
     session.commit()
     context.auth.forget()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/auth/me", response_model=MeRead)
@@ -105,11 +104,10 @@ def me(session: ReadDB, caller: AnyCaller) -> MeRead:
 
 
 @router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
-def change_password(body: PasswordChange, session: WriteDB, caller: AnyCaller) -> Response:
+def change_password(body: PasswordChange, session: WriteDB, caller: AnyCaller) -> None:
     """Change the password of the user whose session this is."""
     users.change_password(session=session, actor=caller, current=body.current_password, new=body.new_password)
     session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- API keys -----------------------------------------------------------------------------------

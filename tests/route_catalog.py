@@ -1,0 +1,466 @@
+"""Every HTTP route of the app, with the roles it admits and a request that exercises it.
+
+Three tests walk this table (tests/test_authorization.py): the role matrix (every route x every
+role), project isolation (project A's admin against project B's objects) and audit completeness
+(every mutating route leaves an audit entry). A route missing here fails them, so a new route
+cannot ship without its permission and audit being decided.
+
+Each entry's `call(world)` creates, as project admin (or as a separate author key), what the
+request needs and returns the request; objects are fresh per call, so calls never depend on each
+other's leftovers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from promptkeeper.access.service import Role, create_api_key, get_project
+from promptkeeper.config import Settings
+from promptkeeper.db.engine import Database
+from tests.helpers import quote_name, text_content
+
+ALL = frozenset(Role)
+READ = frozenset({Role.viewer, Role.editor, Role.approver, Role.admin})
+EDIT = frozenset({Role.editor, Role.approver, Role.admin})
+APPROVE = frozenset({Role.approver, Role.admin})
+ADMIN = frozenset({Role.admin})
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+def new_key(settings: Settings, project: str, role: Role, name: str | None = None) -> str:
+    database = Database(settings)
+    try:
+        with database.write_session() as session:
+            project_row = get_project(session=session, name=project)
+            secret = create_api_key(
+                session=session, project=project_row, name=name or f"{role.value}-key", role=role
+            ).secret
+            session.commit()
+        return secret
+    finally:
+        database.dispose()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None  # replaces the caller's credentials when set
+
+
+@dataclass
+class World:
+    """One project's objects, made on demand through the API as its admin."""
+
+    client: TestClient
+    admin: dict[str, str]
+    author: dict[str, str]  # an editor key: reviews and drafts are not the approvers' own
+    tag: str = "a"
+    _webhook_receiver: str = "http://127.0.0.1:9/hook"  # nothing listens: deliveries just fail later
+
+    def _ok(self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None) -> Any:
+        response = self.client.request(method, path, json=json, headers=headers or self.admin)
+        assert response.status_code in (200, 201, 202), (method, path, response.text)
+        return response.json() if response.content else None
+
+    def unique(self, what: str) -> str:
+        return f"{self.tag}-{what}-{next(_counter)}"
+
+    def prompt(self, versions: int = 2, deployed: bool = False) -> str:
+        name = f"{self.tag}/p{next(_counter)}"
+        self._ok("POST", "/v1/prompts", {"name": name, "content": text_content("Hello {{ name }}")})
+        for number in range(2, versions + 1):
+            self._ok(
+                "POST",
+                f"/v1/prompts/{quote_name(name)}/versions",
+                {"content": text_content(f"Hello {{{{ name }}}} #{number}")},
+            )
+        if deployed:
+            for number in range(1, versions + 1):
+                self._ok(
+                    "POST",
+                    f"/v1/prompts/{quote_name(name)}/deployments",
+                    {"environment": "development", "version": number},
+                )
+        return name
+
+    def draft(self, name: str) -> int:
+        body = self._ok("POST", f"/v1/prompts/{quote_name(name)}/drafts", {"title": "d"}, self.author)
+        return int(body["id"])
+
+    def edited_draft(self, name: str) -> int:
+        draft = self.draft(name)
+        self._ok(
+            "PATCH",
+            f"/v1/prompts/{quote_name(name)}/drafts/{draft}",
+            {"content": text_content("Edited {{ name }}")},
+            self.author,
+        )
+        return draft
+
+    def review(self, name: str, environment: str = "staging", version: int = 2) -> int:
+        body = self._ok(
+            "POST",
+            f"/v1/prompts/{quote_name(name)}/reviews",
+            {"environment": environment, "version": version},
+            self.author,
+        )
+        return int(body["id"])
+
+    def approved_review(self, name: str) -> int:
+        review = self.review(name)
+        self._ok("POST", f"/v1/prompts/{quote_name(name)}/reviews/{review}/approve", {})
+        return review
+
+    def webhook(self) -> int:
+        body = self._ok("POST", "/v1/webhooks", {"url": self._webhook_receiver, "events": ["ping"]})
+        return int(body["id"])
+
+    def delivery(self, webhook: int) -> int:
+        self._ok("POST", f"/v1/webhooks/{webhook}/ping")
+        body = self._ok("GET", f"/v1/webhooks/{webhook}/deliveries")
+        return int(body["items"][0]["id"])
+
+    def key(self) -> str:
+        body = self._ok("POST", "/v1/keys", {"name": self.unique("key"), "role": "viewer"})
+        return str(body["prefix"])
+
+    def member(self, role: str = "viewer") -> tuple[int, str]:
+        email = f"{self.unique('user')}@example.com"
+        body = self._ok("POST", "/v1/users", {"email": email, "role": role, "password": PASSWORD})
+        return int(body["id"]), email
+
+    def session(self) -> dict[str, str]:
+        _, email = self.member()
+        body = self._ok("POST", "/v1/auth/login", {"email": email, "password": PASSWORD}, headers={})
+        return {"Authorization": f"Bearer {body['token']}"}
+
+    def environment(self) -> str:
+        name = self.unique("env")
+        self._ok("POST", "/v1/environments", {"name": name})
+        return name
+
+
+def _p(name: str) -> str:
+    return f"/v1/prompts/{quote_name(name)}"
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    roles: frozenset[Role] | None  # None: no credentials needed
+    call: Callable[[World], Request]
+    #: Called with project B's objects and project A's key: 404 expected (object in the path or body).
+    scoped: bool = True
+    #: Changes something: must leave an audit entry.
+    mutating: bool = False
+    #: A 403 an admitted role may still get from a rule of the service (the message it contains).
+    service_rule: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _draft_call(suffix: str, method: str, json: Any = None) -> Callable[[World], Request]:
+    def call(w: World) -> Request:
+        name = w.prompt()
+        draft = w.edited_draft(name) if suffix == "/merge" else w.draft(name)
+        return Request(method, f"{_p(name)}/drafts/{draft}{suffix}", json)
+
+    return call
+
+
+def _review_call(suffix: str, json: Any = None, approved: bool = False) -> Callable[[World], Request]:
+    def call(w: World) -> Request:
+        name = w.prompt()
+        review = w.approved_review(name) if approved else w.review(name)
+        return Request("POST" if suffix else "GET", f"{_p(name)}/reviews/{review}{suffix}", json)
+
+    return call
+
+
+def _p_call(method: str, suffix: str, json: Any = None, **kw: Any) -> Callable[[World], Request]:
+    def call(w: World) -> Request:
+        name = w.prompt(deployed=kw.get("deployed", False))
+        body = json(w) if callable(json) else json
+        return Request(method, f"{_p(name)}{suffix}", body, kw.get("params"))
+
+    return call
+
+
+def _webhook_call(method: str, suffix: str = "", json: Any = None) -> Callable[[World], Request]:
+    def call(w: World) -> Request:
+        hook = w.webhook()
+        if "{delivery}" in suffix:
+            suffix_ = suffix.replace("{delivery}", str(w.delivery(hook)))
+        else:
+            suffix_ = suffix
+        return Request(method, f"/v1/webhooks/{hook}{suffix_}", json)
+
+    return call
+
+
+def _member_call(method: str, json: Any = None) -> Callable[[World], Request]:
+    def call(w: World) -> Request:
+        user_id, _ = w.member()
+        return Request(method, f"/v1/users/{user_id}", json)
+
+    return call
+
+
+def _login(w: World) -> Request:
+    _, email = w.member()
+    return Request("POST", "/v1/auth/login", {"email": email, "password": PASSWORD}, headers={})
+
+
+def _new_prompt(w: World) -> Request:
+    return Request("POST", "/v1/prompts", {"name": w.unique("new"), "content": text_content("x")})
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", None, lambda w: Request("GET", "/healthz"), scoped=False),
+    Route("GET", "/readyz", None, lambda w: Request("GET", "/readyz"), scoped=False),
+    # runtime
+    Route(
+        "GET",
+        "/v1/resolve/{name}",
+        ALL,
+        lambda w: Request(
+            "GET", f"/v1/resolve/{quote_name(w.prompt(deployed=True))}", params={"environment": "development"}
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/render",
+        ALL,
+        lambda w: Request(
+            "POST", "/v1/render", {"name": w.prompt(), "version": 1, "variables": {"name": "Ada"}}
+        ),
+    ),
+    Route("GET", "/v1/runtime/status", READ, lambda w: Request("GET", "/v1/runtime/status"), scoped=False),
+    Route(
+        "GET",
+        "/v1/stream",
+        ALL,
+        lambda w: Request("GET", "/v1/stream"),
+        scoped=False,
+        notes=["an endless event stream: admitted roles are checked in tests/test_stream.py"],
+    ),
+    # registry
+    Route("POST", "/v1/prompts", EDIT, _new_prompt, scoped=False, mutating=True),
+    Route("GET", "/v1/prompts", READ, lambda w: Request("GET", "/v1/prompts"), scoped=False),
+    Route("GET", "/v1/prompts/{name}", READ, _p_call("GET", "")),
+    Route("PATCH", "/v1/prompts/{name}", EDIT, _p_call("PATCH", "", {"description": "new"}), mutating=True),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/versions",
+        EDIT,
+        _p_call("POST", "/versions", {"content": text_content("v3 {{ name }}")}),
+        mutating=True,
+    ),
+    Route("GET", "/v1/prompts/{name}/versions", READ, _p_call("GET", "/versions")),
+    Route("GET", "/v1/prompts/{name}/versions/{number}", READ, _p_call("GET", "/versions/1")),
+    Route("GET", "/v1/prompts/{name}/diff", READ, _p_call("GET", "/diff", params={"from": 1, "to": 2})),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/deployments",
+        EDIT,
+        _p_call("POST", "/deployments", {"environment": "staging", "version": 2}),
+        mutating=True,
+    ),
+    Route("GET", "/v1/prompts/{name}/deployments", READ, _p_call("GET", "/deployments")),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/rollback",
+        EDIT,
+        _p_call("POST", "/rollback", {"environment": "development"}, deployed=True),
+        mutating=True,
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/promote",
+        EDIT,
+        _p_call("POST", "/promote", {"from": "development", "to": "staging"}, deployed=True),
+        mutating=True,
+    ),
+    Route("GET", "/v1/environments", READ, lambda w: Request("GET", "/v1/environments"), scoped=False),
+    Route(
+        "POST",
+        "/v1/environments",
+        ADMIN,
+        lambda w: Request("POST", "/v1/environments", {"name": w.unique("env")}),
+        scoped=False,
+        mutating=True,
+    ),
+    Route(
+        "PATCH",
+        "/v1/environments/{environment}",
+        ADMIN,
+        lambda w: Request("PATCH", f"/v1/environments/{w.environment()}", {"description": "changed"}),
+        mutating=True,
+    ),
+    # drafts
+    Route(
+        "POST", "/v1/prompts/{name}/drafts", EDIT, _p_call("POST", "/drafts", {"title": "t"}), mutating=True
+    ),
+    Route("GET", "/v1/prompts/{name}/drafts", READ, _p_call("GET", "/drafts")),
+    Route("GET", "/v1/prompts/{name}/drafts/{draft_id}", READ, _draft_call("", "GET")),
+    Route(
+        "PATCH",
+        "/v1/prompts/{name}/drafts/{draft_id}",
+        EDIT,
+        _draft_call("", "PATCH", {"title": "renamed"}),
+        mutating=True,
+    ),
+    Route("DELETE", "/v1/prompts/{name}/drafts/{draft_id}", EDIT, _draft_call("", "DELETE"), mutating=True),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/drafts/{draft_id}/merge",
+        EDIT,
+        _draft_call("/merge", "POST", {"message": "merge"}),
+        mutating=True,
+    ),
+    # reviews
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews",
+        EDIT,
+        _p_call("POST", "/reviews", {"environment": "staging", "version": 2}),
+        mutating=True,
+    ),
+    Route("GET", "/v1/prompts/{name}/reviews", READ, _p_call("GET", "/reviews")),
+    Route("GET", "/v1/reviews", READ, lambda w: Request("GET", "/v1/reviews"), scoped=False),
+    Route("GET", "/v1/prompts/{name}/reviews/{review_id}", READ, _review_call("")),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews/{review_id}/comments",
+        EDIT,
+        _review_call("/comments", {"body": "looks good"}),
+        mutating=True,
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews/{review_id}/approve",
+        APPROVE,
+        _review_call("/approve", {}),
+        mutating=True,
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews/{review_id}/request-changes",
+        APPROVE,
+        _review_call("/request-changes", {"comment": "shorter please"}),
+        mutating=True,
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews/{review_id}/withdraw",
+        EDIT,
+        _review_call("/withdraw"),
+        mutating=True,
+        service_rule="only the author of a review or an admin can withdraw it",
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/reviews/{review_id}/deploy",
+        APPROVE,
+        _review_call("/deploy", {}, approved=True),
+        mutating=True,
+    ),
+    # access
+    Route("POST", "/v1/auth/login", None, _login, scoped=False, mutating=True),
+    Route(
+        "POST",
+        "/v1/auth/logout",
+        ALL,
+        lambda w: Request("POST", "/v1/auth/logout", headers=w.session()),
+        scoped=False,
+        mutating=True,
+        notes=["with a role's API key instead of a session: 422"],
+    ),
+    Route("GET", "/v1/auth/me", ALL, lambda w: Request("GET", "/v1/auth/me"), scoped=False),
+    Route(
+        "POST",
+        "/v1/auth/password",
+        ALL,
+        lambda w: Request(
+            "POST",
+            "/v1/auth/password",
+            {"current_password": PASSWORD, "new_password": PASSWORD + "!"},
+            headers=w.session(),
+        ),
+        scoped=False,
+        mutating=True,
+    ),
+    Route("GET", "/v1/keys", ADMIN, lambda w: Request("GET", "/v1/keys"), scoped=False),
+    Route(
+        "POST",
+        "/v1/keys",
+        ADMIN,
+        lambda w: Request("POST", "/v1/keys", {"name": w.unique("k"), "role": "runtime"}),
+        scoped=False,
+        mutating=True,
+    ),
+    Route(
+        "DELETE", "/v1/keys/{key}", ADMIN, lambda w: Request("DELETE", f"/v1/keys/{w.key()}"), mutating=True
+    ),
+    Route("GET", "/v1/users", ADMIN, lambda w: Request("GET", "/v1/users"), scoped=False),
+    Route(
+        "POST",
+        "/v1/users",
+        ADMIN,
+        lambda w: Request(
+            "POST",
+            "/v1/users",
+            {"email": f"{w.unique('u')}@example.com", "role": "editor", "password": PASSWORD},
+        ),
+        scoped=False,
+        mutating=True,
+    ),
+    Route("PATCH", "/v1/users/{user_id}", ADMIN, _member_call("PATCH", {"role": "editor"}), mutating=True),
+    Route("DELETE", "/v1/users/{user_id}", ADMIN, _member_call("DELETE"), mutating=True),
+    # audit and webhooks
+    Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),
+    Route("GET", "/v1/webhooks", ADMIN, lambda w: Request("GET", "/v1/webhooks"), scoped=False),
+    Route(
+        "POST",
+        "/v1/webhooks",
+        ADMIN,
+        lambda w: Request("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/x", "events": ["*"]}),
+        scoped=False,
+        mutating=True,
+    ),
+    Route("GET", "/v1/webhooks/{webhook_id}", ADMIN, _webhook_call("GET")),
+    Route(
+        "PATCH",
+        "/v1/webhooks/{webhook_id}",
+        ADMIN,
+        _webhook_call("PATCH", "", {"active": False}),
+        mutating=True,
+    ),
+    Route("DELETE", "/v1/webhooks/{webhook_id}", ADMIN, _webhook_call("DELETE"), mutating=True),
+    Route("GET", "/v1/webhooks/{webhook_id}/deliveries", ADMIN, _webhook_call("GET", "/deliveries")),
+    Route("POST", "/v1/webhooks/{webhook_id}/ping", ADMIN, _webhook_call("POST", "/ping"), mutating=True),
+    Route(
+        "POST",
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        ADMIN,
+        _webhook_call("POST", "/deliveries/{delivery}/redeliver"),
+        mutating=True,
+    ),
+]
+
+#: POST routes that change nothing (they compute an answer).
+READ_ONLY_POSTS = {("POST", "/v1/render")}
+
+
+def unique_project() -> str:
+    return f"b-{uuid.uuid4().hex[:10]}"
