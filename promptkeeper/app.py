@@ -19,6 +19,7 @@ from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
 from promptkeeper.api.middleware import EncodedSlashMiddleware
 from promptkeeper.audit import routes as audit_routes
+from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
@@ -60,8 +61,14 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
         raise
     runtime = Runtime(settings, registry_feeds(db))
     db.listeners.append(runtime.on_commit)
+    dispatcher = Dispatcher(db, settings)
+    db.listeners.append(dispatcher.on_commit)
     context = AppContext(
-        settings=settings, db=db, auth=Authenticator(db, ttl=settings.auth_cache_ttl), runtime=runtime
+        settings=settings,
+        db=db,
+        auth=Authenticator(db, ttl=settings.auth_cache_ttl),
+        runtime=runtime,
+        dispatcher=dispatcher,
     )
     return context, generated
 
@@ -96,9 +103,11 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
             write_admin_key(settings.admin_key_file, generated)
         app.state.context = context
         await context.runtime.start()
+        await context.dispatcher.start()
         try:
             yield
         finally:
+            await context.dispatcher.stop()
             await context.runtime.stop()
             context.db.dispose()
 

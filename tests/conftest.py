@@ -48,7 +48,8 @@ def service_missing(what: str, error: Exception) -> None:
 
 
 def _worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """Unique per test process: two runs on one machine (or one database) never share a schema."""
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promptkeeper.access.authenticator import Authenticator
+from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.runtime.resolver import Resolver
@@ -17,6 +18,7 @@ class AppContext:
     db: Database
     auth: Authenticator
     runtime: Runtime
+    dispatcher: Dispatcher
 
     @property
     def resolver(self) -> Resolver:

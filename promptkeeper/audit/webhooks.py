@@ -1,0 +1,185 @@
+"""Webhooks: subscriptions of a URL to audit actions, and the log of their deliveries.
+
+A webhook's `secret` signs every delivery (`promptkeeper.audit.signing.sign`). It is returned once,
+by `create_webhook`, and never again: reads, the audit log and logs leave it out.
+
+Every change to a webhook is itself an audit entry (`webhook.created`, `webhook.updated`, ...),
+so a `*` webhook hears about changes to webhooks too. Queueing a delivery (`ping`, `redeliver`)
+emits `DeliveriesQueued`, which wakes the dispatcher once the caller has committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.service import Actor
+from promptkeeper.audit.models import Webhook, WebhookDelivery
+from promptkeeper.audit.schemas import WebhookCreate, WebhookUpdate
+from promptkeeper.audit.service import DeliveriesQueued, record
+from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import emit
+from promptkeeper.errors import Conflict, NotFound
+
+PING = "ping"
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _settings_of(webhook: Webhook) -> dict[str, Any]:
+    """What the audit log records about a webhook: everything but the secret."""
+    return {
+        "url": webhook.url,
+        "events": list(webhook.events),
+        "description": webhook.description,
+        "active": webhook.active,
+    }
+
+
+def _record(session: Session, actor: Actor, action: str, webhook: Webhook, **summary: Any) -> None:
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="webhook",
+        target=str(webhook.id),
+        project_id=webhook.project_id,
+        **summary,
+    )
+
+
+def create_webhook(*, session: Session, actor: Actor, data: WebhookCreate) -> tuple[Webhook, str]:
+    """The new webhook and its secret (the only time the secret is handed out)."""
+    secret = data.secret if data.secret is not None else generate_secret()
+    webhook = Webhook(
+        project_id=actor.project_id,
+        url=data.url,
+        events=list(data.events),
+        description=data.description,
+        secret=secret,
+        active=data.active,
+        created_by=actor.name,
+        created_at=utcnow(),
+    )
+    session.add(webhook)
+    session.flush()
+    _record(session, actor, "webhook.created", webhook, after=_settings_of(webhook))
+    return webhook, secret
+
+
+def list_webhooks(*, session: Session, project_id: int) -> list[Webhook]:
+    return list(session.scalars(select(Webhook).where(Webhook.project_id == project_id).order_by(Webhook.id)))
+
+
+def get_webhook(*, session: Session, project_id: int, webhook_id: int, lock: bool = False) -> Webhook:
+    """A webhook of the project; another project's webhook is as absent as a deleted one."""
+    query = select(Webhook).where(Webhook.id == webhook_id, Webhook.project_id == project_id)
+    if lock:
+        query = query.with_for_update()
+    webhook = session.scalar(query)
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} not found", details={"webhook": webhook_id})
+    return webhook
+
+
+def update_webhook(*, session: Session, actor: Actor, webhook: Webhook, data: WebhookUpdate) -> Webhook:
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    before = _settings_of(webhook)
+    for field, value in changes.items():
+        setattr(webhook, field, value)
+    session.flush()
+    after = _settings_of(webhook)
+    if after != before:
+        _record(
+            session,
+            actor,
+            "webhook.updated",
+            webhook,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+        )
+    return webhook
+
+
+def delete_webhook(*, session: Session, actor: Actor, webhook: Webhook) -> None:
+    """Delete the webhook and its delivery log (the foreign key cascades)."""
+    settings = _settings_of(webhook)
+    session.delete(webhook)
+    session.flush()
+    # Recorded after the delete, so that the webhook does not queue a delivery of its own deletion.
+    _record(session, actor, "webhook.deleted", webhook, before=settings)
+
+
+def list_deliveries(
+    *, session: Session, webhook: Webhook, status: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[WebhookDelivery], int]:
+    """The delivery log, newest first."""
+    query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def _require_active(webhook: Webhook, what: str) -> None:
+    if not webhook.active:
+        raise Conflict(
+            f"webhook {webhook.id} is inactive: activate it (PATCH active=true) to {what}",
+            details={"webhook": webhook.id},
+        )
+
+
+def redeliver(*, session: Session, actor: Actor, webhook: Webhook, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery again from scratch: pending now, with a fresh allowance of attempts."""
+    _require_active(webhook, "redeliver")
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == webhook.id
+    )
+    delivery = session.scalar(query.with_for_update())
+    if delivery is None:
+        raise NotFound(f"delivery {delivery_id} not found", details={"delivery": delivery_id})
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = utcnow()
+    delivery.delivered_at = None
+    session.flush()
+    _record(
+        session,
+        actor,
+        "webhook.redelivered",
+        webhook,
+        after={"delivery": delivery.id, "event": delivery.event},
+    )
+    emit(session, DeliveriesQueued(1))
+    return delivery
+
+
+def ping(*, session: Session, actor: Actor, webhook: Webhook) -> WebhookDelivery:
+    """Queue a `ping` event to this webhook alone, whatever its patterns: a test of the receiver."""
+    _require_active(webhook, "ping it")
+    now = utcnow()
+    delivery = WebhookDelivery(
+        webhook_id=webhook.id,
+        project_id=webhook.project_id,
+        event=PING,
+        payload={
+            "event": PING,
+            "at": now.isoformat(),
+            "actor": actor.name,
+            "webhook": {"id": webhook.id, "url": webhook.url, "events": list(webhook.events)},
+            "request_id": actor.request_id,
+        },
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    _record(session, actor, "webhook.pinged", webhook, after={"delivery": delivery.id})
+    emit(session, DeliveriesQueued(1))
+    return delivery
