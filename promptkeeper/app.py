@@ -23,6 +23,8 @@ from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
+from promptkeeper.evaluations import routes as evaluation_routes
+from promptkeeper.evaluations.worker import Worker
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
@@ -63,12 +65,16 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
     db.listeners.append(runtime.on_commit)
     dispatcher = Dispatcher(db, settings)
     db.listeners.append(dispatcher.on_commit)
+    worker = Worker(db, settings) if settings.worker_in_process else None
+    if worker is not None:
+        db.listeners.append(worker.on_commit)
     context = AppContext(
         settings=settings,
         db=db,
         auth=Authenticator(db, ttl=settings.auth_cache_ttl),
         runtime=runtime,
         dispatcher=dispatcher,
+        worker=worker,
     )
     return context, generated
 
@@ -104,9 +110,13 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         app.state.context = context
         await context.runtime.start()
         await context.dispatcher.start()
+        if context.worker is not None:
+            context.worker.start()
         try:
             yield
         finally:
+            if context.worker is not None:
+                await context.worker.stop()
             await context.dispatcher.stop()
             await context.runtime.stop()
             context.db.dispose()
@@ -126,4 +136,5 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(review_routes.router)
     app.include_router(access_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(evaluation_routes.router)
     return app

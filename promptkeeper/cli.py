@@ -152,9 +152,10 @@ def db_current() -> None:
 
 
 def _register_operator_commands() -> None:
-    from promptkeeper.cli_access import register
+    from promptkeeper import cli_access, cli_eval
 
-    register(app)
+    cli_access.register(app)
+    cli_eval.register(app)
 
 
 _register_operator_commands()

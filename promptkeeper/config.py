@@ -75,6 +75,38 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds before the first retry of a failed webhook delivery; doubles on each retry.",
     )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint for the `openai` provider (unset: OpenAI)."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="API key of the `openai` provider.")
+    anthropic_base_url: str | None = Field(
+        default=None, description="Endpoint of the `anthropic` provider (unset: Anthropic's API)."
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="API key of the `anthropic` provider."
+    )
+    provider_timeout: float = Field(default=30.0, gt=0, description="Seconds one model call may take.")
+    provider_max_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of a model call that failed with 429, 5xx or a timeout."
+    )
+    provider_retry_base: float = Field(
+        default=0.5,
+        ge=0,
+        description="Seconds before the first retry of a model call; doubles.",
+    )
+    provider_concurrency: int = Field(
+        default=8, ge=1, le=512, description="Model calls in flight at once per evaluation run (default)."
+    )
+    worker_in_process: bool = Field(
+        default=True,
+        description="Run evaluation jobs inside each server process (embedded mode); off when workers run.",
+    )
+    worker_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a worker holds a job unrenewed before another may take it.",
+    )
+    worker_poll_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for new jobs.")
     log_level: str = Field(default="info", description="Python log level name.")
 
     @field_validator("database_url")

@@ -55,6 +55,14 @@ class Request:
     json: Any = None
     params: dict[str, Any] | None = None
     headers: dict[str, str] | None = None  # replaces the caller's credentials when set
+    content: str | None = None  # a raw text body (sent as text/plain) instead of JSON
+
+    def send(self, client: TestClient, headers: dict[str, str]) -> Any:
+        if self.content is not None:
+            headers = {**headers, "Content-Type": "text/plain"}
+        return client.request(
+            self.method, self.path, json=self.json, params=self.params, headers=headers, content=self.content
+        )
 
 
 @dataclass
@@ -148,6 +156,22 @@ class World:
         name = self.unique("env")
         self._ok("POST", "/v1/environments", {"name": name})
         return name
+
+    def suite(self) -> str:
+        name = self.unique("suite")
+        cases = [{"key": "one", "variables": {"name": "Ada"}, "expected": "Hello Ada"}]
+        self._ok("POST", "/v1/suites", {"name": name, "scorers": [{"name": "exact_match"}], "cases": cases})
+        return name
+
+    def run(self) -> int:
+        name = self.prompt()
+        body = self._ok("POST", f"{_p(name)}/evaluations", {"suite": self.suite()})
+        return int(body["id"])
+
+    def gated_environment(self) -> str:
+        environment = self.environment()
+        self._ok("PUT", f"/v1/environments/{environment}/gate", {"suite": self.suite()})
+        return environment
 
 
 def _p(name: str) -> str:
@@ -427,6 +451,81 @@ ROUTES: list[Route] = [
     ),
     Route("PATCH", "/v1/users/{user_id}", ADMIN, _member_call("PATCH", {"role": "editor"}), mutating=True),
     Route("DELETE", "/v1/users/{user_id}", ADMIN, _member_call("DELETE"), mutating=True),
+    # evaluations
+    Route(
+        "POST",
+        "/v1/suites",
+        EDIT,
+        lambda w: Request(
+            "POST", "/v1/suites", {"name": w.unique("s"), "scorers": [{"name": "exact_match"}]}
+        ),
+        scoped=False,
+        mutating=True,
+    ),
+    Route("GET", "/v1/suites", READ, lambda w: Request("GET", "/v1/suites"), scoped=False),
+    Route("GET", "/v1/suites/{suite}", READ, lambda w: Request("GET", f"/v1/suites/{w.suite()}")),
+    Route(
+        "POST",
+        "/v1/suites/{suite}/versions",
+        EDIT,
+        lambda w: Request("POST", f"/v1/suites/{w.suite()}/versions", {"scorers": [{"name": "contains"}]}),
+        mutating=True,
+    ),
+    Route("GET", "/v1/suites/{suite}/cases", READ, lambda w: Request("GET", f"/v1/suites/{w.suite()}/cases")),
+    Route(
+        "POST",
+        "/v1/suites/{suite}/import",
+        EDIT,
+        lambda w: Request(
+            "POST", f"/v1/suites/{w.suite()}/import", content='{"key": "k", "expected": "x"}\n'
+        ),
+        mutating=True,
+    ),
+    Route(
+        "GET", "/v1/suites/{suite}/export", READ, lambda w: Request("GET", f"/v1/suites/{w.suite()}/export")
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/evaluations",
+        EDIT,
+        lambda w: Request("POST", f"{_p(w.prompt())}/evaluations", {"suite": w.suite()}),
+        mutating=True,
+    ),
+    Route("GET", "/v1/prompts/{name}/evaluations", READ, _p_call("GET", "/evaluations")),
+    Route("GET", "/v1/evaluations/{run_id}", READ, lambda w: Request("GET", f"/v1/evaluations/{w.run()}")),
+    Route(
+        "GET",
+        "/v1/evaluations/{run_id}/results",
+        READ,
+        lambda w: Request("GET", f"/v1/evaluations/{w.run()}/results"),
+    ),
+    Route(
+        "GET",
+        "/v1/evaluations/{run_id}/compare",
+        READ,
+        lambda w: Request("GET", f"/v1/evaluations/{w.run()}/compare", params={"baseline": w.run()}),
+        notes=["two runs of different suites: 422 for admitted roles, 404 across projects"],
+    ),
+    Route(
+        "GET",
+        "/v1/environments/{environment}/gate",
+        READ,
+        lambda w: Request("GET", f"/v1/environments/{w.gated_environment()}/gate"),
+    ),
+    Route(
+        "PUT",
+        "/v1/environments/{environment}/gate",
+        ADMIN,
+        lambda w: Request("PUT", f"/v1/environments/{w.environment()}/gate", {"suite": w.suite()}),
+        mutating=True,
+    ),
+    Route(
+        "DELETE",
+        "/v1/environments/{environment}/gate",
+        ADMIN,
+        lambda w: Request("DELETE", f"/v1/environments/{w.gated_environment()}/gate"),
+        mutating=True,
+    ),
     # audit and webhooks
     Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),
     Route("GET", "/v1/webhooks", ADMIN, lambda w: Request("GET", "/v1/webhooks"), scoped=False),

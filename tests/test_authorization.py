@@ -38,10 +38,7 @@ def _world(client: TestClient, settings: Settings, project: str, tag: str) -> Wo
 def _send(
     client: TestClient, route: Route, world: World, headers: dict[str, str] | None
 ) -> tuple[int, str, str]:
-    request = route.call(world)
-    response = client.request(
-        request.method, request.path, json=request.json, params=request.params, headers=headers or {}
-    )
+    response = route.call(world).send(client, headers or {})
     code = response.json().get("error", {}).get("code", "") if response.status_code >= 400 else ""
     return response.status_code, code, response.text[:300]
 
@@ -140,9 +137,7 @@ def test_every_mutating_route_is_audited(client: TestClient, settings: Settings)
             **(request.headers if request.headers is not None else world.admin),
             "X-Request-ID": request_id,
         }
-        response = client.request(
-            request.method, request.path, json=request.json, params=request.params, headers=headers
-        )
+        response = request.send(client, headers)
         if response.status_code not in (200, 201, 202, 204):
             missing.append(f"{route.method} {route.path}: {response.status_code} {response.text[:200]}")
             continue

@@ -8,6 +8,7 @@ from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
+from promptkeeper.evaluations.worker import Worker
 from promptkeeper.runtime.resolver import Resolver
 from promptkeeper.runtime.runtime import Runtime
 
@@ -19,6 +20,7 @@ class AppContext:
     auth: Authenticator
     runtime: Runtime
     dispatcher: Dispatcher
+    worker: Worker | None = None
 
     @property
     def resolver(self) -> Resolver:

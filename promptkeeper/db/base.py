@@ -52,6 +52,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSONDocument,
         list[str]: JSONDocument,
+        list[Any]: JSONDocument,
     }
 
 

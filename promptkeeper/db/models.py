@@ -3,8 +3,16 @@
 from promptkeeper.access import models as access_models
 from promptkeeper.audit import models as audit_models
 from promptkeeper.db.base import Base
+from promptkeeper.evaluations import models as evaluation_models
 from promptkeeper.prompts import models as prompt_models
 from promptkeeper.workflow import models as workflow_models
 
 metadata = Base.metadata
-__all__ = ["access_models", "audit_models", "metadata", "prompt_models", "workflow_models"]
+__all__ = [
+    "access_models",
+    "audit_models",
+    "evaluation_models",
+    "metadata",
+    "prompt_models",
+    "workflow_models",
+]

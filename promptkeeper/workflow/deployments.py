@@ -8,8 +8,10 @@ skip a policy:
   version that has been deployed to that environment before;
 - a `protected` environment needs the approver or admin role, and a review of that exact version
   approved by `required_approvals` distinct approvers other than its author; the deploy closes it;
-- an admin may bypass the reviews with `override` where the environment allows it, giving a
-  reason; the history records action `override` and the audit entry is a warning;
+- an environment with an evaluation gate only accepts a version whose newest evaluation run on
+  the gate's suite passes it (`evaluations.gates`);
+- an admin may bypass the reviews and the gate with `override` where the environment allows it,
+  giving a reason; the history records action `override` and the audit entry is a warning;
 - a rollback to a version that was live in the environment before needs no new review (it was
   reviewed when it went live); a rollback to a version never live there is a deploy and needs one.
 """
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
 from promptkeeper.errors import Conflict, PermissionDenied, ValidationFailed
+from promptkeeper.evaluations import gates
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt
@@ -144,6 +147,8 @@ def deploy(
     prompt = get_prompt(session=session, project_id=actor.project_id, name=name, lock=True)
     env = get_environment(session=session, project_id=actor.project_id, name=environment)
     _check_promotion_path(session, prompt, env, version)
+    if not override:
+        gates.check_gate(session=session, prompt=prompt, environment=env, version=version)
     review = None
     if override:
         _check_override(actor, env, reason)

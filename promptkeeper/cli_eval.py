@@ -1,0 +1,295 @@
+"""`promptkeeper worker` and `promptkeeper eval ...`.
+
+`worker` runs evaluation jobs against the database (like `serve`). The `eval` commands are HTTP
+clients of a running server (`--url`/`PROMPTKEEPER_URL`, `--key`/`PROMPTKEEPER_API_KEY`), so a
+prompt repository's CI can run a suite and fail the build when a gate refuses the version: exit
+code 1 when the run fails or a gate refuses it, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+eval_app = typer.Typer(
+    help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True
+)
+
+Url = Annotated[str, typer.Option("--url", envvar="PROMPTKEEPER_URL", help="Server URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="PROMPTKEEPER_API_KEY", help="API key (editor or above).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the run as JSON.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo("error: " + " ".join(message.split()), err=True)
+    return typer.Exit(code=1)
+
+
+class Remote:
+    """A thin HTTP client that turns every error into one readable line."""
+
+    def __init__(self, url: str, key: str) -> None:
+        if not key:
+            raise _fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise _fail(f"{response.status_code}: {message}")
+        return response.json() if response.content else None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self._client.get(path).status_code == 200
+        except httpx.TransportError as exc:
+            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+
+    def text(self, path: str, **kwargs: Any) -> str:
+        try:
+            response = self._client.get(path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            raise _fail(f"{response.status_code}: {response.text[:200]}")
+        return response.text
+
+
+def _quote(name: str) -> str:
+    return name.replace("/", "%2F")
+
+
+def _format(path: Path, given: str | None) -> str:
+    chosen = given or {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(path.suffix.lower())
+    if chosen not in ("jsonl", "csv"):
+        raise _fail(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
+    return chosen
+
+
+@eval_app.command("import")
+def import_cases(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    file: Annotated[
+        Path, typer.Argument(help="A .jsonl or .csv file of cases.", exists=True, dir_okay=False)
+    ],
+    url: Url = "http://127.0.0.1:8700",
+    key: Key = "",
+    format: Annotated[str | None, typer.Option(help="jsonl or csv (default: from the extension).")] = None,
+    mode: Annotated[str, typer.Option(help="replace or append.")] = "replace",
+    scorer: Annotated[
+        list[str] | None,
+        typer.Option(help="Create the suite with this scorer (repeatable) if it does not exist."),
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="The prompt a new suite belongs to.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Import cases into a suite as a new suite version (or create the suite with --scorer)."""
+    remote = Remote(url, key)
+    fmt = _format(file, format)
+    text = file.read_text(encoding="utf-8")
+    if not remote.exists(f"/v1/suites/{suite}"):
+        if not scorer:
+            raise _fail(f"suite '{suite}' does not exist: add --scorer NAME to create it")
+        body: dict[str, Any] = {"name": suite, "scorers": [{"name": s} for s in scorer]}
+        if prompt:
+            body["prompt"] = prompt
+        body["cases"] = []
+        # A suite needs its scorers first; the cases come as version 2 through the import route.
+        remote.call("POST", "/v1/suites", json=body)
+    result = remote.call(
+        "POST",
+        f"/v1/suites/{suite}/import",
+        params={"format": fmt, "mode": mode},
+        content=text.encode(),
+        headers={"Content-Type": "text/plain"},
+    )
+    if not quiet:
+        typer.echo(
+            f"imported {result['imported']} cases into '{suite}' version {result['suite']['version']} "
+            f"({result['suite']['case_count']} cases)",
+            err=True,
+        )
+
+
+@eval_app.command("export")
+def export_cases(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    file: Annotated[Path, typer.Argument(help="Where to write (.jsonl or .csv).")],
+    url: Url = "http://127.0.0.1:8700",
+    key: Key = "",
+    format: Annotated[str | None, typer.Option(help="jsonl or csv (default: from the extension).")] = None,
+    version: Annotated[int | None, typer.Option(help="Suite version (default: the head).")] = None,
+) -> None:
+    """Write a suite's cases to a file."""
+    remote = Remote(url, key)
+    params: dict[str, Any] = {"format": _format(file, format)}
+    if version:
+        params["version"] = version
+    file.write_text(remote.text(f"/v1/suites/{suite}/export", params=params), encoding="utf-8")
+
+
+def _summary_table(run: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"run {run['id']}: {run['prompt']} v{run['version']} on {run['suite']} v{run['suite_version']}"
+    )
+    for column in ("scorer", "mean", "95% CI", "pass rate", "threshold"):
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+    for name, s in sorted(run["summary"].get("scorers", {}).items()):
+        table.add_row(
+            name,
+            f"{s['mean']:.3f}",
+            f"[{s['mean_ci'][0]:.3f}, {s['mean_ci'][1]:.3f}]",
+            f"{s['pass_rate']:.1%}",
+            f"{s['threshold']:.2f}",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    summary = run["summary"]
+    passed, total = summary.get("passed", 0), summary.get("results", 0)
+    console.print(
+        f"{passed}/{total} results passed, {summary.get('errors', 0)} errors, "
+        f"{summary.get('cached', 0)} from cache"
+    )
+    for environment, verdict in summary.get("gates", {}).items():
+        mark = (
+            "[green]passes[/green]"
+            if verdict["passed"]
+            else f"[red]fails[/red]: {verdict.get('message', '')}"
+        )
+        console.print(f"gate of '{environment}' {mark}")
+    if summary.get("auto_promoted"):
+        console.print(f"auto-promoted to {', '.join(summary['auto_promoted'])}")
+
+
+@eval_app.command("run")
+def run_suite(
+    name: Annotated[str, typer.Argument(help="Prompt name.")],
+    suite: Annotated[str, typer.Option(help="Suite to run.")],
+    url: Url = "http://127.0.0.1:8700",
+    key: Key = "",
+    version: Annotated[int | None, typer.Option(help="Prompt version (default: the head).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="Runs of each case.")] = 1,
+    provider: Annotated[str, typer.Option(help="Model provider: local, openai, anthropic, ...")] = "local",
+    model: Annotated[str | None, typer.Option(help="Model (default: the version's config.model).")] = None,
+    gate: Annotated[
+        str | None, typer.Option(help="Fail (exit 1) when this environment's gate refuses the version.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to finish.")] = 3600,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run a suite on a prompt version; waits with a progress bar, prints a summary.
+
+    Exit code 1 when the run fails or when a gate refuses the version (every gate on the suite, or
+    only `--gate ENV`).
+    """
+    remote = Remote(url, key)
+    body: dict[str, Any] = {"suite": suite, "repeats": repeats, "provider": provider}
+    if version:
+        body["version"] = version
+    if model:
+        body["model"] = model
+    run = remote.call("POST", f"/v1/prompts/{_quote(name)}/evaluations", json=body)
+    deadline = time.monotonic() + timeout
+    if quiet or as_json:
+        while run["status"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise _fail(f"run {run['id']} did not finish within {timeout:g} s")
+            time.sleep(0.5)
+            run = remote.call("GET", f"/v1/evaluations/{run['id']}")
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task(f"run {run['id']}", total=run["total"])
+            while run["status"] in ("queued", "running"):
+                if time.monotonic() > deadline:
+                    raise _fail(f"run {run['id']} did not finish within {timeout:g} s")
+                time.sleep(0.3)
+                run = remote.call("GET", f"/v1/evaluations/{run['id']}")
+                progress.update(task, completed=run["done"], description=f"run {run['id']} ({run['status']})")
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    elif not quiet:
+        _summary_table(run)
+    if run["status"] != "succeeded":
+        raise _fail(f"run {run['id']} {run['status']}: {run['error']}")
+    verdicts = run["summary"].get("gates", {})
+    if gate is not None and gate not in verdicts:
+        raise _fail(f"'{gate}' has no evaluation gate on suite '{suite}'")
+    refused = [env for env, v in verdicts.items() if not v["passed"] and gate in (None, env)]
+    if refused:
+        raise _fail("; ".join(verdicts[env]["message"] for env in refused))
+
+
+@eval_app.command("show")
+def show_run(
+    run_id: Annotated[int, typer.Argument(help="Run id.")],
+    url: Url = "http://127.0.0.1:8700",
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Print a run's summary."""
+    run = Remote(url, key).call("GET", f"/v1/evaluations/{run_id}")
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        _summary_table(run)
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Process the queued jobs, then exit.")] = False,
+) -> None:
+    """Run evaluation jobs (several workers share the load; a dead worker's job is resumed)."""
+    import asyncio
+    import logging
+
+    from promptkeeper.cli import _database, _settings
+    from promptkeeper.db.migrate import ensure_schema
+    from promptkeeper.evaluations.worker import Worker
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    database = _database(settings)
+    try:
+        ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
+        job_loop = Worker(database, settings)
+        typer.echo(f"worker {job_loop.name} started", err=True)
+        try:
+            asyncio.run(job_loop.run(until_idle=once))
+        except KeyboardInterrupt:  # pragma: no cover - interactive stop
+            pass
+        typer.echo(f"worker {job_loop.name} stopped after {job_loop.completed} job(s)", err=True)
+    finally:
+        database.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
+    app.command("worker")(worker)

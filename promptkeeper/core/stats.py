@@ -1,0 +1,246 @@
+"""Statistics for evaluation runs: confidence intervals, per-scorer summaries, paired comparisons.
+
+Pure: no I/O and no third-party packages. The few distributions needed (the normal quantile from
+`statistics.NormalDist`, Student's t quantile from the regularized incomplete beta function below) are
+small enough that pulling SciPy into the server for them would cost more than it saves; the tests pin
+every formula to values computed with SciPy and statsmodels.
+
+Sections: distributions, intervals, aggregation, comparison. Later statistics (sequential testing)
+get a section of their own at the end.
+
+Errors: `ValueError` for impossible input (a level outside (0, 1), mismatched pairs, no values).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+__all__ = [
+    "Interval",
+    "ScoreSummary",
+    "mean_interval",
+    "paired_difference",
+    "summarize",
+    "t_quantile",
+    "variance",
+    "wilson_interval",
+    "z_quantile",
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distributions
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be between 0 and 1 (exclusive), got {level}")
+
+
+def z_quantile(level: float) -> float:
+    """The two-sided standard normal critical value for `level` (1.959964 for 0.95)."""
+    _check_level(level)
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def _incomplete_beta_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz), as in Numerical Recipes."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        result *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        result *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return result
+
+
+def _regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b); the fraction converges fast only below (a+1)/(a+b+2), so use symmetry above it."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _incomplete_beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
+
+
+def _t_upper_tail(t: float, df: float) -> float:
+    """P(T > t) for t >= 0."""
+    return 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_quantile(level: float, df: float) -> float:
+    """The two-sided Student t critical value: P(|T| <= q) = level with `df` degrees of freedom.
+
+    Found by bisection on the tail probability: ~100 halvings give full double precision, which is
+    cheap next to anything that produced the scores.
+    """
+    _check_level(level)
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    tail = (1.0 - level) / 2.0
+    low, high = 0.0, 1.0
+    while _t_upper_tail(high, df) > tail:
+        low, high = high, high * 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if _t_upper_tail(middle, df) > tail:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-13 * high:
+            break
+    return (low + high) / 2.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Intervals
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> Interval:
+    """Wilson score interval for a pass rate.
+
+    Chosen over the normal ("Wald") interval because suites are small and pass rates sit near 0 or 1,
+    where Wald collapses to a zero-width interval (10/10 -> [1, 1]) and Wilson stays honest.
+    No observations give the whole [0, 1].
+    """
+    _check_level(level)
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return Interval(0.0, 1.0, level)
+    z = z_quantile(level)
+    p = successes / n
+    z2 = z * z
+    denominator = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n))
+    # At 0 or n successes the bound is exactly 0 or 1; rounding would otherwise leave 1e-17 residue.
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return Interval(low, high, level)
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+    """Student t interval for a mean; one value gives the degenerate [mean, mean].
+
+    t rather than normal because runs often have tens of cases, where the normal interval is too
+    narrow. Not clipped to [0, 1]: the same function serves differences, which can be negative.
+    """
+    _check_level(level)
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_interval needs at least one value")
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Interval(mean, mean, level)
+    half = t_quantile(level, n - 1) * math.sqrt(variance(values) / n)
+    return Interval(mean - half, mean + half, level)
+
+
+def variance(values: Sequence[float]) -> float:
+    """Sample variance (n - 1 in the denominator); 0 for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = math.fsum(values) / n
+    return math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregation
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    scorer: str
+    n: int
+    mean: float
+    mean_ci: Interval
+    pass_rate: float
+    pass_ci: Interval
+    threshold: float
+
+
+def summarize(
+    scores: Iterable[tuple[str, float, bool, float]], level: float = 0.95
+) -> dict[str, ScoreSummary]:
+    """Per-scorer summaries of `(scorer, value, passed, threshold)` items, in order of first appearance.
+
+    Per-tag summaries are the same call on the items of that tag's cases. A scorer is expected to
+    have one threshold per run; if items disagree, the summary reports the first one seen.
+    """
+    values: dict[str, list[float]] = {}
+    passes: dict[str, int] = {}
+    thresholds: dict[str, float] = {}
+    for scorer, value, passed, threshold in scores:
+        values.setdefault(scorer, []).append(value)
+        passes[scorer] = passes.get(scorer, 0) + (1 if passed else 0)
+        thresholds.setdefault(scorer, threshold)
+    summaries: dict[str, ScoreSummary] = {}
+    for scorer, items in values.items():
+        n = len(items)
+        summaries[scorer] = ScoreSummary(
+            scorer=scorer,
+            n=n,
+            mean=math.fsum(items) / n,
+            mean_ci=mean_interval(items, level),
+            pass_rate=passes[scorer] / n,
+            pass_ci=wilson_interval(passes[scorer], n, level),
+            threshold=thresholds[scorer],
+        )
+    return summaries
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------------------------------
+
+
+def paired_difference(
+    before: Sequence[float], after: Sequence[float], level: float = 0.95
+) -> tuple[float, Interval]:
+    """Mean of `after - before` over the same cases, with a t interval.
+
+    Paired because candidate and baseline ran on the same cases: case difficulty cancels out, so the
+    interval is much narrower than comparing two independent means. An interval excluding 0 is a
+    difference the run can stand behind.
+    """
+    if len(before) != len(after):
+        raise ValueError(
+            f"paired_difference needs the same cases on both sides, got {len(before)} and {len(after)}"
+        )
+    differences = [b - a for a, b in zip(before, after, strict=True)]
+    interval = mean_interval(differences, level)
+    return math.fsum(differences) / len(differences), interval

@@ -1,0 +1,175 @@
+"""Bodies of the evaluation API: suites and cases, runs and results, gates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptkeeper.prompts.schemas import EnvironmentName, PromptName
+
+SUITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+MAX_CASES = 20_000
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScorerConfig(_Body):
+    name: str = Field(min_length=1, max_length=64, description="A registered scorer (docs/scorers.md).")
+    params: dict[str, Any] = Field(default_factory=dict)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="Pass mark; the scorer's default.")
+
+
+class CaseIn(_Body):
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Stable id across suite versions (default case-N).",
+    )
+    variables: dict[str, Any] = Field(default_factory=dict)
+    expected: str | None = Field(default=None, max_length=200_000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    scorers: list[ScorerConfig] | None = Field(
+        default=None, description="Replaces the suite's scorers for this case."
+    )
+
+
+class SuiteCreate(_Body):
+    name: str = Field(pattern=SUITE_PATTERN)
+    prompt: PromptName | None = Field(
+        default=None, description="The prompt it belongs to (else the project)."
+    )
+    description: str = Field(default="", max_length=10_000)
+    scorers: list[ScorerConfig] = Field(min_length=1, max_length=50)
+    cases: list[CaseIn] = Field(default_factory=list, max_length=MAX_CASES)
+    message: str = Field(default="", max_length=10_000)
+
+
+class SuiteVersionCreate(_Body):
+    scorers: list[ScorerConfig] | None = Field(default=None, min_length=1, max_length=50)
+    cases: list[CaseIn] | None = Field(default=None, max_length=MAX_CASES)
+    message: str = Field(default="", max_length=10_000)
+
+
+class SuiteRead(BaseModel):
+    name: str
+    prompt: str | None
+    description: str
+    version: int
+    scorers: list[dict[str, Any]]
+    case_count: int
+    message: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CaseRead(BaseModel):
+    key: str
+    position: int
+    variables: dict[str, Any]
+    expected: str | None
+    tags: list[str]
+    scorers: list[dict[str, Any]] | None
+
+
+class ImportRead(BaseModel):
+    suite: SuiteRead
+    imported: int
+
+
+class RunCreate(_Body):
+    suite: str = Field(pattern=SUITE_PATTERN)
+    suite_version: int | None = Field(default=None, ge=1, description="Default: the suite's head.")
+    version: int | None = Field(default=None, ge=1, description="Prompt version (default: the head).")
+    repeats: int = Field(default=1, ge=1, le=20)
+    provider: str = Field(default="local", min_length=1, max_length=64)
+    model: str | None = Field(
+        default=None, max_length=128, description="Default: the version's config.model."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Model parameters over the version's.")
+    concurrency: int | None = Field(default=None, ge=1, le=512)
+    judge_provider: str | None = Field(default=None, max_length=64, description="Default: `provider`.")
+    judge_model: str | None = Field(default=None, max_length=128, description="Default: `model`.")
+    judge_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of judge calls.")
+
+
+class RunRead(BaseModel):
+    id: int
+    prompt: str
+    version: int
+    suite: str
+    suite_version: int
+    repeats: int
+    provider: str
+    model: str
+    status: RunStatus
+    total: int
+    done: int
+    summary: dict[str, Any]
+    error: str
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ResultRead(BaseModel):
+    case: str
+    repeat: int
+    output: str
+    error: str | None
+    passed: bool
+    scores: list[dict[str, Any]]
+    latency_ms: float | None
+    ttft_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached: bool
+
+
+class CaseComparison(BaseModel):
+    case: str
+    scorer: str
+    baseline: float
+    candidate: float
+    change: Literal["regressed", "improved", "unchanged"]
+
+
+class ComparisonRead(BaseModel):
+    baseline: int
+    candidate: int
+    scorers: dict[str, dict[str, Any]] = Field(
+        description="Per scorer: mean of both, mean difference with its confidence interval."
+    )
+    regressions: list[CaseComparison]
+    improvements: list[CaseComparison]
+
+
+class GateSet(_Body):
+    suite: str = Field(pattern=SUITE_PATTERN)
+    min_scores: dict[str, float] = Field(
+        default_factory=dict, description="Scorer name -> minimum mean score in [0, 1]."
+    )
+    max_drop: dict[str, float] = Field(
+        default_factory=dict,
+        description="Scorer name -> largest allowed drop of the mean vs the version the environment serves.",
+    )
+    auto_promote: bool = Field(
+        default=False, description="Deploy a version here as soon as one of its runs passes this gate."
+    )
+
+
+class GateRead(BaseModel):
+    environment: EnvironmentName
+    suite: str
+    min_scores: dict[str, float]
+    max_drop: dict[str, float]
+    auto_promote: bool
+    updated_by: str
+    updated_at: datetime

@@ -1,0 +1,75 @@
+"""The job loop: in-process in embedded mode (a task of each server), or `promptkeeper worker`.
+
+It claims one evaluation run at a time and executes it; between runs it sleeps
+`worker_poll_interval` seconds, or less when a run is queued in this process (`wake`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import anyio.to_thread
+
+from promptkeeper.config import Settings
+from promptkeeper.db.engine import Database
+from promptkeeper.evaluations.execute import Executor
+from promptkeeper.evaluations.runs import RunQueued
+from promptkeeper.runtime.resolver import DATABASE_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.executor = Executor(db, settings, self.name)
+        self._interval = settings.worker_poll_interval
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.completed = 0
+
+    def on_commit(self, event: object) -> None:
+        """Post-commit listener: a run queued in this process starts without waiting for a poll."""
+        if isinstance(event, RunQueued) and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Claim and execute runs until stopped (or, with `until_idle`, until none is waiting)."""
+        self._loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                run_id = await anyio.to_thread.run_sync(self.executor.claim)
+            except DATABASE_ERRORS as exc:
+                log.warning("worker %s cannot reach the database: %s", self.name, exc)
+                run_id = None
+            if run_id is not None:
+                await self.executor.execute(run_id)
+                self.completed += 1
+                continue
+            if until_idle:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run(), name="promptkeeper-worker")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
