@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test install lint typecheck bench clean services
 
@@ -15,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The test suite also needs the embeddings extra (semantic similarity). torch comes first, pinned to
+# the CPU build: left to the extra's resolution, pip would fetch a multi-GB CUDA build.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[server,dev,embeddings]'
+	touch $(TEST_STAMP)
+
 ## make run: install, migrate, start the server on SQLite at 127.0.0.1:8700 with sample data
 run: $(STAMP)
 	$(BIN)/promptkeeper serve --sample-data
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
-test: $(STAMP) services
+test: $(TEST_STAMP) services
 	$(BIN)/ruff check promptkeeper tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -41,6 +41,12 @@ class Remote:
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
         )
 
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
+
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._client.request(method, path, **kwargs)
@@ -99,9 +105,21 @@ def import_cases(
     quiet: Quiet = False,
 ) -> None:
     """Import cases into a suite as a new suite version (or create the suite with --scorer)."""
-    remote = Remote(url, key)
     fmt = _format(file, format)
     text = file.read_text(encoding="utf-8")
+    with Remote(url, key) as remote:
+        result = _import(remote, suite, fmt, text, mode, scorer, prompt)
+    if not quiet:
+        typer.echo(
+            f"imported {result['imported']} cases into '{suite}' version {result['suite']['version']} "
+            f"({result['suite']['case_count']} cases)",
+            err=True,
+        )
+
+
+def _import(
+    remote: Remote, suite: str, fmt: str, text: str, mode: str, scorer: list[str] | None, prompt: str | None
+) -> Any:
     if not remote.exists(f"/v1/suites/{suite}"):
         if not scorer:
             raise _fail(f"suite '{suite}' does not exist: add --scorer NAME to create it")
@@ -111,19 +129,13 @@ def import_cases(
         body["cases"] = []
         # A suite needs its scorers first; the cases come as version 2 through the import route.
         remote.call("POST", "/v1/suites", json=body)
-    result = remote.call(
+    return remote.call(
         "POST",
         f"/v1/suites/{suite}/import",
         params={"format": fmt, "mode": mode},
         content=text.encode(),
         headers={"Content-Type": "text/plain"},
     )
-    if not quiet:
-        typer.echo(
-            f"imported {result['imported']} cases into '{suite}' version {result['suite']['version']} "
-            f"({result['suite']['case_count']} cases)",
-            err=True,
-        )
 
 
 @eval_app.command("export")
@@ -136,11 +148,11 @@ def export_cases(
     version: Annotated[int | None, typer.Option(help="Suite version (default: the head).")] = None,
 ) -> None:
     """Write a suite's cases to a file."""
-    remote = Remote(url, key)
     params: dict[str, Any] = {"format": _format(file, format)}
     if version:
         params["version"] = version
-    file.write_text(remote.text(f"/v1/suites/{suite}/export", params=params), encoding="utf-8")
+    with Remote(url, key) as remote:
+        file.write_text(remote.text(f"/v1/suites/{suite}/export", params=params), encoding="utf-8")
 
 
 def _summary_table(run: dict[str, Any]) -> None:
@@ -201,15 +213,36 @@ def run_suite(
     Exit code 1 when the run fails or when a gate refuses the version (every gate on the suite, or
     only `--gate ENV`).
     """
-    remote = Remote(url, key)
     body: dict[str, Any] = {"suite": suite, "repeats": repeats, "provider": provider}
     if version:
         body["version"] = version
     if model:
         body["model"] = model
-    run = remote.call("POST", f"/v1/prompts/{_quote(name)}/evaluations", json=body)
+    with Remote(url, key) as remote:
+        run = _wait(
+            remote,
+            remote.call("POST", f"/v1/prompts/{_quote(name)}/evaluations", json=body),
+            timeout,
+            quiet or as_json,
+        )
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    elif not quiet:
+        _summary_table(run)
+    if run["status"] != "succeeded":
+        raise _fail(f"run {run['id']} {run['status']}: {run['error']}")
+    verdicts = run["summary"].get("gates", {})
+    if gate is not None and gate not in verdicts:
+        raise _fail(f"'{gate}' has no evaluation gate on suite '{suite}'")
+    refused = [env for env, v in verdicts.items() if not v["passed"] and gate in (None, env)]
+    if refused:
+        raise _fail("; ".join(verdicts[env]["message"] for env in refused))
+
+
+def _wait(remote: Remote, run: Any, timeout: float, silent: bool) -> Any:
+    """Poll the run until it ends, with a progress bar unless `silent`."""
     deadline = time.monotonic() + timeout
-    if quiet or as_json:
+    if silent:
         while run["status"] in ("queued", "running"):
             if time.monotonic() > deadline:
                 raise _fail(f"run {run['id']} did not finish within {timeout:g} s")
@@ -232,18 +265,7 @@ def run_suite(
                 time.sleep(0.3)
                 run = remote.call("GET", f"/v1/evaluations/{run['id']}")
                 progress.update(task, completed=run["done"], description=f"run {run['id']} ({run['status']})")
-    if as_json:
-        typer.echo(json.dumps(run, indent=2))
-    elif not quiet:
-        _summary_table(run)
-    if run["status"] != "succeeded":
-        raise _fail(f"run {run['id']} {run['status']}: {run['error']}")
-    verdicts = run["summary"].get("gates", {})
-    if gate is not None and gate not in verdicts:
-        raise _fail(f"'{gate}' has no evaluation gate on suite '{suite}'")
-    refused = [env for env, v in verdicts.items() if not v["passed"] and gate in (None, env)]
-    if refused:
-        raise _fail("; ".join(verdicts[env]["message"] for env in refused))
+    return run
 
 
 @eval_app.command("show")
@@ -254,7 +276,8 @@ def show_run(
     as_json: AsJson = False,
 ) -> None:
     """Print a run's summary."""
-    run = Remote(url, key).call("GET", f"/v1/evaluations/{run_id}")
+    with Remote(url, key) as remote:
+        run = remote.call("GET", f"/v1/evaluations/{run_id}")
     if as_json:
         typer.echo(json.dumps(run, indent=2))
     else:
