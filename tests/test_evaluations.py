@@ -305,9 +305,9 @@ def test_gate_blocks_failing_versions_and_auto_promotes(client: TestClient) -> N
 
 def test_openai_compatible_provider_in_a_run(backend: Any, tmp_path: Path) -> None:
     from tests.conftest import make_settings
-    from tests.fake_llm import FakeOpenAI
+    from tests.fake_llm import FakeLLM
 
-    with FakeOpenAI(reply=lambda messages: "Paris" if "France" in messages[-1]["content"] else "?") as server:
+    with FakeLLM(reply=lambda messages: "Paris" if "France" in messages[-1]["content"] else "?") as server:
         settings = make_settings(
             backend, tmp_path, openai_base_url=server.url + "/v1", provider_retry_base=0.01
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -177,7 +178,7 @@ class Executor:
             return
         run = plan.run
         provider = get_provider(run.provider, self._providers)
-        judge = self._judge(run, cache)
+        judge, judge_provider = self._judge(run, cache)
         embed = self._embedder(plan)
         for case, repeat, error in plan.failed_renders:
             await self._thread(self._store, run_id, case, repeat, None, error, plan, judge, embed)
@@ -235,6 +236,8 @@ class Executor:
         finally:
             beat.cancel()
             stopper.cancel()
+            await _close(provider)
+            await _close(judge_provider)
 
     def _plan(self, run_id: int) -> tuple[_Plan, RunCache]:
         with self._db.session() as session:
@@ -289,16 +292,15 @@ class Executor:
                     entries[entry.key] = Completion.from_dict(entry.completion)
         return plan, RunCache(self._db, entries)
 
-    def _judge(self, run: EvalRun, cache: RunCache) -> Callable[[list[dict[str, str]]], str]:
+    def _judge(self, run: EvalRun, cache: RunCache) -> tuple[Callable[[list[dict[str, str]]], str], _Lazy]:
+        """The judge scorers' model call (cached like any call), and its provider to close after the run."""
         provider_name = str(run.params.get("judge_provider") or run.provider)
         model = str(run.params.get("judge_model") or run.model)
         params = {"temperature": 0, **run.params.get("judge_params", {})}
-        provider: Provider | None = None
+        lazy = _Lazy(lambda: get_provider(provider_name, self._providers))
 
         def judge(messages: list[dict[str, str]]) -> str:
-            nonlocal provider
-            if provider is None:
-                provider = get_provider(provider_name, self._providers)
+            provider = lazy.get()
             request = ProviderRequest(model=model, messages=messages, params=params)
             key = request.cache_key(f"judge:{provider_name}", 0)
             cached = cache.get(key)
@@ -308,7 +310,7 @@ class Executor:
             cache.put(key, completion)
             return completion.text
 
-        return judge
+        return judge, lazy
 
     def _embedder(self, plan: _Plan) -> Callable[[list[str]], list[list[float]]] | None:
         names = {s["name"] for s in plan.suite_scorers}
@@ -423,6 +425,32 @@ class Executor:
             run.finished_at = utcnow()
             run.lease_until = None
             session.commit()
+
+
+class _Lazy:
+    """A provider built on first use (most runs never call a judge)."""
+
+    def __init__(self, build: Callable[[], Provider]) -> None:
+        self._build = build
+        self.value: Provider | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Provider:
+        with self._lock:
+            if self.value is None:
+                self.value = self._build()
+            return self.value
+
+
+async def _close(provider: Provider | _Lazy) -> None:
+    """Release a provider's connections (SDK providers have `aclose`; `local` has nothing)."""
+    target = provider.value if isinstance(provider, _Lazy) else provider
+    close = getattr(target, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # closing must not turn a finished run into a failure
+            log.warning("closing provider %s failed", getattr(target, "name", "?"), exc_info=True)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

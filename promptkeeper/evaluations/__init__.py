@@ -1,0 +1,1 @@
+"""Offline evaluation: suites, providers, scorers, runs and promotion gates."""
