@@ -316,7 +316,12 @@ def test_openai_compatible_provider_in_a_run(backend: Any, tmp_path: Path) -> No
             _suite(client)
             response = client.post(
                 "/v1/prompts/geo/evaluations",
-                json={"suite": "capitals", "provider": "openai", "model": "gpt-test"},
+                json={
+                    "suite": "capitals",
+                    "provider": "openai",
+                    "model": "gpt-test",
+                    "prices": {"input": 1.0, "output": 2.0},
+                },
             )
             assert response.status_code == 202, response.text
             run = wait_for_run(client, response.json()["id"])
@@ -324,6 +329,8 @@ def test_openai_compatible_provider_in_a_run(backend: Any, tmp_path: Path) -> No
             assert run["summary"]["scorers"]["exact_match"]["mean"] == pytest.approx(1 / 3)
             results = client.get(f"/v1/evaluations/{run['id']}/results").json()["items"]
             assert all(r["ttft_ms"] is not None and r["input_tokens"] for r in results)
+            expected_cost = sum(r["input_tokens"] * 1.0 + r["output_tokens"] * 2.0 for r in results) / 1e6
+            assert expected_cost > 0 and run["summary"]["cost_usd"] == pytest.approx(expected_cost)
             calls = server.requests
             assert calls == 3
             again = wait_for_run(
@@ -334,6 +341,7 @@ def test_openai_compatible_provider_in_a_run(backend: Any, tmp_path: Path) -> No
                 ).json()["id"],
             )
             assert again["summary"]["cached"] == 3 and server.requests == calls
+            assert again["summary"]["cost_usd"] == 0.0  # answers from the cache cost nothing
 
 
 def test_chat_prompt_and_llm_judge(client: TestClient) -> None:
@@ -374,3 +382,23 @@ def test_chat_prompt_and_llm_judge(client: TestClient) -> None:
     score = result["scores"][0]
     assert score["scorer"] == "llm_judge" and score["value"] == pytest.approx(0.75) and score["passed"]
     assert score["detail"]["reasoning"] == "polite and brief"
+
+
+@pytest.mark.parametrize(
+    ("model", "prices", "tokens", "cached", "expected"),
+    [
+        ("gpt-4o-mini-2024-07-18", None, (1_000_000, 1_000_000), False, 0.75),
+        ("gpt-4o", None, (1000, 0), False, 0.0025),
+        ("my-model", None, (1000, 1000), False, None),
+        ("my-model", {"input": 1.0, "output": 3.0}, (500_000, 100_000), False, 0.8),
+        ("gpt-4o", None, (1000, 1000), True, 0.0),
+        ("local", None, (10, 10), False, 0.0),
+    ],
+)
+def test_cost(
+    model: str, prices: dict[str, float] | None, tokens: tuple[int, int], cached: bool, expected: float | None
+) -> None:
+    from promptkeeper.evaluations.costs import cost_usd, price_of
+
+    value = cost_usd(price_of(model, prices), *tokens, cached=cached)
+    assert value == (pytest.approx(expected) if expected is not None else None)

@@ -36,6 +36,7 @@ from promptkeeper.core.stats import summarize, variance
 from promptkeeper.core.templates import TemplateError, render_content
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
+from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.models import EvalCacheEntry, EvalCase, EvalResult, EvalRun, EvalSuiteVersion
 from promptkeeper.evaluations.providers import (
     Call,
@@ -99,6 +100,7 @@ class _Plan:
     content: dict[str, Any]
     suite_scorers: list[dict[str, Any]]
     cases: dict[int, EvalCase]
+    price: tuple[float, float] | None = None
     calls: list[Call] = field(default_factory=list)
     failed_renders: list[tuple[EvalCase, int, str]] = field(default_factory=list)
 
@@ -263,6 +265,7 @@ class Executor:
             cases = list(iter_cases(session=session, version=suite_version))
             session.expunge_all()
         plan = _Plan(
+            price=price_of(run.model, run.params.get("prices")),
             run=run,
             content=version.content,
             suite_scorers=suite_version.scorers,
@@ -383,6 +386,14 @@ class Executor:
             input_tokens=completion.input_tokens if completion else None,
             output_tokens=completion.output_tokens if completion else None,
             cached=bool(completion and completion.cached),
+            cost_usd=cost_usd(
+                plan.price,
+                completion.input_tokens if completion else None,
+                completion.output_tokens if completion else None,
+                cached=bool(completion and completion.cached),
+            )
+            if completion is not None
+            else None,
         )
         try:
             with self._db.write_session() as session:
@@ -519,5 +530,8 @@ def summarize_results(results: list[EvalResult], tags: dict[int, list[str]]) -> 
             "input": sum(r.input_tokens or 0 for r in results),
             "output": sum(r.output_tokens or 0 for r in results),
         },
+        "cost_usd": sum(r.cost_usd for r in results if r.cost_usd is not None)
+        if any(r.cost_usd is not None for r in results)
+        else None,
         "latency_ms": {"p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95)},
     }

@@ -112,6 +112,7 @@ def _result_read(result: EvalResult) -> ResultRead:
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
         cached=result.cached,
+        cost_usd=result.cost_usd,
     )
 
 

@@ -79,6 +79,7 @@ def create_run(
             "judge_provider": data.judge_provider or data.provider,
             "judge_model": data.judge_model or model or "local",
             "judge_params": data.judge_params,
+            "prices": data.prices,
         },
         total=suite_version.case_count * data.repeats,
         created_by=actor.name,

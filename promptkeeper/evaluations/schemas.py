@@ -97,6 +97,10 @@ class RunCreate(_Body):
     judge_provider: str | None = Field(default=None, max_length=64, description="Default: `provider`.")
     judge_model: str | None = Field(default=None, max_length=128, description="Default: `model`.")
     judge_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of judge calls.")
+    prices: dict[Literal["input", "output"], float] | None = Field(
+        default=None,
+        description="USD per 1M tokens for the cost of this run (default: a list of known models).",
+    )
 
 
 class RunRead(BaseModel):
@@ -131,6 +135,7 @@ class ResultRead(BaseModel):
     input_tokens: int | None
     output_tokens: int | None
     cached: bool
+    cost_usd: float | None
 
 
 class CaseComparison(BaseModel):
