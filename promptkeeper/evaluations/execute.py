@@ -29,6 +29,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
@@ -75,23 +76,40 @@ def provider_settings(settings: Settings) -> ProviderSettings:
 
 
 class RunCache:
-    """The run's view of the response cache: prefetched reads, writes straight to the database."""
+    """The run's view of the response cache: prefetched reads; new answers wait for their result.
 
-    def __init__(self, db: Database, entries: dict[str, Completion]) -> None:
-        self._db = db
+    `put` is called by the executor on the event loop, so it must not touch the database (a
+    blocked loop can deadlock with a request thread holding SQLite's write lock): the answer is
+    kept in memory and `take` hands it to the thread that stores the scored result, which writes
+    both in one transaction.
+    """
+
+    def __init__(self, entries: dict[str, Completion]) -> None:
         self._entries = entries
+        self._new: dict[str, Completion] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> Completion | None:
         return self._entries.get(key)
 
     def put(self, key: str, completion: Completion) -> None:
-        self._entries[key] = completion
-        try:
-            with self._db.write_session() as session:
-                session.add(EvalCacheEntry(key=key, completion=completion.to_dict()))
-                session.commit()
-        except IntegrityError:
-            pass  # another run cached the same request meanwhile
+        with self._lock:
+            self._entries[key] = completion
+            self._new[key] = completion
+
+    def take(self, key: str) -> Completion | None:
+        """A new answer to persist now (once), if any."""
+        with self._lock:
+            return self._new.pop(key, None)
+
+
+def persist_answer(session: Session, key: str, completion: Completion) -> None:
+    """Add a cache entry unless another run stored the same request meanwhile."""
+    try:
+        with session.begin_nested():
+            session.add(EvalCacheEntry(key=key, completion=completion.to_dict()))
+    except IntegrityError:
+        pass
 
 
 @dataclass
@@ -102,6 +120,8 @@ class _Plan:
     cases: dict[int, EvalCase]
     price: tuple[float, float] | None = None
     calls: list[Call] = field(default_factory=list)
+    keys: dict[tuple[int, int], str] = field(default_factory=dict)  # (case id, repeat) -> cache key
+    cache: RunCache = field(default_factory=lambda: RunCache({}))
     failed_renders: list[tuple[EvalCase, int, str]] = field(default_factory=list)
 
 
@@ -286,14 +306,16 @@ class Executor:
             for repeat in range(run.repeats):
                 if (case.id, repeat) not in done:
                     plan.calls.append(Call(key=(case.id, repeat), request=request, repeat=repeat))
-        keys = [call.request.cache_key(run.provider, call.repeat) for call in plan.calls]
+        plan.keys = {call.key: call.request.cache_key(run.provider, call.repeat) for call in plan.calls}
+        keys = list(plan.keys.values())
         entries: dict[str, Completion] = {}
         with self._db.session() as session:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 for entry in session.scalars(select(EvalCacheEntry).where(EvalCacheEntry.key.in_(chunk))):
                     entries[entry.key] = Completion.from_dict(entry.completion)
-        return plan, RunCache(self._db, entries)
+        plan.cache = RunCache(entries)
+        return plan, plan.cache
 
     def _judge(self, run: EvalRun, cache: RunCache) -> tuple[Callable[[list[dict[str, str]]], str], _Lazy]:
         """The judge scorers' model call (cached like any call), and its provider to close after the run."""
@@ -395,8 +417,12 @@ class Executor:
             if completion is not None
             else None,
         )
+        key = plan.keys.get((case.id, repeat))
+        answer = plan.cache.take(key) if key is not None else None
         try:
             with self._db.write_session() as session:
+                if key is not None and answer is not None:
+                    persist_answer(session, key, answer)
                 session.add(row)
                 session.flush()
                 session.execute(update(EvalRun).where(EvalRun.id == run_id).values(done=EvalRun.done + 1))
