@@ -20,6 +20,7 @@ import asyncio
 import logging
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -141,6 +142,10 @@ class Executor:
         self.worker = worker
         self._lease = timedelta(seconds=settings.worker_lease)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._count_lock = threading.Lock()
+        self._in_threads = 0
+        #: Set to make `execute` stop its run early (the run stays leased, and is resumed later).
+        self.stopping = asyncio.Event()
 
     # -- claiming ----------------------------------------------------------------------------------
 
@@ -185,38 +190,59 @@ class Executor:
 
     # -- executing ---------------------------------------------------------------------------------
 
-    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Blocking database work in a thread, counted so that `drain` can wait for it.
+
+        A cancelled await does not stop its thread: stopping the worker waits until every thread
+        is done (and has returned its connection) before the engine is disposed.
+        """
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(4)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+        def tracked() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                with self._count_lock:
+                    self._in_threads -= 1
+
+        with self._count_lock:
+            self._in_threads += 1
+        return await anyio.to_thread.run_sync(tracked, limiter=self._limiter)
+
+    async def drain(self, timeout: float = 15.0) -> None:
+        """Wait until no database work of this executor is running in a thread."""
+        deadline = time.monotonic() + timeout
+        while self._in_threads and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def execute(self, run_id: int) -> None:
         """Run to completion (or until the lease is lost); never raises for a failed run."""
         try:
-            plan, cache = await self._thread(self._plan, run_id)
+            plan, cache = await self.in_thread(self._plan, run_id)
         except Exception as exc:  # a broken run must not take the worker down
             log.exception("evaluation run %s cannot start", run_id)
-            await self._thread(self._fail, run_id, f"cannot start: {exc}")
+            await self.in_thread(self._fail, run_id, f"cannot start: {exc}")
             return
         run = plan.run
         provider = get_provider(run.provider, self._providers)
         judge, judge_provider = self._judge(run, cache)
         embed = self._embedder(plan)
         for case, repeat, error in plan.failed_renders:
-            await self._thread(self._store, run_id, case, repeat, None, error, plan, judge, embed)
+            await self.in_thread(self._store, run_id, case, repeat, None, error, plan, judge, embed)
         lost = asyncio.Event()
 
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(self._lease.total_seconds() / 3)
-                if not await self._thread(self._renew, run_id):
+                if not await self.in_thread(self._renew, run_id):
                     log.warning("worker %s lost the lease of run %s; stopping", self.worker, run_id)
                     lost.set()
                     return
 
         async def on_outcome(outcome: Outcome) -> None:
             case_id, repeat = outcome.key
-            await self._thread(
+            await self.in_thread(
                 self._store,
                 run_id,
                 plan.cases[case_id],
@@ -242,22 +268,24 @@ class Executor:
             )
         )
         stopper = asyncio.create_task(lost.wait())
+        shutdown = asyncio.create_task(self.stopping.wait())
         try:
-            done, _ = await asyncio.wait({calls, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({calls, stopper, shutdown}, return_when=asyncio.FIRST_COMPLETED)
             if calls not in done:
                 calls.cancel()
                 return
             calls.result()
-            await self._thread(self._finish, run_id)
+            await self.in_thread(self._finish, run_id)
         except asyncio.CancelledError:
             calls.cancel()
             raise
         except Exception as exc:
             log.exception("evaluation run %s failed", run_id)
-            await self._thread(self._fail, run_id, str(exc))
+            await self.in_thread(self._fail, run_id, str(exc))
         finally:
             beat.cancel()
             stopper.cancel()
+            shutdown.cancel()
             await _close(provider)
             await _close(judge_provider)
 

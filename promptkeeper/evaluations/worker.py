@@ -11,8 +11,6 @@ import logging
 import os
 import socket
 
-import anyio.to_thread
-
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.execute import Executor
@@ -43,7 +41,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             try:
-                run_id = await anyio.to_thread.run_sync(self.executor.claim)
+                run_id = await self.executor.in_thread(self.executor.claim)
             except DATABASE_ERRORS as exc:
                 log.warning("worker %s cannot reach the database: %s", self.name, exc)
                 run_id = None
@@ -63,13 +61,20 @@ class Worker:
         self._stop.clear()
         self._task = asyncio.create_task(self.run(), name="promptkeeper-worker")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop between jobs or interrupt the current run (it stays leased and is resumed later),
+        and wait for the database work in threads, so no connection outlives the engine."""
         self._stop.set()
         self._wake.set()
+        self.executor.stopping.set()
         if self._task is not None:
-            self._task.cancel()
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=timeout)
+            except TimeoutError:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
             self._task = None
+        await self.executor.drain()
