@@ -171,8 +171,17 @@ class Runtime:
     async def stop(self) -> None:
         self._stop.set()
         self.broadcaster.close_all()
+        # The pub/sub listener holds no thread: cancel it. The periodic check may be awaiting a
+        # database read in a thread; cancelling it then would leave that thread running with a
+        # connection after the engine is disposed, so it is given the time to see the stop event.
+        checks = [t for t in self._tasks if t.get_name() == "promptkeeper-check"]
         for task in self._tasks:
-            task.cancel()  # the listener may be inside a blocking read; nothing to finish
+            if task not in checks:
+                task.cancel()
+        if checks:
+            _, pending = await asyncio.wait(checks, timeout=5.0)
+            for task in pending:
+                task.cancel()
         for task in self._tasks:
             try:
                 await task
