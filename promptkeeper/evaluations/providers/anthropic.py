@@ -9,43 +9,40 @@ token counts come from the `message_start` and `message_delta` events. The SDK's
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
-from typing import Any, NoReturn, cast
+from types import ModuleType
+from typing import Any, ClassVar, cast
 
 import anthropic
 from anthropic.types import RawMessageStreamEvent
 
+from promptkeeper.evaluations.providers._sdk import SDKProvider
 from promptkeeper.evaluations.providers.base import (
     Completion,
     ProviderError,
     ProviderRequest,
     ProviderSettings,
-    redact,
-    retry_after_seconds,
-    retryable_status,
 )
 
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 1024
-PLACEHOLDER_KEY = "not-needed"
 _RESERVED_PARAMS = ("stream", "model", "messages", "system", "max_tokens", "stop", "seed")
 
 
-class AnthropicProvider:
-    """Clients are created once per instance (the async one once per event loop). Call `close()` /
-    `await aclose()` when done to release connections."""
-
-    name: str = "anthropic"
+class AnthropicProvider(SDKProvider[anthropic.Anthropic, anthropic.AsyncAnthropic]):
+    sdk: ClassVar[ModuleType] = anthropic
+    key_variable = "PROMPTKEEPER_ANTHROPIC_API_KEY"
+    url_variable = "PROMPTKEEPER_ANTHROPIC_BASE_URL"
+    default_base_url = ANTHROPIC_DEFAULT_BASE_URL
 
     def __init__(self, settings: ProviderSettings, *, name: str = "anthropic") -> None:
-        self.name = name
-        self._base_url = settings.anthropic_base_url
-        self._api_key = settings.anthropic_api_key
-        self._sync: anthropic.Anthropic | None = None
-        self._async: anthropic.AsyncAnthropic | None = None
-        self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        super().__init__(name=name, api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url)
+
+    def _make_sync(self, api_key: str, base_url: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0)
+
+    def _make_async(self, api_key: str, base_url: str) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
 
     def complete(self, request: ProviderRequest, *, timeout: float) -> Completion:
         client = self._sync_client()
@@ -75,19 +72,6 @@ class AnthropicProvider:
             self._raise(error)
         return collector.completion()
 
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        """Closes the async client of the running loop (and the sync one)."""
-        if self._async is not None:
-            await self._async.close()
-            self._async = None
-            self._async_loop = None
-        self.close()
-
     def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
         params = request.api_params()
         system = "\n\n".join(m.get("content", "") for m in request.messages if m.get("role") == "system")
@@ -111,49 +95,6 @@ class AnthropicProvider:
             # temperature, top_p, top_k, metadata, ...: into the JSON body as they are.
             arguments["extra_body"] = extra
         return arguments
-
-    def _credentials(self) -> tuple[str, str]:
-        if self._api_key:
-            return self._api_key, self._base_url or ANTHROPIC_DEFAULT_BASE_URL
-        if self._base_url:
-            return PLACEHOLDER_KEY, self._base_url
-        raise ProviderError(
-            f"{self.name}: PROMPTKEEPER_ANTHROPIC_API_KEY is not set "
-            "(or set PROMPTKEEPER_ANTHROPIC_BASE_URL for a server that needs no key)"
-        )
-
-    def _sync_client(self) -> anthropic.Anthropic:
-        if self._sync is None:
-            api_key, base_url = self._credentials()
-            # Explicit key and URL: the SDK must not fall back to ANTHROPIC_* variables or profiles.
-            self._sync = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0)
-        return self._sync
-
-    def _async_client(self) -> anthropic.AsyncAnthropic:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is None or self._async_loop() is not loop:
-            api_key, base_url = self._credentials()
-            self._async = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
-            self._async_loop = weakref.ref(loop)
-        return self._async
-
-    def _raise(self, error: anthropic.AnthropicError) -> NoReturn:
-        if isinstance(error, anthropic.APITimeoutError):
-            raise ProviderError(f"{self.name}: request timed out", retryable=True) from None
-        if isinstance(error, anthropic.APIConnectionError):
-            cause = error.__cause__ or error
-            message = redact(f"{self.name}: connection error: {cause}", self._api_key)
-            raise ProviderError(message, retryable=True) from None
-        if isinstance(error, anthropic.APIStatusError):
-            status = error.status_code
-            detail = error.api_message or error.message
-            raise ProviderError(
-                redact(f"{self.name}: HTTP {status}: {detail}", self._api_key),
-                status=status,
-                retryable=retryable_status(status),
-                retry_after=retry_after_seconds(error.response.headers),
-            ) from None
-        raise ProviderError(redact(f"{self.name}: {error}", self._api_key)) from None
 
 
 class _Collector:

@@ -16,43 +16,39 @@ extensions of compatible servers (vLLM's `top_k`, Ollama's `options`) included.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
-from typing import Any, NoReturn
+from types import ModuleType
+from typing import Any, ClassVar
 
 import openai
 
+from promptkeeper.evaluations.providers._sdk import SDKProvider
 from promptkeeper.evaluations.providers.base import (
     Completion,
     ProviderError,
     ProviderRequest,
     ProviderSettings,
-    redact,
-    retry_after_seconds,
-    retryable_status,
 )
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: Local servers (vLLM, Ollama) usually accept any key, but the SDK insists on one.
-PLACEHOLDER_KEY = "not-needed"
 # Set by the streaming call itself; a user's value would break the measurement.
 _RESERVED_PARAMS = ("stream", "stream_options", "model", "messages")
 
 
-class OpenAIProvider:
-    """Clients are created once per instance (the async one once per event loop: its connections belong to
-    the loop that opened them). Call `close()` / `await aclose()` when done to release connections."""
-
-    name: str = "openai"
+class OpenAIProvider(SDKProvider[openai.OpenAI, openai.AsyncOpenAI]):
+    sdk: ClassVar[ModuleType] = openai
+    key_variable = "PROMPTKEEPER_OPENAI_API_KEY"
+    url_variable = "PROMPTKEEPER_OPENAI_BASE_URL"
+    default_base_url = OPENAI_DEFAULT_BASE_URL
 
     def __init__(self, settings: ProviderSettings, *, name: str = "openai") -> None:
-        self.name = name
-        self._base_url = settings.openai_base_url
-        self._api_key = settings.openai_api_key
-        self._sync: openai.OpenAI | None = None
-        self._async: openai.AsyncOpenAI | None = None
-        self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        super().__init__(name=name, api_key=settings.openai_api_key, base_url=settings.openai_base_url)
+
+    def _make_sync(self, api_key: str, base_url: str) -> openai.OpenAI:
+        return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+
+    def _make_async(self, api_key: str, base_url: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
 
     def complete(self, request: ProviderRequest, *, timeout: float) -> Completion:
         client = self._sync_client()
@@ -96,19 +92,6 @@ class OpenAIProvider:
             self._raise(error)
         return collector.completion()
 
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        """Closes the async client of the running loop (and the sync one)."""
-        if self._async is not None:
-            await self._async.close()
-            self._async = None
-            self._async_loop = None
-        self.close()
-
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         params = {k: v for k, v in request.api_params().items() if k not in _RESERVED_PARAMS}
         return {
@@ -118,48 +101,6 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-
-    def _credentials(self) -> tuple[str, str]:
-        if self._api_key:
-            return self._api_key, self._base_url or OPENAI_DEFAULT_BASE_URL
-        if self._base_url:
-            return PLACEHOLDER_KEY, self._base_url
-        raise ProviderError(
-            f"{self.name}: PROMPTKEEPER_OPENAI_API_KEY is not set "
-            "(or set PROMPTKEEPER_OPENAI_BASE_URL for a server that needs no key)"
-        )
-
-    def _sync_client(self) -> openai.OpenAI:
-        if self._sync is None:
-            api_key, base_url = self._credentials()
-            # Explicit key and URL: the SDK must not fall back to OPENAI_* variables behind our back.
-            self._sync = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-        return self._sync
-
-    def _async_client(self) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is None or self._async_loop() is not loop:
-            api_key, base_url = self._credentials()
-            self._async = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-            self._async_loop = weakref.ref(loop)
-        return self._async
-
-    def _raise(self, error: openai.OpenAIError) -> NoReturn:
-        if isinstance(error, openai.APITimeoutError):
-            raise ProviderError(f"{self.name}: request timed out", retryable=True) from None
-        if isinstance(error, openai.APIConnectionError):
-            cause = error.__cause__ or error
-            message = redact(f"{self.name}: connection error: {cause}", self._api_key)
-            raise ProviderError(message, retryable=True) from None
-        if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            raise ProviderError(
-                redact(f"{self.name}: HTTP {status}: {error.message}", self._api_key),
-                status=status,
-                retryable=retryable_status(status),
-                retry_after=retry_after_seconds(error.response.headers),
-            ) from None
-        raise ProviderError(redact(f"{self.name}: {error}", self._api_key)) from None
 
 
 def _options(timeout: float) -> openai.RequestOptions:
