@@ -12,16 +12,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from promptkeeper.core import scorers
+from promptkeeper.core.builtin_scorers import SAFETY_RUBRIC, find_pii, first_number
 from promptkeeper.core.scorers import (
-    SAFETY_RUBRIC,
     Param,
     Params,
     Score,
     ScoreInput,
     ScorerError,
     consistency,
-    find_pii,
-    first_number,
     get_scorer,
     normalize_text,
     register_scorer,
