@@ -150,20 +150,20 @@ class Executor:
     # -- claiming ----------------------------------------------------------------------------------
 
     def claim(self) -> int | None:
-        """Take the next runnable run; blocking (call from a thread)."""
+        """Take the next runnable run; blocking (call from a thread).
+
+        A plain read first: idle workers poll every second, and taking SQLite's write lock (or row
+        locks) to find nothing would slow every writer for no job.
+        """
+        now = utcnow()
+        runnable = or_(
+            EvalRun.status == "queued", and_(EvalRun.status == "running", EvalRun.lease_until < now)
+        )
+        with self._db.session() as session:
+            if session.scalar(select(EvalRun.id).where(runnable).limit(1)) is None:
+                return None
         with self._db.write_session() as session:
-            now = utcnow()
-            query = (
-                select(EvalRun)
-                .where(
-                    or_(
-                        EvalRun.status == "queued",
-                        and_(EvalRun.status == "running", EvalRun.lease_until < now),
-                    )
-                )
-                .order_by(EvalRun.id)
-                .limit(1)
-            )
+            query = select(EvalRun).where(runnable).order_by(EvalRun.id).limit(1)
             if self._db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             run = session.scalar(query)
