@@ -86,7 +86,7 @@ def _regularized_beta(a: float, b: float, x: float) -> float:
     return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
 
 
-def _t_upper_tail(t: float, df: float) -> float:
+def t_upper_tail(t: float, df: float) -> float:
     """P(T > t) for t >= 0."""
     return 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + t * t))
 
@@ -102,11 +102,11 @@ def t_quantile(level: float, df: float) -> float:
         raise ValueError(f"degrees of freedom must be positive, got {df}")
     tail = (1.0 - level) / 2.0
     low, high = 0.0, 1.0
-    while _t_upper_tail(high, df) > tail:
+    while t_upper_tail(high, df) > tail:
         low, high = high, high * 2.0
     for _ in range(200):
         middle = (low + high) / 2.0
-        if _t_upper_tail(middle, df) > tail:
+        if t_upper_tail(middle, df) > tail:
             low = middle
         else:
             high = middle
