@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
-from promptkeeper.core.stats import Interval, t_upper_tail, t_quantile, variance, z_quantile
+from promptkeeper.core.stats import Interval, t_quantile, t_upper_tail, variance, z_quantile
 
 __all__ = [
     "ChiSquaredResult",
