@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import DEFAULT_PROJECT, Actor, get_project
 from promptkeeper.db.engine import Database
+from promptkeeper.evaluations import runs, suites
+from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.schemas import PromptCreate
@@ -103,5 +106,41 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
                     actor=actor,
                     reason="sample data",
                 )
+        _seed_evaluation(session, actor)
         session.commit()
         return len(SAMPLES)
+
+
+def _seed_evaluation(session: Session, actor: Actor) -> None:
+    """A small suite for `summarize` and a queued run of its version 1 (the server's worker runs it)."""
+    cases = [
+        {"key": key, "variables": {"bullets": 3, "text": text}, "tags": tags}
+        for key, text, tags in (
+            ("release-notes", "Version 2 adds drafts, reviews and webhooks.", ["product"]),
+            ("incident", "The API was slow for ten minutes; a cache fixed it.", ["ops"]),
+            ("empty", "", ["edge-case"]),
+        )
+    ]
+    suite, _ = suites.create_suite(
+        session=session,
+        actor=actor,
+        data=SuiteCreate.model_validate(
+            {
+                "name": "summarize-basics",
+                "prompt": "summarize",
+                "description": "Sample suite: summaries stay short and mention the bullets asked for.",
+                "scorers": [
+                    {"name": "length", "params": {"max_chars": 400}},
+                    {"name": "contains", "params": {"value": "bullet"}},
+                ],
+                "cases": cases,
+            }
+        ),
+    )
+    runs.create_run(
+        session=session,
+        actor=actor,
+        name="summarize",
+        data=RunCreate(suite=suite.name, repeats=2),
+        default_concurrency=4,
+    )

@@ -88,6 +88,15 @@ def test_readme_quickstart_runs(served: tuple[str, subprocess.Popen[str]], tmp_p
     headers = {"Authorization": f"Bearer {key}"}
     samples = httpx.get(f"{url}/v1/prompts", headers=headers).json()
     assert samples["total"] >= 2  # --sample-data seeded the project
+    # ... and queued an evaluation run, which the server's in-process worker executes.
+    deadline = time.monotonic() + 30
+    while True:
+        runs = httpx.get(f"{url}/v1/prompts/summarize/evaluations", headers=headers).json()["items"]
+        if runs and runs[0]["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+    assert runs[0]["done"] == 6 and set(runs[0]["summary"]["scorers"]) == {"length", "contains"}
     commands = quickstart_commands()
     assert len(commands) >= 10
     shell_env = {**os.environ, "PATH": os.environ.get("PATH", "")}
