@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request, Response
+from fastapi import Depends, Header, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.authenticator import bearer_secret
@@ -120,3 +120,7 @@ async def prompt_name(name: Annotated[str, Path(description="Prompt name; '/' tr
 
 
 PromptNameDep = Annotated[str, Depends(prompt_name)]
+
+#: Pagination of every list route.
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip.")]

@@ -7,7 +7,7 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Path, Query, status
 
-from promptkeeper.api.deps import Admin, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Admin, Limit, Offset, ReadDB, Reader, WriteDB
 from promptkeeper.audit import service, webhooks
 from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import (
@@ -23,8 +23,6 @@ from promptkeeper.prompts.schemas import Page
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 WebhookId = Annotated[int, Path(ge=1, description="The webhook's id.")]
 
 

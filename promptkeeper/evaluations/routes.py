@@ -9,7 +9,17 @@ from fastapi import APIRouter, Body, Path, Query, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from promptkeeper.api.deps import Admin, ContextDep, Editor, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import (
+    Admin,
+    ContextDep,
+    Editor,
+    Limit,
+    Offset,
+    PromptNameDep,
+    ReadDB,
+    Reader,
+    WriteDB,
+)
 from promptkeeper.errors import NotFound
 from promptkeeper.evaluations import gates, runs, suites
 from promptkeeper.evaluations.models import (
@@ -43,8 +53,6 @@ router = APIRouter(prefix="/v1", tags=["evaluations"])
 SuiteName = Annotated[str, Path(pattern=SUITE_PATTERN)]
 EnvironmentPath = Annotated[str, Path(pattern=ENVIRONMENT_PATTERN)]
 RunId = Annotated[int, Path(ge=1)]
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 SuiteVersionQuery = Annotated[int | None, Query(ge=1, description="Suite version (default: the head).")]
 Format = Annotated[Literal["jsonl", "csv"], Query(description="File format.")]
 

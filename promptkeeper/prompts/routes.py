@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from sqlalchemy.orm import Session
 
-from promptkeeper.api.deps import Admin, Editor, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Admin, Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
@@ -33,9 +33,6 @@ from promptkeeper.prompts.schemas import (
 from promptkeeper.workflow import deployments as policy
 
 router = APIRouter(prefix="/v1", tags=["registry"])
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 
 
 def _release_read(release: Release | None) -> ReleaseRead | None:

@@ -7,11 +7,11 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Body, Path, Query, status
 from sqlalchemy.orm import Session
 
-from promptkeeper.api.deps import Editor, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.core.content import content_hash
 from promptkeeper.prompts import service as prompts
 from promptkeeper.prompts.models import Prompt
-from promptkeeper.prompts.routes import Limit, Offset, version_read
+from promptkeeper.prompts.routes import version_read
 from promptkeeper.prompts.schemas import ChangeRead, Page
 from promptkeeper.workflow import drafts
 from promptkeeper.workflow.models import Draft

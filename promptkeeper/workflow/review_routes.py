@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
-from promptkeeper.api.deps import Approver, Editor, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Approver, Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Environment, Prompt
 from promptkeeper.prompts.routes import deployment_read
@@ -28,8 +28,6 @@ from promptkeeper.workflow.review_schemas import (
 router = APIRouter(prefix="/v1", tags=["reviews"])
 
 ReviewId = Annotated[int, Path(ge=1)]
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 StatusFilter = Annotated[
     Literal["open", "withdrawn", "deployed", "all"],
     Query(alias="status", description="Stored status; `all` for every review."),
