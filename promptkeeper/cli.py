@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from promptkeeper.cli_common import fail, load_settings, open_database, safe_url
 from promptkeeper.config import Settings
-
-if TYPE_CHECKING:
-    from promptkeeper.db.engine import Database
 
 app = typer.Typer(
     name="promptkeeper",
@@ -25,21 +22,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print one readable line (driver messages span several) and exit with code 1."""
-    typer.echo("error: " + " ".join(message.split()), err=True)
-    return typer.Exit(code=1)
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise _fail(f"invalid setting PROMPTKEEPER_{field.upper()}: {first['msg']}") from None
 
 
 @app.command()
@@ -55,7 +37,7 @@ def serve(
 
     from promptkeeper.app import create_app
 
-    settings = _settings(host=host, port=port)
+    settings = load_settings(host=host, port=port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -63,7 +45,7 @@ def serve(
     if sample_data:
         _seed(settings)
     typer.echo(
-        f"PromptKeeper on http://{settings.host}:{settings.port} (database: {_safe_url(settings)})", err=True
+        f"PromptKeeper on http://{settings.host}:{settings.port} (database: {safe_url(settings)})", err=True
     )
     uvicorn.run(
         create_app(settings, announce=True),
@@ -92,21 +74,6 @@ def _seed(settings: Settings) -> None:
         database.dispose()
 
 
-def _database(settings: Settings) -> Database:
-    from promptkeeper.db.engine import Database
-
-    try:
-        return Database(settings)
-    except (ValueError, ImportError) as exc:
-        raise _fail(str(exc)) from None
-
-
-def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(settings.database_url).render_as_string(hide_password=True)
-
-
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -116,14 +83,14 @@ def db_upgrade(
 
     from promptkeeper.db import migrate
 
-    settings = _settings()
-    database = _database(settings)
+    settings = load_settings()
+    database = open_database(settings)
     try:
         before = migrate.current_revision(database.engine)
         migrate.upgrade(database.engine, revision)
         after = migrate.current_revision(database.engine)
     except OperationalError as exc:
-        raise _fail(f"cannot reach the database {_safe_url(settings)}: {exc.orig}") from None
+        raise fail(f"cannot reach the database {safe_url(settings)}: {exc.orig}") from None
     finally:
         database.dispose()
     if before == after:
@@ -139,12 +106,12 @@ def db_current() -> None:
 
     from promptkeeper.db import migrate
 
-    settings = _settings()
-    database = _database(settings)
+    settings = load_settings()
+    database = open_database(settings)
     try:
         current = migrate.current_revision(database.engine)
     except OperationalError as exc:
-        raise _fail(f"cannot reach the database {_safe_url(settings)}: {exc.orig}") from None
+        raise fail(f"cannot reach the database {safe_url(settings)}: {exc.orig}") from None
     finally:
         database.dispose()
     head = migrate.head_revision()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
+from promptkeeper.cli_common import fail, load_settings, open_database, safe_url
 
 projects_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of a project.", no_args_is_help=True)
@@ -30,28 +31,23 @@ ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project nam
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo("error: " + " ".join(message.split()), err=True)
-    return typer.Exit(code=1)
-
-
 @contextmanager
 def _session() -> Iterator[Session]:
     """A write session on the configured database; domain and connection errors become one line."""
-    from promptkeeper.cli import _database, _safe_url, _settings
+
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.errors import PromptKeeperError
 
-    settings = _settings()
-    database = _database(settings)
+    settings = load_settings()
+    database = open_database(settings)
     try:
         ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
         with database.write_session() as session:
             yield session
     except PromptKeeperError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     except OperationalError as exc:
-        raise _fail(f"cannot reach the database {_safe_url(settings)}: {exc.orig}") from None
+        raise fail(f"cannot reach the database {safe_url(settings)}: {exc.orig}") from None
     finally:
         database.dispose()
 
@@ -84,7 +80,7 @@ def _role(value: str) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise _fail(
+        raise fail(
             f"--role: '{value}' is not a role; use one of {', '.join(r.value for r in Role)}"
         ) from None
 
@@ -101,11 +97,11 @@ def projects_create(name: Annotated[str, typer.Argument(help="Project name (a-z,
     from promptkeeper.prompts.service import create_default_environments
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
-        raise _fail(f"project name '{name}' must be 1-64 characters of a-z, 0-9, '-', '_'")
+        raise fail(f"project name '{name}' must be 1-64 characters of a-z, 0-9, '-', '_'")
     with _session() as session:
         project, created = ensure_project(session=session, name=name)
         if not created:
-            raise _fail(f"project '{name}' already exists")
+            raise fail(f"project '{name}' already exists")
         create_default_environments(session=session, project_id=project.id)
         session.commit()
     typer.echo(f"created project '{name}' with environments development, staging, production", err=True)
@@ -204,7 +200,7 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
     if not sys.stdin.isatty():
-        raise _fail("no terminal to ask for a password: pass --password-stdin and pipe it in")
+        raise fail("no terminal to ask for a password: pass --password-stdin and pipe it in")
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from promptkeeper.cli_common import fail, load_settings, open_database
+
 eval_app = typer.Typer(
     help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True
 )
@@ -26,17 +28,12 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 AsJson = Annotated[bool, typer.Option("--json", help="Print the run as JSON.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo("error: " + " ".join(message.split()), err=True)
-    return typer.Exit(code=1)
-
-
 class Remote:
     """A thin HTTP client that turns every error into one readable line."""
 
     def __init__(self, url: str, key: str) -> None:
         if not key:
-            raise _fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
+            raise fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
         self._client = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
         )
@@ -51,28 +48,28 @@ class Remote:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200]
-            raise _fail(f"{response.status_code}: {message}")
+            raise fail(f"{response.status_code}: {message}")
         return response.json() if response.content else None
 
     def exists(self, path: str) -> bool:
         try:
             return self._client.get(path).status_code == 200
         except httpx.TransportError as exc:
-            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
 
     def text(self, path: str, **kwargs: Any) -> str:
         try:
             response = self._client.get(path, **kwargs)
         except httpx.TransportError as exc:
-            raise _fail(f"cannot reach {self._client.base_url}: {exc}") from None
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
         if response.status_code >= 400:
-            raise _fail(f"{response.status_code}: {response.text[:200]}")
+            raise fail(f"{response.status_code}: {response.text[:200]}")
         return response.text
 
 
@@ -83,7 +80,7 @@ def _quote(name: str) -> str:
 def _format(path: Path, given: str | None) -> str:
     chosen = given or {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(path.suffix.lower())
     if chosen not in ("jsonl", "csv"):
-        raise _fail(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
+        raise fail(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
     return chosen
 
 
@@ -122,7 +119,7 @@ def _import(
 ) -> Any:
     if not remote.exists(f"/v1/suites/{suite}"):
         if not scorer:
-            raise _fail(f"suite '{suite}' does not exist: add --scorer NAME to create it")
+            raise fail(f"suite '{suite}' does not exist: add --scorer NAME to create it")
         body: dict[str, Any] = {"name": suite, "scorers": [{"name": s} for s in scorer]}
         if prompt:
             body["prompt"] = prompt
@@ -230,13 +227,13 @@ def run_suite(
     elif not quiet:
         _summary_table(run)
     if run["status"] != "succeeded":
-        raise _fail(f"run {run['id']} {run['status']}: {run['error']}")
+        raise fail(f"run {run['id']} {run['status']}: {run['error']}")
     verdicts = run["summary"].get("gates", {})
     if gate is not None and gate not in verdicts:
-        raise _fail(f"'{gate}' has no evaluation gate on suite '{suite}'")
+        raise fail(f"'{gate}' has no evaluation gate on suite '{suite}'")
     refused = [env for env, v in verdicts.items() if not v["passed"] and gate in (None, env)]
     if refused:
-        raise _fail("; ".join(verdicts[env]["message"] for env in refused))
+        raise fail("; ".join(verdicts[env]["message"] for env in refused))
 
 
 def _wait(remote: Remote, run: Any, timeout: float, silent: bool) -> Any:
@@ -245,7 +242,7 @@ def _wait(remote: Remote, run: Any, timeout: float, silent: bool) -> Any:
     if silent:
         while run["status"] in ("queued", "running"):
             if time.monotonic() > deadline:
-                raise _fail(f"run {run['id']} did not finish within {timeout:g} s")
+                raise fail(f"run {run['id']} did not finish within {timeout:g} s")
             time.sleep(0.5)
             run = remote.call("GET", f"/v1/evaluations/{run['id']}")
     else:
@@ -261,7 +258,7 @@ def _wait(remote: Remote, run: Any, timeout: float, silent: bool) -> Any:
             task = progress.add_task(f"run {run['id']}", total=run["total"])
             while run["status"] in ("queued", "running"):
                 if time.monotonic() > deadline:
-                    raise _fail(f"run {run['id']} did not finish within {timeout:g} s")
+                    raise fail(f"run {run['id']} did not finish within {timeout:g} s")
                 time.sleep(0.3)
                 run = remote.call("GET", f"/v1/evaluations/{run['id']}")
                 progress.update(task, completed=run["done"], description=f"run {run['id']} ({run['status']})")
@@ -291,15 +288,14 @@ def worker(
     import asyncio
     import logging
 
-    from promptkeeper.cli import _database, _settings
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.evaluations.worker import Worker
 
-    settings = _settings()
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    database = _database(settings)
+    database = open_database(settings)
     try:
         ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
         job_loop = Worker(database, settings)
