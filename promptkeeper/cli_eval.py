@@ -17,6 +17,7 @@ import httpx
 import typer
 
 from promptkeeper.cli_common import fail, load_settings, open_database
+from promptkeeper.prompts.schemas import path_segment
 
 eval_app = typer.Typer(
     help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True
@@ -71,10 +72,6 @@ class Remote:
         if response.status_code >= 400:
             raise fail(f"{response.status_code}: {response.text[:200]}")
         return response.text
-
-
-def _quote(name: str) -> str:
-    return name.replace("/", "%2F")
 
 
 def _format(path: Path, given: str | None) -> str:
@@ -218,7 +215,7 @@ def run_suite(
     with Remote(url, key) as remote:
         run = _wait(
             remote,
-            remote.call("POST", f"/v1/prompts/{_quote(name)}/evaluations", json=body),
+            remote.call("POST", f"/v1/prompts/{path_segment(name)}/evaluations", json=body),
             timeout,
             quiet or as_json,
         )

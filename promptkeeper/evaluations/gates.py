@@ -24,6 +24,7 @@ from promptkeeper.errors import GateFailed, NotFound, ValidationFailed
 from promptkeeper.evaluations.models import EvalGate, EvalRun, EvalSuite
 from promptkeeper.evaluations.schemas import GateSet
 from promptkeeper.prompts.models import Environment, Prompt, Release
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import get_environment
 
 
@@ -181,7 +182,7 @@ def evaluate_gate(
             {
                 "kind": "no_run",
                 "message": f"no succeeded run of version {version} on suite '{suite.name}' "
-                f"(run one: POST /v1/prompts/{prompt.name.replace('/', '%2F')}/evaluations)",
+                f"(run one: POST /v1/prompts/{path_segment(prompt.name)}/evaluations)",
             }
         )
         return verdict

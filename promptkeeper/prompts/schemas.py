@@ -27,6 +27,11 @@ def check_prompt_name(name: str) -> str:
     return name
 
 
+def path_segment(name: str) -> str:
+    """A prompt name as one URL path segment: `support/reply` travels as `support%2Freply`."""
+    return name.replace("/", "%2F")
+
+
 PromptName = Annotated[str, AfterValidator(check_prompt_name)]
 EnvironmentName = Annotated[str, StringConstraints(pattern=ENVIRONMENT_PATTERN)]
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]

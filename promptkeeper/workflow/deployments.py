@@ -28,6 +28,7 @@ from promptkeeper.errors import Conflict, PermissionDenied, ValidationFailed
 from promptkeeper.evaluations import gates
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import get_environment, get_prompt
 from promptkeeper.workflow import reviews
 from promptkeeper.workflow.models import Review
@@ -104,7 +105,7 @@ def _missing_review(
         return Conflict(
             f"'{env.name}' is protected: deploying version {version} of '{prompt.name}' needs a review "
             f"approved by {required} approver(s); none was requested "
-            f"(request one: POST /v1/prompts/{prompt.name.replace('/', '%2F')}/reviews)",
+            f"(request one: POST /v1/prompts/{path_segment(prompt.name)}/reviews)",
             details={
                 "environment": env.name,
                 "version": version,
