@@ -219,14 +219,14 @@ class Executor:
     async def execute(self, run_id: int) -> None:
         """Run to completion (or until the lease is lost); never raises for a failed run."""
         try:
-            plan, cache = await self.in_thread(self._plan, run_id)
+            plan = await self.in_thread(self._plan, run_id)
         except Exception as exc:  # a broken run must not take the worker down
             log.exception("evaluation run %s cannot start", run_id)
             await self.in_thread(self._fail, run_id, f"cannot start: {exc}")
             return
         run = plan.run
         provider = get_provider(run.provider, self._providers)
-        judge, judge_provider = self._judge(run, cache)
+        judge, judge_provider = self._judge(run, plan.cache)
         embed = self._embedder(plan)
         for case, repeat, error in plan.failed_renders:
             await self.in_thread(self._store, run_id, case, repeat, None, error, plan, judge, embed)
@@ -263,7 +263,7 @@ class Executor:
                 timeout=self._providers.timeout,
                 max_retries=self._providers.max_retries,
                 retry_base=self._providers.retry_base,
-                cache=cache,
+                cache=plan.cache,
                 on_outcome=on_outcome,
             )
         )
@@ -289,7 +289,7 @@ class Executor:
             await _close(provider)
             await _close(judge_provider)
 
-    def _plan(self, run_id: int) -> tuple[_Plan, RunCache]:
+    def _plan(self, run_id: int) -> _Plan:
         with self._db.session() as session:
             run = session.get(EvalRun, run_id)
             assert run is not None
@@ -343,7 +343,7 @@ class Executor:
                 for entry in session.scalars(select(EvalCacheEntry).where(EvalCacheEntry.key.in_(chunk))):
                     entries[entry.key] = Completion.from_dict(entry.completion)
         plan.cache = RunCache(entries)
-        return plan, plan.cache
+        return plan
 
     def _judge(self, run: EvalRun, cache: RunCache) -> tuple[Callable[[list[dict[str, str]]], str], _Lazy]:
         """The judge scorers' model call (cached like any call), and its provider to close after the run."""
