@@ -74,3 +74,8 @@ def app_routes(app: Any) -> set[tuple[str, str]]:
                 found.add((method.upper(), path))
     assert len(found) > 20, f"suspiciously few routes found: {sorted(found)}"
     return found
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The Authorization header of a key or session token."""
+    return {"Authorization": f"Bearer {secret}"}

@@ -16,12 +16,8 @@ from promptkeeper.cli import app as cli_app
 from promptkeeper.config import Settings
 from promptkeeper.db.base import utcnow
 from tests.conftest import ADMIN_KEY, Backend
-from tests.helpers import create_prompt, error_of
+from tests.helpers import bearer, create_prompt, error_of
 from tests.route_catalog import PASSWORD
-
-
-def _bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def _member(client: TestClient, email: str, role: str, password: str | None = PASSWORD) -> dict[str, object]:
@@ -37,7 +33,7 @@ def _member(client: TestClient, email: str, role: str, password: str | None = PA
 def _login(client: TestClient, email: str, password: str = PASSWORD, **extra: str) -> dict[str, str]:
     response = client.post("/v1/auth/login", json={"email": email, "password": password, **extra}, headers={})
     assert response.status_code == 201, response.text
-    return _bearer(response.json()["token"])
+    return bearer(response.json()["token"])
 
 
 def test_production_password_hashing_is_argon2id() -> None:
@@ -143,7 +139,7 @@ def test_last_admin_cannot_be_removed(client: TestClient) -> None:
     keys = client.get("/v1/keys", headers=session).json()
     bootstrap = next(k for k in keys if k["role"] == "admin")
     assert client.delete(f"/v1/keys/{bootstrap['prefix']}", headers=session).status_code == 200
-    assert client.get("/v1/keys", headers=_bearer(ADMIN_KEY)).status_code == 401
+    assert client.get("/v1/keys", headers=bearer(ADMIN_KEY)).status_code == 401
     demote = client.patch(f"/v1/users/{admin['id']}", json={"role": "viewer"}, headers=session)
     assert demote.status_code == 409 and "no admin left" in error_of(demote)["message"]
     remove = client.delete(f"/v1/users/{admin['id']}", headers=session)
@@ -158,7 +154,7 @@ def test_api_keys(client: TestClient) -> None:
     listed = client.get("/v1/keys").json()
     assert all("secret" not in k and "key_hash" not in k for k in listed)
     assert key["prefix"] in {k["prefix"] for k in listed}
-    runtime = _bearer(key["secret"])
+    runtime = bearer(key["secret"])
     me = client.get("/v1/auth/me", headers=runtime).json()
     assert me == {
         "name": "app-prod",
@@ -236,14 +232,14 @@ def test_cli_keys_projects_users(backend: Backend, tmp_path: Path, settings: Set
         assert made.exit_code == 0, made.output
         secret = json.loads(made.stdout)["secret"] if as_json else made.stdout.strip().splitlines()[-1]
         assert secret.startswith("pk_")
-        me = client.get("/v1/auth/me", headers=_bearer(secret)).json()
+        me = client.get("/v1/auth/me", headers=bearer(secret)).json()
         assert me["project"] == "acme" and me["role"] == "runtime"
         listed = runner.invoke(cli_app, ["keys", "list", "--project", "acme", *flag], env=env)
         assert listed.exit_code == 0 and "app-prod" in listed.stdout and secret not in listed.stdout
         prefix = secret.split("_")[1]
         revoked = runner.invoke(cli_app, ["keys", "revoke", prefix, "--project", "acme"], env=env)
         assert revoked.exit_code == 0, revoked.output
-        assert client.get("/v1/auth/me", headers=_bearer(secret)).status_code == 401
+        assert client.get("/v1/auth/me", headers=bearer(secret)).status_code == 401
         wrong_role = runner.invoke(
             cli_app, ["keys", "create", "--project", "acme", "--role", "boss", "--name", "x"], env=env
         )
@@ -269,6 +265,6 @@ def test_cli_keys_projects_users(backend: Backend, tmp_path: Path, settings: Set
         token = client.post(
             "/v1/auth/login", json={"email": "ops@example.com", "password": PASSWORD}, headers={}
         ).json()["token"]
-        audit = client.get("/v1/audit", params={"action": "key.*"}, headers=_bearer(token)).json()["items"]
+        audit = client.get("/v1/audit", params={"action": "key.*"}, headers=bearer(token)).json()["items"]
         assert {e["action"] for e in audit} == {"key.created", "key.revoked"}
         assert all(e["actor"].startswith("cli:") for e in audit)

@@ -12,14 +12,10 @@ from promptkeeper.bootstrap import create_project
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from tests.conftest import ADMIN_KEY
-from tests.helpers import app_routes
+from tests.helpers import app_routes, bearer
 from tests.route_catalog import READ_ONLY_POSTS, ROUTES, Route, World, new_key
 
 STREAM = ("GET", "/v1/stream")
-
-
-def _bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 NO_CREDENTIALS = {"Authorization": ""}  # replaces the test client's default admin header
@@ -30,8 +26,8 @@ def _app_routes(settings: Settings) -> set[tuple[str, str]]:
 
 
 def _world(client: TestClient, settings: Settings, project: str, tag: str) -> World:
-    admin = _bearer(ADMIN_KEY) if project == "default" else _bearer(new_key(settings, project, Role.admin))
-    author = _bearer(new_key(settings, project, Role.editor, name=f"{tag}-author"))
+    admin = bearer(ADMIN_KEY) if project == "default" else bearer(new_key(settings, project, Role.admin))
+    author = bearer(new_key(settings, project, Role.editor, name=f"{tag}-author"))
     return World(client=client, admin=admin, author=author, tag=tag)
 
 
@@ -53,7 +49,7 @@ def test_catalog_lists_every_route(settings: Settings) -> None:
 def test_role_matrix(client: TestClient, settings: Settings) -> None:
     """Every route x every role: admitted roles pass the role check, the others get 403."""
     world = _world(client, settings, "default", "m")
-    keys = {role: _bearer(new_key(settings, "default", role)) for role in Role}
+    keys = {role: bearer(new_key(settings, "default", role)) for role in Role}
     wrong: list[str] = []
     for route in ROUTES:
         if route.roles is None:
@@ -85,7 +81,7 @@ def test_project_isolation(client: TestClient, settings: Settings) -> None:
         session.commit()
     database.dispose()
     other = _world(client, settings, project, project)
-    mine = _bearer(ADMIN_KEY)
+    mine = bearer(ADMIN_KEY)
     wrong: list[str] = []
     for route in ROUTES:
         if route.roles is None or not route.scoped:

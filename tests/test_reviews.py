@@ -9,12 +9,8 @@ from fastapi.testclient import TestClient
 
 from promptkeeper.access.service import Role
 from promptkeeper.config import Settings
-from tests.helpers import add_version, create_prompt, deploy, error_of
+from tests.helpers import add_version, bearer, create_prompt, deploy, error_of
 from tests.route_catalog import PASSWORD, new_key
-
-
-def _bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.fixture
@@ -27,8 +23,8 @@ def team(client: TestClient, settings: Settings) -> dict[str, dict[str, str]]:
         assert created.status_code == 201, created.text
         login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}, headers={})
         assert login.status_code == 201, login.text
-        people[who] = _bearer(login.json()["token"])
-    people["approver_key"] = _bearer(new_key(settings, "default", Role.approver, name="ci-approver"))
+        people[who] = bearer(login.json()["token"])
+    people["approver_key"] = bearer(new_key(settings, "default", Role.approver, name="ci-approver"))
     return people
 
 
@@ -91,7 +87,7 @@ def test_protected_environment_needs_distinct_approvers(
     assert body["missing_approvals"] == 1
     # The same person approving again (another session) still counts once.
     again = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}, headers={})
-    second_session = _bearer(again.json()["token"])
+    second_session = bearer(again.json()["token"])
     assert _verdict(client, second_session, review, "approve").json()["missing_approvals"] == 1
 
     refused = client.post(
@@ -159,7 +155,7 @@ def test_withdraw_and_review_rules(client: TestClient, team: dict[str, dict[str,
     zed = client.post("/v1/auth/login", json={"email": "zed@example.com", "password": PASSWORD}, headers={})
     assert (
         client.post(
-            f"/v1/prompts/p/reviews/{review}/withdraw", headers=_bearer(zed.json()["token"])
+            f"/v1/prompts/p/reviews/{review}/withdraw", headers=bearer(zed.json()["token"])
         ).status_code
         == 403
     )
