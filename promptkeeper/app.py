@@ -25,6 +25,9 @@ from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import routes as evaluation_routes
 from promptkeeper.evaluations.worker import Worker
+from promptkeeper.experiments import routes as experiment_routes
+from promptkeeper.experiments import serving
+from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
@@ -74,6 +77,7 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
         auth=Authenticator(db, ttl=settings.auth_cache_ttl),
         runtime=runtime,
         dispatcher=dispatcher,
+        sticky=StickyAssignments(db),
         worker=worker,
     )
     return context, generated
@@ -91,7 +95,7 @@ def registry_feeds(db: Database) -> Feeds:
             return releases.current_revisions(session=session)
 
     return Feeds(
-        load=partial(releases.load_payload, db),
+        load=partial(serving.load_payload, db),
         changes_since=changes_since,
         current_revisions=current_revisions,
     )
@@ -137,4 +141,5 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(access_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(evaluation_routes.router)
+    app.include_router(experiment_routes.router)
     return app

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
-from promptkeeper.core.stats import Interval, t_quantile, t_upper_tail, variance, z_quantile
+from promptkeeper.core.stats import (
+    Interval,
+    binomial_upper_tail,
+    t_quantile,
+    t_upper_tail,
+    variance,
+    z_quantile,
+)
 
 __all__ = [
     "ChiSquaredResult",
@@ -28,6 +35,8 @@ __all__ = [
     "chi2_sf",
     "chi_squared_test",
     "holm_adjust",
+    "median_bootstrap_interval",
+    "relative_lift",
     "power_proportions",
     "raw_sample_size_means",
     "raw_sample_size_proportions",
@@ -394,3 +403,64 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+# ---------------------------------------------------------------------------------------------------
+# Relative lift of means, medians
+# ---------------------------------------------------------------------------------------------------
+
+
+def relative_lift(
+    control: SampleSummary, treatment: SampleSummary, level: float = 0.95
+) -> tuple[float, Interval] | None:
+    """mean_t / mean_c - 1 with a delta-method interval; None when the control's mean is 0.
+
+    Var(m_t / m_c) ~ Var(m_t) / m_c^2 + m_t^2 Var(m_c) / m_c^4 (independent groups), the same
+    approximation as the conversion-rate lift of `two_proportion_z_test`.
+    """
+    if control.mean == 0 or control.n < 1 or treatment.n < 1:
+        return None
+    ratio = treatment.mean / control.mean
+    var_ratio = (treatment.variance / treatment.n) / control.mean**2 + (
+        treatment.mean**2 * (control.variance / control.n)
+    ) / control.mean**4
+    half = z_quantile(level) * math.sqrt(var_ratio)
+    return ratio - 1.0, Interval(ratio - 1.0 - half, ratio - 1.0 + half, level)
+
+
+def _order_statistic_cdf(j: int, n: int, rank: int) -> float:
+    """P(the `rank`-th smallest of a bootstrap resample <= x_(j)) = P(Bin(n, j / n) >= rank)."""
+    return binomial_upper_tail(rank, n, j / n)
+
+
+def _first_rank_reaching(probability: float, n: int, rank: int) -> int:
+    low, high = 1, n
+    while low < high:
+        middle = (low + high) // 2
+        if _order_statistic_cdf(middle, n, rank) >= probability:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def median_bootstrap_interval(sorted_values: Sequence[float], level: float = 0.95) -> tuple[float, Interval]:
+    """The median and its percentile-bootstrap interval, computed exactly instead of by resampling.
+
+    A bootstrap resample's k-th order statistic is at most x_(j) exactly when at least k of the n
+    draws fall at or below x_(j), and each draw does with probability j / n: so its distribution is
+    binomial (Efron, 1982), and the percentile interval's ends are order statistics found by
+    bisection, with no Monte Carlo noise and in O(log n) beta evaluations whatever n is. For an even
+    n the low end uses the lower middle order statistic and the high end the upper one (slightly
+    wider than the resampled interval of the averaged median). `sorted_values` must be ascending.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("cannot take the median of no values")
+    middle = n // 2
+    median = sorted_values[middle] if n % 2 else (sorted_values[middle - 1] + sorted_values[middle]) / 2.0
+    low_rank, high_rank = (n + 1) // 2, n // 2 + 1
+    tail = (1.0 - level) / 2.0
+    low = sorted_values[_first_rank_reaching(tail, n, low_rank) - 1]
+    high = sorted_values[_first_rank_reaching(1.0 - tail, n, high_rank) - 1]
+    return median, Interval(low, high, level)

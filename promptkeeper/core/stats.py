@@ -86,6 +86,15 @@ def _regularized_beta(a: float, b: float, x: float) -> float:
     return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
 
 
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), through I_p(k, n - k + 1)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return _regularized_beta(float(k), float(n - k + 1), p)
+
+
 def t_upper_tail(t: float, df: float) -> float:
     """P(T > t) for t >= 0."""
     return 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + t * t))

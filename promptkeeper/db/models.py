@@ -4,6 +4,7 @@ from promptkeeper.access import models as access_models
 from promptkeeper.audit import models as audit_models
 from promptkeeper.db.base import Base
 from promptkeeper.evaluations import models as evaluation_models
+from promptkeeper.experiments import models as experiment_models
 from promptkeeper.prompts import models as prompt_models
 from promptkeeper.workflow import models as workflow_models
 
@@ -12,6 +13,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "evaluation_models",
+    "experiment_models",
     "metadata",
     "prompt_models",
     "workflow_models",

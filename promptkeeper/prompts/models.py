@@ -122,3 +122,5 @@ class Deployment(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     revision: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The experiment that made this change (actions experiment_start/update/stop).
+    experiment_id: Mapped[int | None] = mapped_column(Integer, default=None)

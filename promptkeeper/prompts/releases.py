@@ -10,6 +10,7 @@ row before it and revisions are 1, 2, 3, ... without gaps.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ ACTIONS = (
     "rollback",
     "auto_rollback",
     "experiment_start",
+    "experiment_update",
     "experiment_stop",
 )
 #: The audit action (and webhook event) of each history action.
@@ -44,9 +46,15 @@ AUDIT_ACTIONS = {
     "override": "deployment.created",
     "rollback": "deployment.rollback",
     "auto_rollback": "deployment.rollback",
-    "experiment_start": "deployment.created",
-    "experiment_stop": "deployment.created",
+    "experiment_start": "experiment.started",
+    "experiment_update": "experiment.updated",
+    "experiment_stop": "experiment.stopped",
 }
+
+#: Called in the transaction of every release change: `(session, deployment, actor)`. Domains above
+#: the registry register here (experiments end when a deploy or rollback replaces what they serve),
+#: since this module must not import them.
+CHANGE_HOOKS: list[Callable[[Session, Deployment, Actor], None]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +78,7 @@ def current_release(*, session: Session, prompt: Prompt, environment: Environmen
     )
 
 
-def _change_release(
+def change_release(
     *,
     session: Session,
     prompt: Prompt,
@@ -80,7 +88,12 @@ def _change_release(
     actor: Actor,
     reason: str,
     release: Release | None,
+    experiment_id: int | None = None,
 ) -> Deployment:
+    """The mechanics of every change: release row, history row, audit entry, invalidation event.
+
+    The caller holds the prompt's row lock and has checked that the change is allowed.
+    """
     now = utcnow()
     if release is not None and release.updated_at > now:  # keep "what ran at T" monotonic across clocks
         now = release.updated_at
@@ -104,9 +117,12 @@ def _change_release(
         reason=reason,
         revision=revision,
         at=now,
+        experiment_id=experiment_id,
     )
     session.add(deployment)
     session.flush()
+    for hook in CHANGE_HOOKS:
+        hook(session, deployment, actor)
     record(
         session=session,
         actor=actor,
@@ -116,7 +132,13 @@ def _change_release(
         prompt=prompt.name,
         environment=environment.name,
         before={"version": previous},
-        after={"version": version, "action": action, "revision": revision, "reason": reason},
+        after={
+            "version": version,
+            "action": action,
+            "revision": revision,
+            "reason": reason,
+            **({"experiment_id": experiment_id} if experiment_id is not None else {}),
+        },
         severity="warning" if action in ("override", "auto_rollback") else "info",
     )
     emit(
@@ -161,7 +183,7 @@ def deploy(
             f"version {version} of '{name}' is already live in '{environment}'",
             details={"environment": environment, "version": version, "revision": release.revision},
         )
-    return _change_release(
+    return change_release(
         session=session,
         prompt=prompt,
         environment=env,
@@ -207,7 +229,7 @@ def rollback(
                 f"version {version} of '{name}' is already live in '{environment}'",
                 details={"environment": environment, "version": version},
             )
-    return _change_release(
+    return change_release(
         session=session,
         prompt=prompt,
         environment=env,
@@ -326,8 +348,20 @@ def resolve_at(*, session: Session, project_id: int, name: str, environment: str
     return _resolved(project_id, name, environment, row)
 
 
-def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:
-    """The `/v1/resolve` body for a resolution, serialized once and cached as bytes."""
+def payload_of(
+    resolved: Resolved,
+    *,
+    at: datetime | None = None,
+    experiment: dict[str, Any] | None = None,
+    assignment: dict[str, Any] | None = None,
+) -> Payload:
+    """The `/v1/resolve` body for a resolution, serialized once and cached as bytes.
+
+    `experiment` and `assignment` appear in the body only when given (experiments, `experiments.serving`).
+    """
+    exclude = {
+        name for name, value in (("experiment", experiment), ("assignment", assignment)) if value is None
+    }
     body = (
         ResolveRead(
             at=at,
@@ -339,8 +373,10 @@ def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:
             placeholders=resolved.placeholders,
             revision=resolved.revision,
             deployed_at=resolved.deployed_at,
+            experiment=experiment,
+            assignment=assignment,
         )
-        .model_dump_json()
+        .model_dump_json(exclude=exclude)
         .encode()
     )
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
@@ -349,8 +385,8 @@ def payload_of(resolved: Resolved, *, at: datetime | None = None) -> Payload:
     )
 
 
-def load_payload(database: Database, key: Key) -> Payload:
-    """The resolver's loader: a single statement outside a transaction on the happy path."""
+def load_resolved(database: Database, key: Key) -> Resolved:
+    """The resolver's read: a single statement outside a transaction on the happy path."""
     project_id, name, environment = key
     with database.read_connection() as connection:
         params = {"project_id": project_id, "name": name, "environment": environment}
@@ -358,7 +394,12 @@ def load_payload(database: Database, key: Key) -> Payload:
     if row is None:
         with database.session() as session:
             raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
-    return payload_of(_resolved(project_id, name, environment, row))
+    return _resolved(project_id, name, environment, row)
+
+
+def load_payload(database: Database, key: Key) -> Payload:
+    """The resolver's loader without experiments (the registry alone)."""
+    return payload_of(load_resolved(database, key))
 
 
 # --- change feeds for the runtime (periodic check, SSE resume) ------------------------------------
@@ -440,7 +481,7 @@ def load_pinned(database: Database, project_id: int, name: str, number: int) -> 
                 revision=None,
                 deployed_at=None,
             )
-            .model_dump_json()
+            .model_dump_json(exclude={"experiment", "assignment"})
             .encode()
         )
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'

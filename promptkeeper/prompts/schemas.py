@@ -192,6 +192,17 @@ class ResolveRead(BaseModel):
         description="When this release was made; null for a specific version."
     )
     at: datetime | None = Field(default=None, description="The instant asked for with `?at=`.")
+    experiment: dict[str, Any] | None = Field(
+        default=None,
+        description="Only while an experiment runs and no `unit` was given: its id, mode, seed, "
+        "hash version, coverage and variants (key, version, weight, content), for SDKs to assign "
+        "units locally. The top-level fields are the control's.",
+    )
+    assignment: dict[str, Any] | None = Field(
+        default=None,
+        description="Only while an experiment runs and a `unit` was given: `{experiment_id, variant, "
+        "index}` of the variant served, or null fields when the unit is outside the experiment.",
+    )
 
 
 class RenderRequest(_Body):

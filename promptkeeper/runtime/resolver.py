@@ -35,14 +35,34 @@ DATABASE_ERRORS = (OperationalError, PoolTimeout, DBAPIError)
 
 
 @dataclass(frozen=True, slots=True)
+class Split:
+    """An experiment running on a release: how to assign a unit, and the body each variant serves.
+
+    `bodies[i]` is variant i's resolve body for a unit assigned to it; `outside` is the control's,
+    for a unit the experiment's coverage leaves out. Both are serialized once, at load time.
+    """
+
+    experiment_id: int
+    mode: str
+    seed: str
+    hash_version: int
+    coverage: float
+    weights: tuple[float, ...]
+    keys: tuple[str, ...]
+    bodies: tuple[Payload, ...]
+    outside: Payload
+
+
+@dataclass(frozen=True, slots=True)
 class Payload:
-    """A resolved prompt as served: the JSON body and its ETag."""
+    """A resolved prompt as served: the JSON body and its ETag (and a running experiment, if any)."""
 
     body: bytes
     etag: str
     revision: int
     version: int
     content: dict[str, Any]
+    split: Split | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from promptkeeper.api.deps import (
 )
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
+from promptkeeper.experiments.serving import hashed_variant
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.schemas import (
     ENVIRONMENT_PATTERN,
@@ -33,12 +34,14 @@ from promptkeeper.prompts.schemas import (
     ResolveRead,
 )
 from promptkeeper.runtime.events import ReleaseChanged
-from promptkeeper.runtime.resolver import Payload
+from promptkeeper.runtime.resolver import Payload, Split
 from promptkeeper.runtime.stream import format_event
 
 router = APIRouter(prefix="/v1", tags=["runtime"])
 
 STALE_HEADER = "X-PromptKeeper-Stale"
+EXPERIMENT_HEADER = "X-PromptKeeper-Experiment"
+VARIANT_HEADER = "X-PromptKeeper-Variant"
 DEFAULT_ENVIRONMENT = "production"
 
 
@@ -77,6 +80,14 @@ _RESOLVE_PARAMETERS: list[dict[str, Any]] = [
         "required": False,
         "description": "A specific version instead of what an environment serves (not with `at`).",
         "schema": {"type": "integer", "minimum": 1},
+    },
+    {
+        "name": "unit",
+        "in": "query",
+        "required": False,
+        "description": "A user or session id: while an experiment runs, the variant assigned to this "
+        "unit is served (without it, the control). Not with `at` or `version`.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
     },
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
@@ -141,8 +152,14 @@ async def resolve(request: Request) -> Response:
     environment = _environment_param(query.get("environment"))
     at = _at_param(query.get("at"))
     version = _version_param(query.get("version"))
+    unit = query.get("unit")
     headers: dict[str, str] = {"Cache-Control": "no-cache"}
     payload: Payload
+    if unit is not None and (version is not None or at is not None or not 0 < len(unit) <= 128):
+        raise ValidationFailed(
+            "query.unit: give a unit id of 1 to 128 characters, and not with 'version' or 'at'",
+            details={"field": "query.unit"},
+        )
     if version is not None:
         if at is not None or "environment" in query:
             raise ValidationFailed(
@@ -158,6 +175,8 @@ async def resolve(request: Request) -> Response:
         payload = entry.payload
         if entry.stale:
             headers[STALE_HEADER] = "database-unavailable"
+        if unit is not None and payload.split is not None:
+            payload = await _variant_for(context, payload.split, unit, headers)
     else:
         payload = await anyio.to_thread.run_sync(
             _resolve_at, context, principal.project_id, name, environment, at
@@ -166,6 +185,24 @@ async def resolve(request: Request) -> Response:
     if _etag_matches(request.headers.get("if-none-match"), payload.etag):
         return Response(status_code=304, headers=headers)
     return Response(payload.body, media_type="application/json", headers=headers)
+
+
+async def _variant_for(context: AppContext, split: Split, unit: str, headers: dict[str, str]) -> Payload:
+    """The body for `unit` under a running experiment (hashing; bandits: the unit's first variant)."""
+    if split.mode == "fixed":
+        index = hashed_variant(split, unit)
+    else:
+        known = context.sticky.cached(split.experiment_id, unit)
+        index = (
+            known
+            if known is not None
+            else await anyio.to_thread.run_sync(context.sticky.variant, split, unit)
+        )
+    headers[EXPERIMENT_HEADER] = str(split.experiment_id)
+    if index < 0:
+        return split.outside
+    headers[VARIANT_HEADER] = split.keys[index]
+    return split.bodies[index]
 
 
 def _resolve_at(context: AppContext, project_id: int, name: str, environment: str, at: datetime) -> Payload:

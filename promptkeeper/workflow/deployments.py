@@ -131,6 +131,63 @@ def _missing_review(
     )
 
 
+def authorize(
+    *,
+    session: Session,
+    actor: Actor,
+    prompt: Prompt,
+    env: Environment,
+    version: int,
+    reason: str = "",
+    review_id: int | None = None,
+    override: bool = False,
+) -> Review | None:
+    """Raise unless `version` may go live in `env`; returns the review the change closes, if any.
+
+    Shared by plain deploys and by experiments that ship their winner, so both meet one policy.
+    """
+    _check_promotion_path(session, prompt, env, version)
+    if not override:
+        gates.check_gate(session=session, prompt=prompt, environment=env, version=version)
+    review = None
+    if override:
+        _check_override(actor, env, reason)
+        log.warning(
+            "emergency override: %s deploys %s v%s to %s: %s",
+            actor.name,
+            prompt.name,
+            version,
+            env.name,
+            reason,
+        )
+    elif env.protected:
+        _check_protected_role(actor, env)
+        review, state = reviews.approved_review(
+            session=session, prompt=prompt, environment=env, version=version, review_id=review_id
+        )
+        if review is None or state is None or state.status != "approved":
+            raise _missing_review(prompt, env, version, review, state)
+    elif review_id is not None:  # not required here, but carried out (and closed) all the same
+        review, _ = reviews.approved_review(
+            session=session, prompt=prompt, environment=env, version=version, review_id=review_id
+        )
+    return review
+
+
+def check_experiment_candidate(
+    *, session: Session, actor: Actor, prompt: Prompt, env: Environment, version: int
+) -> None:
+    """Raise unless `version` may take part of `env`'s traffic in an experiment.
+
+    The promotion path and the evaluation gate apply as to a deploy, and a protected environment
+    needs the approver role; a review is not needed until the winner ships (`authorize`).
+    """
+    _check_promotion_path(session, prompt, env, version)
+    gates.check_gate(session=session, prompt=prompt, environment=env, version=version)
+    if env.protected:
+        _check_protected_role(actor, env)
+
+
 def deploy(
     *,
     session: Session,
@@ -147,27 +204,18 @@ def deploy(
     """Deploy `version` to `environment` if the environment's policies allow it."""
     prompt = get_prompt(session=session, project_id=actor.project_id, name=name, lock=True)
     env = get_environment(session=session, project_id=actor.project_id, name=environment)
-    _check_promotion_path(session, prompt, env, version)
-    if not override:
-        gates.check_gate(session=session, prompt=prompt, environment=env, version=version)
-    review = None
+    review = authorize(
+        session=session,
+        actor=actor,
+        prompt=prompt,
+        env=env,
+        version=version,
+        reason=reason,
+        review_id=review_id,
+        override=override,
+    )
     if override:
-        _check_override(actor, env, reason)
         action = "override"
-        log.warning(
-            "emergency override: %s deploys %s v%s to %s: %s", actor.name, name, version, environment, reason
-        )
-    elif env.protected:
-        _check_protected_role(actor, env)
-        review, state = reviews.approved_review(
-            session=session, prompt=prompt, environment=env, version=version, review_id=review_id
-        )
-        if review is None or state is None or state.status != "approved":
-            raise _missing_review(prompt, env, version, review, state)
-    elif review_id is not None:  # not required here, but carried out (and closed) all the same
-        review, _ = reviews.approved_review(
-            session=session, prompt=prompt, environment=env, version=version, review_id=review_id
-        )
     deployment = releases.deploy(
         session=session,
         project_id=actor.project_id,

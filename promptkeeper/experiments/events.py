@@ -1,0 +1,206 @@
+"""Ingestion of exposure and outcome events, in batches of up to 10,000.
+
+A batch is validated whole before anything is written, and written in one transaction: a bad
+event (unknown experiment or variant, an exposure without a unit) rejects the batch with the index
+of the event, and nothing of it is stored.
+
+Outcomes are tagged with the experiment, variant and unit of the exposure that has their
+`request_id`: from the same batch, else from the database (one indexed lookup per 1,000 ids). An
+outcome whose exposure has not arrived yet is stored untagged; when the exposure arrives, the
+outcome is tagged then (a partial index keeps that lookup cheap while few outcomes wait).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from promptkeeper.db.base import utcnow
+from promptkeeper.errors import ValidationFailed
+from promptkeeper.experiments.models import Event, Experiment, Metric
+from promptkeeper.experiments.schemas import EventBatchRead, EventIn
+
+CHUNK = 1_000
+_OUTCOME_FIELDS = (
+    "completed",
+    "rating",
+    "edited",
+    "regenerated",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "safety_flag",
+)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _variant_indexes(session: Session, project_id: int, ids: set[int]) -> dict[int, dict[str, int]]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Experiment.id, Experiment.variants).where(
+            Experiment.project_id == project_id, Experiment.id.in_(ids)
+        )
+    )
+    return {row[0]: {v["key"]: index for index, v in enumerate(row[1])} for row in rows}
+
+
+def _invalid(index: int, field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"body.events[{index}].{field}: {message}", details={"field": f"body.events[{index}].{field}"}
+    )
+
+
+def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> EventBatchRead:
+    """Validate and store one batch (the caller commits)."""
+    experiments = _variant_indexes(
+        session, project_id, {e.experiment_id for e in events if e.experiment_id is not None}
+    )
+    custom_kinds = _custom_metrics(session, project_id) if any(e.metrics for e in events) else {}
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    exposures: dict[str, tuple[int, int, str]] = {}
+    for index, event in enumerate(events):
+        row: dict[str, Any] = {
+            "project_id": project_id,
+            "kind": event.type,
+            "request_id": event.request_id,
+            "at": event.at or now,
+            "prompt": event.prompt,
+            "version": event.version,
+            "experiment_id": None,
+            "variant": None,
+            "unit": None,
+        }
+        tagged = event.experiment_id is not None
+        if event.type == "exposure" or tagged:
+            if event.experiment_id is None:
+                raise _invalid(index, "experiment_id", "an exposure names its experiment")
+            variants = experiments.get(event.experiment_id)
+            if variants is None:
+                raise _invalid(index, "experiment_id", f"no experiment {event.experiment_id} in this project")
+            if event.variant is None or event.variant not in variants:
+                raise _invalid(
+                    index,
+                    "variant",
+                    f"'{event.variant}' is not a variant of experiment {event.experiment_id} "
+                    f"({', '.join(variants)})",
+                )
+            if event.unit is None:
+                raise _invalid(index, "unit", "an exposure (or a tagged outcome) names its unit")
+            row["experiment_id"] = event.experiment_id
+            row["variant"] = variants[event.variant]
+            row["unit"] = event.unit
+            if event.type == "exposure":
+                exposures.setdefault(
+                    event.request_id, (event.experiment_id, variants[event.variant], event.unit)
+                )
+        if event.type == "outcome":
+            for field in _OUTCOME_FIELDS:
+                row[field] = getattr(event, field)
+            row["thumbs"] = None if event.thumbs is None else (1 if event.thumbs == "up" else -1)
+            row["custom"] = _custom_values(index, event.metrics, custom_kinds) if event.metrics else None
+        rows.append(row)
+    untagged = [row for row in rows if row["kind"] == "outcome" and row["experiment_id"] is None]
+    _tag_from(untagged, exposures)
+    missing = [row["request_id"] for row in untagged if row["experiment_id"] is None]
+    if missing:
+        _tag_from(untagged, _stored_exposures(session, project_id, missing))
+    for row in rows:  # executemany needs every row to have the same keys
+        for field in (*_OUTCOME_FIELDS, "thumbs", "custom"):
+            row.setdefault(field, None)
+    if rows:
+        session.execute(insert(Event), rows)
+    if exposures:
+        _tag_waiting(session, project_id, exposures)
+    outcome_count = sum(1 for row in rows if row["kind"] == "outcome")
+    return EventBatchRead(
+        accepted=len(rows),
+        exposures=len(rows) - outcome_count,
+        outcomes=outcome_count,
+        untagged=sum(1 for row in untagged if row["experiment_id"] is None),
+    )
+
+
+def _custom_metrics(session: Session, project_id: int) -> dict[str, str]:
+    rows = session.execute(select(Metric.name, Metric.kind).where(Metric.project_id == project_id))
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+def _custom_values(index: int, values: dict[str, float | bool], kinds: dict[str, str]) -> dict[str, float]:
+    """Custom metric values as numbers (binary: 1.0 / 0.0), so SQL reads every one as a float."""
+    stored: dict[str, float] = {}
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise _invalid(index, f"metrics.{name}", "unknown metric (define it: POST /v1/metrics)")
+        if kind == "binary":
+            if value not in (0, 1):  # True/False compare equal to 1/0
+                raise _invalid(
+                    index, f"metrics.{name}", f"a binary metric is true/false or 1/0, not {value!r}"
+                )
+            stored[name] = 1.0 if value else 0.0
+        else:
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise _invalid(
+                    index, f"metrics.{name}", f"a continuous metric is a finite number, not {value!r}"
+                )
+            stored[name] = float(value)
+    return stored
+
+
+def _tag_from(rows: list[dict[str, Any]], exposures: dict[str, tuple[int, int, str]]) -> None:
+    for row in rows:
+        if row["experiment_id"] is None:
+            found = exposures.get(row["request_id"])
+            if found is not None:
+                row["experiment_id"], row["variant"], row["unit"] = found
+
+
+def _stored_exposures(
+    session: Session, project_id: int, request_ids: Sequence[str]
+) -> dict[str, tuple[int, int, str]]:
+    found: dict[str, tuple[int, int, str]] = {}
+    for chunk in _chunks(request_ids):
+        rows = session.execute(
+            select(Event.request_id, Event.experiment_id, Event.variant, Event.unit).where(
+                Event.project_id == project_id, Event.request_id.in_(chunk), Event.kind == "exposure"
+            )
+        )
+        for request_id, experiment_id, variant, unit in rows:
+            if experiment_id is not None and variant is not None and unit is not None:
+                found.setdefault(request_id, (experiment_id, variant, unit))
+    return found
+
+
+def _tag_waiting(session: Session, project_id: int, exposures: dict[str, tuple[int, int, str]]) -> None:
+    """Tag stored outcomes that arrived before these exposures (usually none: one index probe each)."""
+    waiting: list[tuple[int, str]] = []
+    for chunk in _chunks(list(exposures)):
+        waiting.extend(
+            session.execute(
+                select(Event.id, Event.request_id).where(
+                    Event.project_id == project_id,
+                    Event.experiment_id.is_(None),
+                    Event.kind == "outcome",
+                    Event.request_id.in_(chunk),
+                )
+            ).tuples()
+        )
+    for event_id, request_id in waiting:
+        experiment_id, variant, unit = exposures[request_id]
+        session.execute(
+            update(Event)
+            .where(Event.id == event_id)
+            .values(experiment_id=experiment_id, variant=variant, unit=unit)
+        )

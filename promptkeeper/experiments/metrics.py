@@ -1,0 +1,62 @@
+"""The metrics an experiment can be judged on: built-in outcome fields and a project's custom metrics.
+
+Analysis is per unit (user or session), not per request, because units are what is randomized:
+requests of one user are not independent, and counting them as if they were makes intervals too
+narrow. Each metric says how a unit's outcome events become one value:
+
+- binary, `missing="zero"` (completion, edited, regenerated, safety flag, custom binary): 1 if any
+  of the unit's outcomes set it, 0 otherwise, including units with no outcome at all (a conversion
+  rate over exposed units);
+- binary, `missing="exclude"` (thumbs up): the share of up-votes among units that voted;
+- continuous (rating, latency, tokens, cost, custom continuous): the mean of the unit's values;
+  units without a value are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["binary", "continuous"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    kind: Kind
+    higher_is_better: bool
+    #: The `Event` column the metric reads, or None for a custom metric (`custom.<name>`).
+    column: str | None
+    missing: Literal["zero", "exclude"]
+    #: Also report the median with an interval (skewed metrics: latency, cost).
+    median: bool = False
+    description: str = ""
+
+
+BUILTIN: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec("completion", "binary", True, "completed", "zero", description="task completed"),
+        MetricSpec("thumbs_up", "binary", True, "thumbs", "exclude", description="up-votes among votes"),
+        MetricSpec("rating", "continuous", True, "rating", "exclude", description="rating 1-5"),
+        MetricSpec("edited", "binary", False, "edited", "zero", description="output edited by the user"),
+        MetricSpec("regenerated", "binary", False, "regenerated", "zero", description="output regenerated"),
+        MetricSpec("latency_ms", "continuous", False, "latency_ms", "exclude", True, "total latency"),
+        MetricSpec("ttft_ms", "continuous", False, "ttft_ms", "exclude", True, "time to first token"),
+        MetricSpec("input_tokens", "continuous", False, "input_tokens", "exclude"),
+        MetricSpec("output_tokens", "continuous", False, "output_tokens", "exclude"),
+        MetricSpec("cost_usd", "continuous", False, "cost_usd", "exclude", True, "cost per request"),
+        MetricSpec("safety_flag", "binary", False, "safety_flag", "zero", description="refusal or violation"),
+    )
+}
+
+
+def custom_spec(name: str, kind: Kind, higher_is_better: bool, description: str = "") -> MetricSpec:
+    return MetricSpec(
+        name,
+        kind,
+        higher_is_better,
+        None,
+        "zero" if kind == "binary" else "exclude",
+        description=description,
+    )
