@@ -168,6 +168,26 @@ class World:
         body = self._ok("POST", f"{_p(name)}/evaluations", {"suite": self.suite()})
         return int(body["id"])
 
+    def experiment(self, status: str = "draft") -> int:
+        """An experiment on development: control version 2 (live), candidate version 1."""
+        name = self.prompt(deployed=True)
+        body = self._ok(
+            "POST",
+            "/v1/experiments",
+            {
+                "prompt": name,
+                "environment": "development",
+                "name": "e",
+                "candidates": [{"version": 1, "weight": 1}],
+                "primary_metric": "completion",
+                "baseline": 0.5,
+                "mde": 0.1,
+            },
+        )
+        if status == "running":
+            self._ok("POST", f"/v1/experiments/{body['id']}/start", {})
+        return int(body["id"])
+
     def gated_environment(self) -> str:
         environment = self.environment()
         self._ok("PUT", f"/v1/environments/{environment}/gate", {"suite": self.suite()})
@@ -526,6 +546,96 @@ ROUTES: list[Route] = [
         lambda w: Request("DELETE", f"/v1/environments/{w.gated_environment()}/gate"),
         mutating=True,
     ),
+    # experiments
+    Route(
+        "POST",
+        "/v1/experiments",
+        EDIT,
+        lambda w: Request(
+            "POST",
+            "/v1/experiments",
+            {
+                "prompt": w.prompt(deployed=True),
+                "environment": "development",
+                "name": "e",
+                "candidates": [{"version": 1, "weight": 1}],
+                "primary_metric": "completion",
+                "baseline": 0.5,
+                "mde": 0.1,
+            },
+        ),
+        mutating=True,
+    ),
+    Route("GET", "/v1/experiments", READ, lambda w: Request("GET", "/v1/experiments"), scoped=False),
+    Route(
+        "GET",
+        "/v1/experiments/{experiment_id}",
+        READ,
+        lambda w: Request("GET", f"/v1/experiments/{w.experiment()}"),
+    ),
+    Route(
+        "POST",
+        "/v1/experiments/{experiment_id}/start",
+        EDIT,
+        lambda w: Request("POST", f"/v1/experiments/{w.experiment()}/start", {}),
+        mutating=True,
+    ),
+    Route(
+        "PUT",
+        "/v1/experiments/{experiment_id}/weights",
+        EDIT,
+        lambda w: Request(
+            "PUT",
+            f"/v1/experiments/{w.experiment('running')}/weights",
+            {"weights": {"control": 3, "v1": 1}},
+        ),
+        mutating=True,
+    ),
+    Route(
+        "POST",
+        "/v1/experiments/{experiment_id}/stop",
+        EDIT,
+        lambda w: Request(
+            "POST", f"/v1/experiments/{w.experiment('running')}/stop", {"decision": "keep_control"}
+        ),
+        mutating=True,
+    ),
+    Route(
+        "GET",
+        "/v1/experiments/{experiment_id}/results",
+        READ,
+        lambda w: Request("GET", f"/v1/experiments/{w.experiment('running')}/results"),
+    ),
+    Route(
+        "POST",
+        "/v1/events",
+        ALL,
+        lambda w: Request(
+            "POST",
+            "/v1/events",
+            {
+                "events": [
+                    {
+                        "type": "exposure",
+                        "request_id": w.unique("req"),
+                        "experiment_id": w.experiment("running"),
+                        "variant": "v1",
+                        "unit": "u1",
+                    }
+                ]
+            },
+        ),
+        notes=["telemetry, not a change: not audited (see UNAUDITED_POSTS)"],
+    ),
+    Route("GET", "/v1/metrics", READ, lambda w: Request("GET", "/v1/metrics"), scoped=False),
+    Route(
+        "POST",
+        "/v1/metrics",
+        EDIT,
+        lambda w: Request("POST", "/v1/metrics", {"name": w.unique("m").replace("-", "_"), "kind": "binary"}),
+        scoped=False,
+        mutating=True,
+    ),
     # audit and webhooks
     Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),
     Route("GET", "/v1/webhooks", ADMIN, lambda w: Request("GET", "/v1/webhooks"), scoped=False),
@@ -559,6 +669,9 @@ ROUTES: list[Route] = [
 
 #: POST routes that change nothing (they compute an answer).
 READ_ONLY_POSTS = {("POST", "/v1/render")}
+#: POST routes that record telemetry rather than change anything: an audit entry per batch of
+#: events would drown the log (ingestion is counted in the events table itself).
+UNAUDITED_POSTS = READ_ONLY_POSTS | {("POST", "/v1/events")}
 
 
 def unique_project() -> str:

@@ -13,7 +13,7 @@ from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from tests.conftest import ADMIN_KEY
 from tests.helpers import app_routes, bearer
-from tests.route_catalog import READ_ONLY_POSTS, ROUTES, Route, World, new_key
+from tests.route_catalog import ROUTES, UNAUDITED_POSTS, Route, World, new_key
 
 STREAM = ("GET", "/v1/stream")
 
@@ -118,7 +118,7 @@ def test_every_mutating_route_is_audited(client: TestClient, settings: Settings)
     mutating = {
         (method, path)
         for method, path in _app_routes(settings)
-        if method in ("POST", "PUT", "PATCH", "DELETE") and (method, path) not in READ_ONLY_POSTS
+        if method in ("POST", "PUT", "PATCH", "DELETE") and (method, path) not in UNAUDITED_POSTS
     }
     declared = {(route.method, route.path) for route in ROUTES if route.mutating}
     assert mutating == declared, f"mutating routes not declared: {mutating ^ declared}"

@@ -12,6 +12,7 @@ import httpx
 
 from promptkeeper.client._base import NETWORK_ERRORS, STREAM_READ_TIMEOUT, ClientBase
 from promptkeeper.client._core import check_response, log, prompt_from, resolve_params, resolve_path
+from promptkeeper.client._events import BATCH_SIZE
 from promptkeeper.client._prompt import Prompt
 
 
@@ -58,6 +59,7 @@ class AsyncClient(ClientBase):
         self._refresh: asyncio.Queue[tuple[str, str]] | None = None
         self._queued: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._events_wake: asyncio.Event | None = None
 
     async def get(
         self,
@@ -66,24 +68,43 @@ class AsyncClient(ClientBase):
         version: int | None = None,
         environment: str | None = None,
         unit: str | None = None,
+        request_id: str | None = None,
     ) -> Prompt:
         """See `Client.get`."""
         if version is None:
             env = environment or self.environment
             by_environment = self._entries.get(env)
+            prompt = None
             if by_environment is not None:
                 entry = by_environment.get(name)
                 if entry is not None:
                     if entry.expires < time.monotonic():
                         self._refresh_later(env, name)
-                    return entry.prompt
-            return await self._first(name, env, None)
+                    prompt = entry.prompt
+            if prompt is None:
+                prompt = await self._first(name, env, None)
+            if unit is None or prompt.experiment is None:
+                return prompt
+            index = self._local_variant(prompt.experiment, unit)
+            if index is None:
+                index = await self._server_variant(prompt, env, unit)
+            return self._serve(prompt, index, unit, request_id)
         pinned = self._pinned.get((name, version))
         if pinned is not None:
             return pinned
         return await self._first(name, None, version)
 
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """See `Client.flush`."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) and time.monotonic() < deadline:
+            if not await self._send_batch():
+                return False
+        return not len(self.events)
+
     async def aclose(self) -> None:
+        if not self._closed and len(self.events):
+            await self.flush(self.timeout)
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -99,6 +120,62 @@ class AsyncClient(ClientBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- experiments and events ------------------------------------------------------------------------
+
+    async def _server_variant(self, prompt: Prompt, environment: str, unit: str) -> int:
+        """See `Client._server_variant`."""
+        plan = prompt.experiment
+        assert plan is not None
+        params = {"environment": environment, "unit": unit}
+        for base in self.urls:
+            try:
+                response = await self._http.get(base + resolve_path(prompt.name), params=params)
+                check_response(response)
+            except NETWORK_ERRORS:
+                continue
+            except Exception as exc:
+                log.debug("assignment of %s for '%s' failed: %s", unit, prompt.name, exc)
+                break
+            index = self._assignment_from(plan, unit, response)
+            if index is not None:
+                return index
+            break
+        return self._hashed_variant(plan, unit)
+
+    def _events_added(self) -> None:
+        self._start_background()
+        if len(self.events) >= BATCH_SIZE and self._events_wake is not None:
+            self._events_wake.set()
+
+    async def _send_batch(self) -> bool:
+        batch = self.events.take()
+        if not batch:
+            return True
+        for base in self.urls:
+            try:
+                response = await self._http.post(base + "/v1/events", json={"events": batch})
+            except httpx.TransportError:
+                continue
+            if self._events_delivered(response, batch):
+                return True
+        self.events.put_back(batch)
+        return False
+
+    async def _sender(self) -> None:
+        assert self._events_wake is not None
+        delay = self.flush_interval
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._events_wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._events_wake.clear()
+            delay = self.flush_interval
+            while len(self.events) and not self._closed:
+                if not await self._send_batch():
+                    delay = min(30.0, max(delay, self.backoff) * 2)
+                    break
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -163,7 +240,9 @@ class AsyncClient(ClientBase):
         if self._tasks:
             return
         self._refresh = asyncio.Queue()
+        self._events_wake = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._worker(), name="promptkeeper-worker"))
+        self._tasks.append(asyncio.create_task(self._sender(), name="promptkeeper-sender"))
         if self.stream_enabled:
             self._tasks.append(asyncio.create_task(self._streamer(), name="promptkeeper-streamer"))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,16 +23,20 @@ from promptkeeper.client._core import (
     SSEParser,
     _Retryable,
     describe,
+    log,
     normalize_fallbacks,
     normalize_urls,
     parse_change,
 )
+from promptkeeper.client._events import EventQueue, outcome_fields
 from promptkeeper.client._prompt import Prompt
+from promptkeeper.core.assignment import assign
 
 #: Failures that mean "the server could not be asked", as opposed to answers such as 404.
 NETWORK_ERRORS = (httpx.TransportError, _Retryable)
 FAILED_REFRESH_DELAY = 5.0
 STREAM_READ_TIMEOUT = 60.0
+MAX_STICKY_UNITS = 100_000
 
 
 class ClientBase:
@@ -70,6 +76,85 @@ class ClientBase:
         self._last_poll = time.monotonic()
         self._closed = False
         self.stats = {"fetches": 0, "not_modified": 0, "refresh_failures": 0, "stream_events": 0}
+        self.events = EventQueue()
+        self.flush_interval = 1.0
+        self._sticky: OrderedDict[tuple[int, str], int] = OrderedDict()
+
+    # -- experiments -------------------------------------------------------------------------------
+
+    def _local_variant(self, plan: Mapping[str, Any], unit: str) -> int | None:
+        """The unit's variant index without I/O (-1: outside the experiment); None: ask the server.
+
+        Fixed weights: GrowthBook hashing, as the server does. Bandits: a unit keeps the variant the
+        server first gave it, which only the server knows for a unit this process has not seen.
+        """
+        if plan["mode"] != "fixed":
+            return self._sticky.get((plan["id"], unit))
+        return self._hashed_variant(plan, unit)
+
+    @staticmethod
+    def _hashed_variant(plan: Mapping[str, Any], unit: str) -> int:
+        return assign(
+            seed=plan["seed"],
+            unit=unit,
+            weights=[v["weight"] for v in plan["variants"]],
+            coverage=plan["coverage"],
+            hash_version=plan["hash_version"],
+        )
+
+    def _remember(self, experiment_id: int, unit: str, index: int) -> None:
+        with self._write_lock:
+            self._sticky[(experiment_id, unit)] = index
+            while len(self._sticky) > MAX_STICKY_UNITS:
+                self._sticky.popitem(last=False)
+
+    def _serve(self, prompt: Prompt, index: int, unit: str, request_id: str | None) -> Prompt:
+        """The variant for one request, with its exposure queued; the control when outside."""
+        if index < 0 or index >= len(prompt.variants):
+            return prompt
+        served = prompt.variants[index].served_to(unit, request_id or uuid.uuid4().hex)
+        self.events.exposure(served)
+        self._events_added()
+        return served
+
+    def log_outcome(
+        self, request_id: str, *, metrics: Mapping[str, float | bool] | None = None, **fields: Any
+    ) -> None:
+        """Record what happened to a request (`prompt.request_id`): queued, sent in the background.
+
+        Fields: completed, thumbs ('up'/'down'), rating (1-5), edited, regenerated, latency_ms,
+        ttft_ms, input_tokens, output_tokens, cost_usd, safety_flag; `metrics` holds custom
+        metrics by name. Raises ValueError at once for a field the server would reject.
+        """
+        if not request_id:
+            raise ValueError("log_outcome needs the request id of the prompt served (prompt.request_id)")
+        values = outcome_fields({**fields, "metrics": dict(metrics) if metrics else None})
+        self.events.outcome(request_id, values)
+        self._events_added()
+
+    def _events_added(self) -> None:
+        """Subclasses wake their sender when a batch is full."""
+
+    def _events_delivered(self, response: httpx.Response, batch: list[dict[str, Any]]) -> bool:
+        """Whether a batch is done with (sent, or refused for good); False: try another server/later."""
+        if response.status_code >= 500:
+            return False
+        if response.status_code >= 400:  # the server refuses it: retrying cannot help
+            self.events.dropped += len(batch)
+            log.warning("the server rejected %d events: %s", len(batch), response.text[:300])
+        else:
+            self.events.sent += len(batch)
+        return True
+
+    def _assignment_from(self, plan: Mapping[str, Any], unit: str, response: httpx.Response) -> int | None:
+        """The variant index in a `resolve?unit=` answer, remembered; None if it is not this experiment's."""
+        assignment = response.json().get("assignment") or {}
+        if assignment.get("experiment_id") != plan["id"]:
+            return None
+        index = assignment.get("index")
+        result = -1 if index is None else int(index)
+        self._remember(plan["id"], unit, result)
+        return result
 
     # -- cache -------------------------------------------------------------------------------------
 

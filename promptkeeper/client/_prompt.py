@@ -16,6 +16,10 @@ class Prompt:
     `source` says where it came from: `server` (fetched, possibly served from the in-memory cache),
     `snapshot` (the on-disk last-known-good file, when the server was unreachable) or `fallback`
     (the caller's own fallback prompt).
+
+    While an experiment runs: the prompt fetched without a unit carries the experiment's plan
+    (`experiment`, with every variant as a Prompt in `variants`); the prompt served to a unit has
+    `experiment_id`, `variant` (its key) and the `request_id` that outcomes are logged against.
     """
 
     __slots__ = (
@@ -28,6 +32,12 @@ class Prompt:
         "placeholders",
         "source",
         "etag",
+        "experiment",
+        "variants",
+        "experiment_id",
+        "variant",
+        "unit",
+        "request_id",
     )
 
     def __init__(
@@ -42,6 +52,11 @@ class Prompt:
         placeholders: list[str],
         source: Source = "server",
         etag: str | None = None,
+        experiment: dict[str, Any] | None = None,
+        experiment_id: int | None = None,
+        variant: str | None = None,
+        unit: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -52,6 +67,29 @@ class Prompt:
         self.placeholders = placeholders
         self.source: Source = source
         self.etag = etag
+        self.experiment = experiment
+        self.experiment_id = experiment_id
+        self.variant = variant
+        self.unit = unit
+        self.request_id = request_id
+        self.variants: tuple[Prompt, ...] = ()
+        if experiment is not None:
+            self.variants = tuple(
+                Prompt(
+                    name=name,
+                    version=v["version"],
+                    environment=environment,
+                    revision=revision,
+                    content=v["content"],
+                    variables=list(v.get("variables", [])),
+                    placeholders=list(v.get("placeholders", [])),
+                    source=source,
+                    etag=etag,
+                    experiment_id=experiment["id"],
+                    variant=v["key"],
+                )
+                for v in experiment["variants"]
+            )
 
     @property
     def type(self) -> Literal["text", "chat"]:
@@ -95,6 +133,7 @@ class Prompt:
             "variables": self.variables,
             "placeholders": self.placeholders,
             "etag": self.etag,
+            **({"experiment": self.experiment} if self.experiment is not None else {}),
         }
 
     @classmethod
@@ -109,6 +148,7 @@ class Prompt:
             placeholders=list(body.get("placeholders", [])),
             source=source,
             etag=etag,
+            experiment=body.get("experiment"),
         )
 
     @classmethod
@@ -149,7 +189,20 @@ class Prompt:
             placeholders=self.placeholders,
             source=source,
             etag=self.etag,
+            experiment=self.experiment,
         )
 
+    def served_to(self, unit: str, request_id: str) -> Prompt:
+        """This variant as served to one unit for one request (a light copy)."""
+        served = Prompt.__new__(Prompt)
+        for slot in Prompt.__slots__:
+            object.__setattr__(served, slot, getattr(self, slot))
+        served.unit = unit
+        served.request_id = request_id
+        return served
+
     def __repr__(self) -> str:
-        return f"<Prompt {self.name} v{self.version} ({self.environment or 'pinned'}, {self.source})>"
+        variant = f", variant {self.variant}" if self.variant is not None else ""
+        return (
+            f"<Prompt {self.name} v{self.version} ({self.environment or 'pinned'}, {self.source}{variant})>"
+        )

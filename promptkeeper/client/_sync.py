@@ -20,6 +20,7 @@ from promptkeeper.client._core import (
     resolve_params,
     resolve_path,
 )
+from promptkeeper.client._events import BATCH_SIZE
 from promptkeeper.client._prompt import Prompt
 
 
@@ -75,6 +76,8 @@ class Client(ClientBase):
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._stream_response: httpx.Response | None = None
+        self._events_wake = threading.Event()
+        self._send_lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -85,31 +88,54 @@ class Client(ClientBase):
         version: int | None = None,
         environment: str | None = None,
         unit: str | None = None,
+        request_id: str | None = None,
     ) -> Prompt:
         """The prompt `environment` (default: the client's) serves, or a specific `version`.
 
-        `unit` (a user or session id) is accepted for experiments, which assign variants per unit;
-        until an experiment runs on the environment every unit gets the deployed version.
+        `unit` (a user or session id): while an experiment runs on the environment, the variant
+        assigned to this unit, computed locally (no request) for fixed weights; its exposure is
+        logged in the background under `request_id` (default: a new one, in `prompt.request_id`),
+        which `log_outcome` takes. Without a unit, or with no experiment running, the deployed
+        version, and nothing is logged.
         """
         if version is None:
             env = environment or self.environment
             by_environment = self._entries.get(env)
+            prompt = None
             if by_environment is not None:
                 entry = by_environment.get(name)
                 if entry is not None:
                     if entry.expires < time.monotonic():
                         self._refresh_later(env, name)
-                    return entry.prompt
-            return self._first(name, env, None)
+                    prompt = entry.prompt
+            if prompt is None:
+                prompt = self._first(name, env, None)
+            if unit is None or prompt.experiment is None:
+                return prompt
+            index = self._local_variant(prompt.experiment, unit)
+            if index is None:
+                index = self._server_variant(prompt, env, unit)
+            return self._serve(prompt, index, unit, request_id)
         pinned = self._pinned.get((name, version))
         if pinned is not None:
             return pinned
         return self._first(name, None, version)
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send every queued event now; True when none is left (False: the server is unreachable)."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) and time.monotonic() < deadline:
+            if not self._send_batch():
+                return False
+        return not len(self.events)
+
     def close(self) -> None:
-        """Stop the background threads and close connections."""
+        """Send queued events (for up to `timeout`), stop the background threads, close connections."""
+        if not self._closed and len(self.events):
+            self.flush(self.timeout)
         self._closed = True
         self._stop.set()
+        self._events_wake.set()
         self._refresh.put(None)
         self._interrupt_stream()
         for thread in self._threads:
@@ -133,6 +159,62 @@ class Client(ClientBase):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- experiments and events ------------------------------------------------------------------------
+
+    def _server_variant(self, prompt: Prompt, environment: str, unit: str) -> int:
+        """A bandit unit's variant, from the server (which keeps it); hashing when it is unreachable."""
+        plan = prompt.experiment
+        assert plan is not None
+        params = {"environment": environment, "unit": unit}
+        for base in self.urls:
+            try:
+                response = self._http.get(base + resolve_path(prompt.name), params=params)
+                check_response(response)
+            except NETWORK_ERRORS:
+                continue
+            except Exception as exc:  # e.g. the experiment ended meanwhile: the local answer will do
+                log.debug("assignment of %s for '%s' failed: %s", unit, prompt.name, exc)
+                break
+            index = self._assignment_from(plan, unit, response)
+            if index is not None:
+                return index
+            break
+        return self._hashed_variant(plan, unit)
+
+    def _events_added(self) -> None:
+        self._start_background()
+        if len(self.events) >= BATCH_SIZE:
+            self._events_wake.set()
+
+    def _send_batch(self) -> bool:
+        """Post one batch; False when it could not be delivered (it is queued again)."""
+        with self._send_lock:
+            batch = self.events.take()
+            if not batch:
+                return True
+            for base in self.urls:
+                try:
+                    response = self._http.post(base + "/v1/events", json={"events": batch})
+                except httpx.TransportError:
+                    continue
+                if self._events_delivered(response, batch):
+                    return True
+            self.events.put_back(batch)
+            return False
+
+    def _sender(self) -> None:
+        delay = self.flush_interval
+        while not self._stop.is_set():
+            self._events_wake.wait(delay)
+            self._events_wake.clear()
+            if self._stop.is_set():
+                return
+            delay = self.flush_interval
+            while len(self.events) and not self._stop.is_set():
+                if not self._send_batch():
+                    delay = min(30.0, max(delay, self.backoff) * 2)
+                    break
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -201,7 +283,7 @@ class Client(ClientBase):
             if self._started:
                 return
             self._started = True
-            targets = [self._worker]
+            targets = [self._worker, self._sender]
             if self.stream_enabled:
                 targets.append(self._streamer)
             for target in targets:

@@ -175,7 +175,7 @@ def _medians(
     value = units.c[column]
     rows = session.execute(
         select(units.c.v, value).where(valid, value.is_not(None)).order_by(units.c.v, value)
-    ).tuples()
+    ).all()
     for variant, number in rows:
         if 0 <= variant < k:
             values[variant].append(float(number))

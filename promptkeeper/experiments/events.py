@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
-from promptkeeper.errors import ValidationFailed
+from promptkeeper.errors import NotFound, ValidationFailed
 from promptkeeper.experiments.models import Event, Experiment, Metric
 from promptkeeper.experiments.schemas import EventBatchRead, EventIn
 
@@ -88,7 +88,10 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
                 raise _invalid(index, "experiment_id", "an exposure names its experiment")
             variants = experiments.get(event.experiment_id)
             if variants is None:
-                raise _invalid(index, "experiment_id", f"no experiment {event.experiment_id} in this project")
+                raise NotFound(
+                    f"body.events[{index}].experiment_id: experiment {event.experiment_id} not found",
+                    details={"field": f"body.events[{index}].experiment_id"},
+                )
             if event.variant is None or event.variant not in variants:
                 raise _invalid(
                     index,
@@ -195,7 +198,7 @@ def _tag_waiting(session: Session, project_id: int, exposures: dict[str, tuple[i
                     Event.kind == "outcome",
                     Event.request_id.in_(chunk),
                 )
-            ).tuples()
+            ).all()
         )
     for event_id, request_id in waiting:
         experiment_id, variant, unit = exposures[request_id]

@@ -136,12 +136,10 @@ def get_experiment(
 
 def names_of(session: Session, experiment: Experiment) -> tuple[str, str]:
     """The prompt's and the environment's names."""
-    row = session.execute(
-        select(Prompt.name, Environment.name)
-        .where(Prompt.id == experiment.prompt_id)
-        .where(Environment.id == experiment.environment_id)
-    ).one()
-    return row[0], row[1]
+    prompt = session.get(Prompt, experiment.prompt_id)
+    env = session.get(Environment, experiment.environment_id)
+    assert prompt is not None and env is not None  # foreign keys
+    return prompt.name, env.name
 
 
 def experiment_read(session: Session, experiment: Experiment) -> ExperimentRead:
