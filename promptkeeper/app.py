@@ -27,6 +27,7 @@ from promptkeeper.evaluations import routes as evaluation_routes
 from promptkeeper.evaluations.worker import Worker
 from promptkeeper.experiments import routes as experiment_routes
 from promptkeeper.experiments import serving
+from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
@@ -79,6 +80,7 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
         dispatcher=dispatcher,
         sticky=StickyAssignments(db),
         worker=worker,
+        scheduler=Scheduler(db, settings) if settings.worker_in_process else None,
     )
     return context, generated
 
@@ -116,9 +118,13 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         await context.dispatcher.start()
         if context.worker is not None:
             context.worker.start()
+        if context.scheduler is not None:
+            context.scheduler.start()
         try:
             yield
         finally:
+            if context.scheduler is not None:
+                await context.scheduler.stop()
             if context.worker is not None:
                 await context.worker.stop()
             await context.dispatcher.stop()

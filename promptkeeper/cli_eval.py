@@ -281,12 +281,16 @@ def show_run(
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Process the queued jobs, then exit.")] = False,
 ) -> None:
-    """Run evaluation jobs (several workers share the load; a dead worker's job is resumed)."""
+    """Run evaluation jobs and experiment rounds (bandit weights, guardrail stops).
+
+    Several workers share the load; a dead worker's job is resumed.
+    """
     import asyncio
     import logging
 
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.evaluations.worker import Worker
+    from promptkeeper.experiments.jobs import Scheduler, tick
 
     settings = load_settings()
     logging.basicConfig(
@@ -297,8 +301,21 @@ def worker(
         ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
         job_loop = Worker(database, settings)
         typer.echo(f"worker {job_loop.name} started", err=True)
+        scheduler = Scheduler(database, settings)
+
+        async def work() -> None:
+            if once:
+                await job_loop.run(until_idle=True)
+                tick(database, settings.experiment_update_interval)
+                return
+            scheduler.start()
+            try:
+                await job_loop.run()
+            finally:
+                await scheduler.stop()
+
         try:
-            asyncio.run(job_loop.run(until_idle=once))
+            asyncio.run(work())
         except KeyboardInterrupt:  # pragma: no cover - interactive stop
             pass
         typer.echo(f"worker {job_loop.name} stopped after {job_loop.completed} job(s)", err=True)

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         description="Seconds a worker holds a job unrenewed before another may take it.",
     )
     worker_poll_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for new jobs.")
+    experiment_update_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between bandit weight updates and guardrail checks of running experiments.",
+    )
     log_level: str = Field(default="info", description="Python log level name.")
 
     @field_validator("database_url")

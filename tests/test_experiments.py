@@ -93,7 +93,8 @@ def test_lifecycle_history_and_assignment(client: TestClient) -> None:
     assert [v["weight"] for v in after["experiment"]["variants"]] == [0.9, 0.1]
 
     stopped = client.post(
-        f"/v1/experiments/{experiment['id']}/stop", json={"decision": "ship", "variant": "v2", "reason": "won"}
+        f"/v1/experiments/{experiment['id']}/stop",
+        json={"decision": "ship", "variant": "v2", "reason": "won"},
     )
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["decision"] == "ship" and stopped.json()["decision_variant"] == "v2"
@@ -202,7 +203,9 @@ def test_events_are_validated_whole_and_outcomes_tagged(client: TestClient) -> N
     ]
     response = client.post("/v1/events", json={"events": bad})
     assert response.status_code == 422 and "body.events[1].variant" in error_of(response)["message"]
-    foreign = [{"type": "exposure", "request_id": "r1", "experiment_id": 999, "variant": "control", "unit": "u"}]
+    foreign = [
+        {"type": "exposure", "request_id": "r1", "experiment_id": 999, "variant": "control", "unit": "u"}
+    ]
     assert client.post("/v1/events", json={"events": foreign}).status_code == 404
     metric = [{"type": "outcome", "request_id": "r1", "metrics": {"undefined_metric": 1}}]
     response = client.post("/v1/events", json={"events": metric})
@@ -245,7 +248,13 @@ def test_custom_metrics(client: TestClient) -> None:
     for i in range(40):
         variant = "control" if i % 2 else "v2"
         events.append(
-            {"type": "exposure", "request_id": f"q{i}", "experiment_id": eid, "variant": variant, "unit": f"u{i}"}
+            {
+                "type": "exposure",
+                "request_id": f"q{i}",
+                "experiment_id": eid,
+                "variant": variant,
+                "unit": f"u{i}",
+            }
         )
         events.append({"type": "outcome", "request_id": f"q{i}", "metrics": {"resolved_ticket": i % 4 == 0}})
     assert client.post("/v1/events", json={"events": events}).status_code == 200

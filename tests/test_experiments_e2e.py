@@ -110,8 +110,10 @@ def test_significant_winner(live_server: LiveServer) -> None:
     assert 0.50 < primary["mean"] < 0.62 and 0.44 < control["metrics"]["completion"]["mean"] < 0.56
     assert results["chi_squared"]["p_value"] < 0.05
     assert not results["srm"]["mismatch"] and not results["guardrail_violations"]
-    assert treatment["metrics"]["latency_ms"]["median"]["ci"]["low"] < 800 < (
-        treatment["metrics"]["latency_ms"]["median"]["ci"]["high"]
+    assert (
+        treatment["metrics"]["latency_ms"]["median"]["ci"]["low"]
+        < 800
+        < (treatment["metrics"]["latency_ms"]["median"]["ci"]["high"])
     )
 
 

@@ -9,6 +9,7 @@ from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.worker import Worker
+from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.runtime.resolver import Resolver
 from promptkeeper.runtime.runtime import Runtime
@@ -23,6 +24,7 @@ class AppContext:
     dispatcher: Dispatcher
     sticky: StickyAssignments
     worker: Worker | None = None
+    scheduler: Scheduler | None = None
 
     @property
     def resolver(self) -> Resolver:

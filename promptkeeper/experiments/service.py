@@ -338,7 +338,9 @@ def _normalized(weights: list[float]) -> list[float]:
 # -- lifecycle -------------------------------------------------------------------------------------------
 
 
-def _locked(session: Session, actor: Actor, experiment_id: int) -> tuple[Experiment, Prompt, Environment]:
+def lock_experiment(
+    session: Session, actor: Actor, experiment_id: int
+) -> tuple[Experiment, Prompt, Environment]:
     """The experiment with its prompt row locked (the lock every release change takes)."""
     experiment = get_experiment(session=session, project_id=actor.project_id, experiment_id=experiment_id)
     prompt_name, env_name = names_of(session, experiment)
@@ -389,7 +391,7 @@ def _log_weights(experiment: Experiment, weights: list[float]) -> None:
 
 
 def start_experiment(*, session: Session, actor: Actor, experiment_id: int, reason: str = "") -> Experiment:
-    experiment, prompt, env = _locked(session, actor, experiment_id)
+    experiment, prompt, env = lock_experiment(session, actor, experiment_id)
     _require_status(experiment, "draft", doing="start it")
     release = releases.current_release(session=session, prompt=prompt, environment=env)
     control = experiment.variants[0]["version"]
@@ -429,7 +431,7 @@ def set_weights(
     reason: str = "",
 ) -> Experiment:
     """New traffic weights (relative, for every variant); live at once on a running experiment."""
-    experiment, prompt, env = _locked(session, actor, experiment_id)
+    experiment, prompt, env = lock_experiment(session, actor, experiment_id)
     _require_status(experiment, "draft", "running", doing="change its weights")
     keys = [v["key"] for v in experiment.variants]
     unknown = sorted(set(weights) - set(keys))
@@ -503,7 +505,7 @@ def stop_experiment(
     *, session: Session, actor: Actor, experiment_id: int, data: ExperimentStop
 ) -> Experiment:
     """Stop with a decision; `ship` deploys the chosen candidate in the same change (policies apply)."""
-    experiment, prompt, env = _locked(session, actor, experiment_id)
+    experiment, prompt, env = lock_experiment(session, actor, experiment_id)
     _require_status(experiment, "running", doing="stop it")
     by_key = {v["key"]: v for v in experiment.variants}
     version = experiment.variants[0]["version"]

@@ -241,3 +241,20 @@ def test_raising_coverage_only_adds_units() -> None:
     before = [assign(seed="exp-1", unit=u, weights=[0.3, 0.7], coverage=0.4) for u in UNITS]
     after = [assign(seed="exp-1", unit=u, weights=[0.3, 0.7], coverage=0.9) for u in UNITS]
     assert {b for b, a in zip(before, after, strict=True) if b != a} == {-1}
+
+
+def test_buckets_are_uniform_over_100k_units() -> None:
+    """100,000 unit ids hashed into 10 equal buckets: the counts fit a uniform distribution."""
+    from promptkeeper.core.experiment_stats import chi2_sf
+
+    counts = [0] * 10
+    for i in range(100_000):
+        n = gb_hash("uniformity", f"user-{i}", 2)
+        assert n is not None
+        counts[int(n * 10)] += 1
+    expected = 10_000
+    statistic = sum((c - expected) ** 2 / expected for c in counts)
+    # The ids are fixed, so the statistic is a constant; p > 0.001 says the hash spreads them evenly.
+    assert chi2_sf(statistic, 9) > 0.001, (counts, statistic)
+    ten_way = Counter(assign(seed="uniformity", unit=f"user-{i}", weights=[0.1] * 10) for i in range(100_000))
+    assert chi2_sf(sum((ten_way[v] - expected) ** 2 / expected for v in range(10)), 9) > 0.001
