@@ -13,7 +13,7 @@ table with an empty row or column, weights that do not match the counts).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -35,7 +35,10 @@ __all__ = [
     "chi2_sf",
     "chi_squared_test",
     "holm_adjust",
+    "MedianRanks",
     "median_bootstrap_interval",
+    "median_from_ranks",
+    "median_ranks",
     "relative_lift",
     "power_proportions",
     "raw_sample_size_means",
@@ -444,6 +447,29 @@ def _first_rank_reaching(probability: float, n: int, rank: int) -> int:
     return low
 
 
+class MedianRanks(NamedTuple):
+    """1-based ranks of the order statistics the median and its bootstrap interval are made of."""
+
+    middle: tuple[int, int]  # equal for an odd n; the median is the mean of the two values
+    low: int
+    high: int
+
+
+def median_ranks(n: int, level: float = 0.95) -> MedianRanks:
+    """Which order statistics of n values `median_bootstrap_interval` reads (see there).
+
+    Lets a database return only the values near the middle instead of all n of them: the ranks lie
+    within about z sqrt(n) / 2 of n / 2.
+    """
+    if n <= 0:
+        raise ValueError("cannot take the median of no values")
+    middle = (n + 1) // 2, n // 2 + 1
+    tail = (1.0 - level) / 2.0
+    return MedianRanks(
+        middle, _first_rank_reaching(tail, n, middle[0]), _first_rank_reaching(1.0 - tail, n, middle[1])
+    )
+
+
 def median_bootstrap_interval(sorted_values: Sequence[float], level: float = 0.95) -> tuple[float, Interval]:
     """The median and its percentile-bootstrap interval, computed exactly instead of by resampling.
 
@@ -454,13 +480,13 @@ def median_bootstrap_interval(sorted_values: Sequence[float], level: float = 0.9
     n the low end uses the lower middle order statistic and the high end the upper one (slightly
     wider than the resampled interval of the averaged median). `sorted_values` must be ascending.
     """
-    n = len(sorted_values)
-    if n == 0:
-        raise ValueError("cannot take the median of no values")
-    middle = n // 2
-    median = sorted_values[middle] if n % 2 else (sorted_values[middle - 1] + sorted_values[middle]) / 2.0
-    low_rank, high_rank = (n + 1) // 2, n // 2 + 1
-    tail = (1.0 - level) / 2.0
-    low = sorted_values[_first_rank_reaching(tail, n, low_rank) - 1]
-    high = sorted_values[_first_rank_reaching(1.0 - tail, n, high_rank) - 1]
-    return median, Interval(low, high, level)
+    ranks = median_ranks(len(sorted_values), level)
+    return median_from_ranks(lambda rank: sorted_values[rank - 1], ranks, level)
+
+
+def median_from_ranks(
+    value_at: Callable[[int], float], ranks: MedianRanks, level: float = 0.95
+) -> tuple[float, Interval]:
+    """The median and interval from the order statistics named by `ranks` (`value_at(rank)`)."""
+    median = (value_at(ranks.middle[0]) + value_at(ranks.middle[1])) / 2.0
+    return median, Interval(value_at(ranks.low), value_at(ranks.high), level)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, func, literal, select
+from sqlalchemy import Float, and_, case, cast, func, literal, null, select, text, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -109,7 +109,14 @@ def _periods(experiment: Experiment) -> list[datetime]:
     return [datetime.fromisoformat(entry["at"]) for entry in experiment.weight_history[1:]]
 
 
+#: Group of a unit that saw more than one variant, or that has outcomes but no exposure.
+_MULTIPLE, _UNEXPOSED = -1, -2
+
+
 def aggregate(session: Session, experiment: Experiment, specs: list[MetricSpec]) -> Aggregate:
+    """One statement: per-unit rows (a CTE, materialized as it is read twice) aggregated per
+    (variant, weight period), and, for metrics with medians, the order statistics near each
+    variant's middle (the exact bootstrap interval needs only those, not all n values)."""
     k = len(experiment.variants)
     is_exposure = Event.kind == "exposure"
     columns: list[Any] = [
@@ -125,61 +132,89 @@ def aggregate(session: Session, experiment: Experiment, specs: list[MetricSpec])
         select(*columns)
         .where(Event.experiment_id == experiment.id, Event.unit.is_not(None))
         .group_by(Event.unit)
-        .subquery()
+        .cte("units")
     )
     boundaries = _periods(experiment)
-    if boundaries:
-        period: ColumnElement[Any] = case(
-            *[(units.c.first_at < at, i) for i, at in enumerate(boundaries)], else_=len(boundaries)
-        )
-    else:
-        period = literal(0)
-    valid = and_(units.c.v == units.c.v2, units.c.exposed == 1)
-    outer: list[Any] = [units.c.v, period.label("period"), func.count().label("units")]
+    period: ColumnElement[Any] = (
+        case(*[(units.c.first_at < at, i) for i, at in enumerate(boundaries)], else_=len(boundaries))
+        if boundaries
+        else literal(0)
+    )
+    group = case((units.c.v != units.c.v2, _MULTIPLE), (units.c.exposed == 0, _UNEXPOSED), else_=units.c.v)
+    floats: list[Any] = []
     for index in range(len(specs)):
         value = units.c[f"m{index}"]
-        outer += [
-            func.count(value),
+        floats += [
+            cast(func.count(value), Float),
             cast(func.coalesce(func.sum(value), 0.0), Float),
             cast(func.coalesce(func.sum(value * value), 0.0), Float),
         ]
-    rows = session.execute(select(*outer).where(valid).group_by(units.c.v, period)).all()
-    multiple = session.scalar(
-        select(func.count()).select_from(units).where(units.c.v != units.c.v2, units.c.exposed == 1)
-    )
+    parts: list[Any] = [
+        select(
+            literal(-1).label("part"), group.label("g"), period.label("k"), func.count().label("c"), *floats
+        ).group_by(group, period)
+    ]
+    blanks = [cast(null(), Float)] * (len(floats) - 1)
+    valid = and_(units.c.v == units.c.v2, units.c.exposed == 1)
+    for index, spec in enumerate(specs):
+        if not spec.median:
+            continue
+        value = units.c[f"m{index}"]
+        ranked = (
+            select(
+                units.c.v,
+                value.label("x"),
+                func.row_number().over(partition_by=units.c.v, order_by=value).label("rn"),
+                func.count().over(partition_by=units.c.v).label("n"),
+            )
+            .where(valid, value.is_not(None))
+            .subquery()
+        )
+        distance = ranked.c.rn - ranked.c.n / 2.0
+        # the bootstrap ranks lie within ~z sqrt(n) / 2 of the middle: keep 3 sqrt(n) (no sqrt in SQLite)
+        parts.append(
+            select(
+                literal(index), ranked.c.v, ranked.c.rn, ranked.c.n, cast(ranked.c.x, Float), *blanks
+            ).where(distance * distance <= 9 * ranked.c.n + 16)
+        )
+    if session.get_bind().dialect.name == "postgresql":  # hash the units in memory, not on disk
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+    rows = session.execute(union_all(*parts)).all()
     result = Aggregate(
         exposures=[0] * k,
         by_period=defaultdict(lambda: [0] * k),
         moments={spec.name: [Moments() for _ in range(k)] for spec in specs},
-        multiple=int(multiple or 0),
     )
+    windows: dict[int, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    sizes: dict[int, dict[int, int]] = defaultdict(dict)
     for row in rows:
-        variant, period_index, count = int(row[0]), int(row[1]), int(row[2])
+        part, variant = int(row[0]), int(row[1])
+        if part >= 0:  # a median metric's order statistic: (variant, rank, n, value)
+            windows[part][variant][int(row[2])] = float(row[4])
+            sizes[part][variant] = int(row[3])
+            continue
+        count = int(row[3])
+        if variant == _MULTIPLE:
+            result.multiple += count
         if not 0 <= variant < k:
             continue
         result.exposures[variant] += count
-        result.by_period[period_index][variant] += count
+        result.by_period[int(row[2])][variant] += count
         for index, spec in enumerate(specs):
-            n, total, squares = row[3 + 3 * index : 6 + 3 * index]
+            n, total, squares = row[4 + 3 * index : 7 + 3 * index]
             result.moments[spec.name][variant].add(int(n), float(total), float(squares))
     for index, spec in enumerate(specs):
         if spec.median:
-            result.medians[spec.name] = _medians(session, units, valid, f"m{index}", k)
+            result.medians[spec.name] = [
+                _median(windows[index][variant], sizes[index].get(variant, 0)) for variant in range(k)
+            ]
     return result
 
 
-def _medians(
-    session: Session, units: Any, valid: Any, column: str, k: int
-) -> list[tuple[float, Interval] | None]:
-    values: list[list[float]] = [[] for _ in range(k)]
-    value = units.c[column]
-    rows = session.execute(
-        select(units.c.v, value).where(valid, value.is_not(None)).order_by(units.c.v, value)
-    ).all()
-    for variant, number in rows:
-        if 0 <= variant < k:
-            values[variant].append(float(number))
-    return [es.median_bootstrap_interval(v, LEVEL) if v else None for v in values]
+def _median(window: dict[int, float], n: int) -> tuple[float, Interval] | None:
+    if n == 0:
+        return None
+    return es.median_from_ranks(window.__getitem__, es.median_ranks(n, LEVEL), LEVEL)
 
 
 # -- statistics ---------------------------------------------------------------------------------------

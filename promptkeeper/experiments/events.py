@@ -12,6 +12,7 @@ outcome is tagged then (a partial index keeps that lookup cheap while few outcom
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -68,20 +69,17 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     )
     custom_kinds = _custom_metrics(session, project_id) if any(e.metrics for e in events) else {}
     now = utcnow()
+    empty: dict[str, Any] = dict.fromkeys(_COLUMNS)
     rows: list[dict[str, Any]] = []
     exposures: dict[str, tuple[int, int, str]] = {}
     for index, event in enumerate(events):
-        row: dict[str, Any] = {
-            "project_id": project_id,
-            "kind": event.type,
-            "request_id": event.request_id,
-            "at": event.at or now,
-            "prompt": event.prompt,
-            "version": event.version,
-            "experiment_id": None,
-            "variant": None,
-            "unit": None,
-        }
+        row = empty.copy()  # every column present: executemany and COPY need the same keys
+        row["project_id"] = project_id
+        row["kind"] = event.type
+        row["request_id"] = event.request_id
+        row["at"] = event.at or now
+        row["prompt"] = event.prompt
+        row["version"] = event.version
         tagged = event.experiment_id is not None
         if event.type == "exposure" or tagged:
             if event.experiment_id is None:
@@ -119,11 +117,8 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     missing = [row["request_id"] for row in untagged if row["experiment_id"] is None]
     if missing:
         _tag_from(untagged, _stored_exposures(session, project_id, missing))
-    for row in rows:  # executemany needs every row to have the same keys
-        for field in (*_OUTCOME_FIELDS, "thumbs", "custom"):
-            row.setdefault(field, None)
     if rows:
-        session.execute(insert(Event), rows)
+        _insert(session, rows)
     if exposures:
         _tag_waiting(session, project_id, exposures)
     outcome_count = sum(1 for row in rows if row["kind"] == "outcome")
@@ -133,6 +128,45 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
         outcomes=outcome_count,
         untagged=sum(1 for row in untagged if row["experiment_id"] is None),
     )
+
+
+_COLUMNS = (
+    "project_id",
+    "kind",
+    "request_id",
+    "at",
+    "experiment_id",
+    "variant",
+    "unit",
+    "prompt",
+    "version",
+    *_OUTCOME_FIELDS,
+    "thumbs",
+    "custom",
+)
+_COPY = f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """COPY on PostgreSQL (several times faster than a multi-row INSERT); executemany elsewhere.
+
+    Both run on the session's connection, inside its transaction: the batch is stored whole or not.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(Event), rows)
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[attr-defined]
+        for row in rows:
+            custom = row["custom"]
+            copy.write_row(
+                [
+                    json.dumps(custom) if custom is not None and name == "custom" else row[name]
+                    for name in _COLUMNS
+                ]
+            )
 
 
 def _custom_metrics(session: Session, project_id: int) -> dict[str, str]:
@@ -187,7 +221,14 @@ def _stored_exposures(
 
 
 def _tag_waiting(session: Session, project_id: int, exposures: dict[str, tuple[int, int, str]]) -> None:
-    """Tag stored outcomes that arrived before these exposures (usually none: one index probe each)."""
+    """Tag stored outcomes that arrived before these exposures.
+
+    Usually there are none (the SDK tags its outcomes itself): one probe of the small partial index
+    says so, and the per-request-id lookups are skipped.
+    """
+    untagged = (Event.project_id == project_id, Event.experiment_id.is_(None), Event.kind == "outcome")
+    if session.scalar(select(Event.id).where(*untagged).limit(1)) is None:
+        return
     waiting: list[tuple[int, str]] = []
     for chunk in _chunks(list(exposures)):
         waiting.extend(
