@@ -264,3 +264,55 @@ def test_custom_metrics(client: TestClient) -> None:
     assert candidate["metrics"]["resolved_ticket"]["mean"] == 0.5
     bad = [{"type": "outcome", "request_id": "q1", "metrics": {"resolved_ticket": 0.5}}]
     assert client.post("/v1/events", json={"events": bad}).status_code == 422
+
+
+def test_results_match_a_direct_computation(client: TestClient) -> None:
+    """Per-unit means, moments and the median's exact bootstrap interval, against plain Python."""
+    import random
+    import statistics
+
+    from promptkeeper.core.experiment_stats import median_bootstrap_interval
+
+    name = _setup(client)
+    experiment = _create(client, name)
+    eid = experiment["id"]
+    client.post(f"/v1/experiments/{eid}/start", json={})
+    rng = random.Random(5)
+    per_unit: dict[str, list[float]] = {"control": [], "v2": []}
+    completions: dict[str, list[int]] = {"control": [], "v2": []}
+    events: list[dict[str, Any]] = []
+    for i in range(501):
+        variant = "control" if i < 301 else "v2"
+        visits = [rng.lognormvariate(6.5, 0.4) for _ in range(rng.randint(1, 3))]
+        per_unit[variant].append(sum(visits) / len(visits))
+        completed = [rng.random() < 0.6 for _ in visits]
+        completions[variant].append(int(any(completed)))
+        for j, (latency, done) in enumerate(zip(visits, completed, strict=True)):
+            request_id = f"x{i}-{j}"
+            events.append(
+                {
+                    "type": "exposure",
+                    "request_id": request_id,
+                    "experiment_id": eid,
+                    "variant": variant,
+                    "unit": f"u{i}",
+                }
+            )
+            events.append(
+                {"type": "outcome", "request_id": request_id, "latency_ms": latency, "completed": done}
+            )
+    rng.shuffle(events)  # outcomes before their exposures, in other batches: tagged when those arrive
+    for start in range(0, len(events), 400):
+        assert client.post("/v1/events", json={"events": events[start : start + 400]}).status_code == 200
+    results = client.get(f"/v1/experiments/{eid}/results").json()
+    for variant_result in results["variants"]:
+        key = variant_result["key"]
+        latency = variant_result["metrics"]["latency_ms"]
+        values = sorted(per_unit[key])
+        assert latency["n"] == len(values) and variant_result["exposures"] == len(values)
+        assert abs(latency["mean"] - statistics.fmean(values)) < 1e-6
+        median, interval = median_bootstrap_interval(values)
+        assert abs(latency["median"]["median"] - median) < 1e-9
+        assert abs(latency["median"]["ci"]["low"] - interval.low) < 1e-9
+        assert abs(latency["median"]["ci"]["high"] - interval.high) < 1e-9
+        assert variant_result["metrics"]["completion"]["mean"] == statistics.fmean(completions[key])

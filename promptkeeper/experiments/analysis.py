@@ -1,10 +1,11 @@
 """Results of an experiment: aggregation in SQL, statistics in Python (`core.experiment_stats`).
 
-The database does the heavy part in one statement: events → one row per unit (its variant, whether
-it was exposed, when it first was, one value per metric) → one row per (variant, weight period)
-with counts, sums and sums of squares. A million events become a few dozen rows before Python sees
-them. Medians (latency, cost) need the per-unit values of their variant, fetched sorted, for those
-metrics only.
+The database does the heavy part in one statement: the per-unit rollup that ingestion keeps
+(`rollup.py`: each unit's variant, whether and when it was first exposed, its outcome fields) → one
+value per unit and metric → one row per (variant, weight period) with counts, sums and sums of
+squares. A million events become a few dozen rows before Python sees them, and the cost grows with
+the units, not the events. Medians (latency, cost) need order statistics: only those near each
+variant's middle are returned.
 
 Decisions (see docs/experiments.md):
 - fixed horizon (default): before every variant has its pre-registered sample size the state is
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, func, literal, null, select, text, union_all
+from sqlalchemy import Float, case, cast, func, literal, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -35,8 +36,9 @@ from promptkeeper.core import experiment_stats as es
 from promptkeeper.core.sequential import sequential_test
 from promptkeeper.core.stats import Interval, wilson_interval, z_quantile
 from promptkeeper.db.base import utcnow
+from promptkeeper.experiments import rollup
 from promptkeeper.experiments.metrics import MetricSpec
-from promptkeeper.experiments.models import Event, Experiment
+from promptkeeper.experiments.models import UNIT_NUMBERS, Event, Experiment
 from promptkeeper.experiments.schemas import (
     IntervalRead,
     MedianRead,
@@ -86,22 +88,12 @@ class Aggregate:
     medians: dict[str, list[tuple[float, Interval] | None]] = field(default_factory=dict)
 
 
-def _unit_value(spec: MetricSpec) -> ColumnElement[Any]:
-    """The SQL for one unit's value of a metric (see `metrics.py` for the definitions)."""
-    if spec.column is None:
-        raw: ColumnElement[Any] = Event.custom[spec.name].as_float()
-    else:
-        raw = getattr(Event, spec.column)
+def _custom_value(spec: MetricSpec) -> ColumnElement[Any]:
+    """A custom metric's per-unit value from the events' JSON (before the missing-value policy)."""
+    raw: ColumnElement[Any] = Event.custom[spec.name].as_float()
     if spec.kind == "binary":
-        if spec.column == "thumbs":
-            flag = case((raw == 1, 1.0), (raw == -1, 0.0))
-        elif spec.column is None:
-            flag = case((raw > 0, 1.0), (raw.is_not(None), 0.0))
-        else:
-            flag = case((raw.is_(True), 1.0), (raw.is_(False), 0.0))
-        value = func.max(flag)
-        return func.coalesce(value, 0.0) if spec.missing == "zero" else value
-    return func.avg(cast(raw, Float))
+        return func.max(case((raw > 0, 1.0), (raw.is_not(None), 0.0)))
+    return func.avg(raw)
 
 
 def _periods(experiment: Experiment) -> list[datetime]:
@@ -114,25 +106,38 @@ _MULTIPLE, _UNEXPOSED = -1, -2
 
 
 def aggregate(session: Session, experiment: Experiment, specs: list[MetricSpec]) -> Aggregate:
-    """One statement: per-unit rows (a CTE, materialized as it is read twice) aggregated per
-    (variant, weight period), and, for metrics with medians, the order statistics near each
-    variant's middle (the exact bootstrap interval needs only those, not all n values)."""
+    """The units of the rollup aggregated per (variant, weight period) in one statement; for
+    metrics with medians, one more for the order statistics near each variant's middle (the exact
+    bootstrap interval needs only those, not all n values)."""
     k = len(experiment.variants)
-    is_exposure = Event.kind == "exposure"
+    units_table = rollup.UNITS
     columns: list[Any] = [
-        Event.unit.label("unit"),
-        func.min(Event.variant).label("v"),
-        func.max(Event.variant).label("v2"),
-        func.max(case((is_exposure, 1), else_=0)).label("exposed"),
-        func.min(case((is_exposure, Event.at))).label("first_at"),
+        units_table.c.unit,
+        units_table.c.variant_min.label("v"),
+        units_table.c.variant_max.label("v2"),
+        case((units_table.c.exposures > 0, 1), else_=0).label("exposed"),
+        units_table.c.first_exposure_at.label("first_at"),
     ]
+    source: Any = units_table
+    custom_specs = [spec for spec in specs if spec.column is None]
+    if custom_specs:  # aggregated from the events: the rollup keeps built-in fields only
+        custom = (
+            select(Event.unit, *[_custom_value(spec).label(spec.name) for spec in custom_specs])
+            .where(Event.experiment_id == experiment.id, Event.kind == "outcome", Event.custom.is_not(None))
+            .group_by(Event.unit)
+            .subquery()
+        )
+        source = units_table.outerjoin(custom, custom.c.unit == units_table.c.unit)
     for index, spec in enumerate(specs):
-        columns.append(_unit_value(spec).label(f"m{index}"))
+        if spec.column is not None:
+            value = rollup.unit_value(spec)
+        else:
+            value = custom.c[spec.name]
+            if spec.missing == "zero":
+                value = func.coalesce(value, 0.0)
+        columns.append(value.label(f"m{index}"))
     units = (
-        select(*columns)
-        .where(Event.experiment_id == experiment.id, Event.unit.is_not(None))
-        .group_by(Event.unit)
-        .cte("units")
+        select(*columns).select_from(source).where(units_table.c.experiment_id == experiment.id).subquery()
     )
     boundaries = _periods(experiment)
     period: ColumnElement[Any] = (
@@ -149,66 +154,101 @@ def aggregate(session: Session, experiment: Experiment, specs: list[MetricSpec])
             cast(func.coalesce(func.sum(value), 0.0), Float),
             cast(func.coalesce(func.sum(value * value), 0.0), Float),
         ]
-    parts: list[Any] = [
-        select(
-            literal(-1).label("part"), group.label("g"), period.label("k"), func.count().label("c"), *floats
-        ).group_by(group, period)
-    ]
-    blanks = [cast(null(), Float)] * (len(floats) - 1)
-    valid = and_(units.c.v == units.c.v2, units.c.exposed == 1)
-    for index, spec in enumerate(specs):
-        if not spec.median:
-            continue
-        value = units.c[f"m{index}"]
-        ranked = (
-            select(
-                units.c.v,
-                value.label("x"),
-                func.row_number().over(partition_by=units.c.v, order_by=value).label("rn"),
-                func.count().over(partition_by=units.c.v).label("n"),
-            )
-            .where(valid, value.is_not(None))
-            .subquery()
-        )
-        distance = ranked.c.rn - ranked.c.n / 2.0
-        # the bootstrap ranks lie within ~z sqrt(n) / 2 of the middle: keep 3 sqrt(n) (no sqrt in SQLite)
-        parts.append(
-            select(
-                literal(index), ranked.c.v, ranked.c.rn, ranked.c.n, cast(ranked.c.x, Float), *blanks
-            ).where(distance * distance <= 9 * ranked.c.n + 16)
-        )
+    statement = select(group.label("g"), period.label("k"), func.count().label("c"), *floats).group_by(
+        group, period
+    )
     if session.get_bind().dialect.name == "postgresql":  # hash the units in memory, not on disk
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-    rows = session.execute(union_all(*parts)).all()
     result = Aggregate(
         exposures=[0] * k,
         by_period=defaultdict(lambda: [0] * k),
         moments={spec.name: [Moments() for _ in range(k)] for spec in specs},
     )
-    windows: dict[int, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    sizes: dict[int, dict[int, int]] = defaultdict(dict)
-    for row in rows:
-        part, variant = int(row[0]), int(row[1])
-        if part >= 0:  # a median metric's order statistic: (variant, rank, n, value)
-            windows[part][variant][int(row[2])] = float(row[4])
-            sizes[part][variant] = int(row[3])
-            continue
-        count = int(row[3])
+    for row in session.execute(statement):
+        variant, count = int(row[0]), int(row[2])
         if variant == _MULTIPLE:
             result.multiple += count
         if not 0 <= variant < k:
             continue
         result.exposures[variant] += count
-        result.by_period[int(row[2])][variant] += count
+        result.by_period[int(row[1])][variant] += count
         for index, spec in enumerate(specs):
-            n, total, squares = row[4 + 3 * index : 7 + 3 * index]
+            n, total, squares = row[3 + 3 * index : 6 + 3 * index]
             result.moments[spec.name][variant].add(int(n), float(total), float(squares))
-    for index, spec in enumerate(specs):
+    for spec in specs:
         if spec.median:
+            middles = _middle_order_statistics(session, experiment.id, spec)
             result.medians[spec.name] = [
-                _median(windows[index][variant], sizes[index].get(variant, 0)) for variant in range(k)
+                _median(*middles[variant]) if variant in middles else None for variant in range(k)
             ]
     return result
+
+
+# The exact bootstrap interval of a median reads order statistics within ~z sqrt(n) / 2 of the
+# middle; the database returns those within 3 sqrt(n) + 2 (a wide margin) instead of all n values.
+_MIDDLE_POSTGRES = """
+WITH vals AS (
+    SELECT variant_min AS v, {column}_sum / {column}_n AS x FROM experiment_units
+    WHERE experiment_id = :experiment_id AND variant_min = variant_max AND exposures > 0 AND {column}_n > 0
+), counts AS (
+    SELECT v, count(*) AS n,
+           greatest(1, count(*) / 2 - (ceil(3 * sqrt(count(*)))::int + 2)) AS lo,
+           least(count(*), count(*) / 2 + (ceil(3 * sqrt(count(*)))::int + 3)) AS hi
+    FROM vals GROUP BY v
+)
+SELECT counts.v, counts.n, counts.lo,
+       percentile_disc(ARRAY(
+           SELECT ((r - 0.5) / counts.n)::float8 FROM generate_series(counts.lo, counts.hi) AS r
+       )) WITHIN GROUP (ORDER BY vals.x)
+FROM vals JOIN counts ON counts.v = vals.v
+GROUP BY counts.v, counts.n, counts.lo, counts.hi
+"""
+
+
+def _middle_order_statistics(
+    session: Session, experiment_id: int, spec: MetricSpec
+) -> dict[int, tuple[dict[int, float], int]]:
+    """variant -> ({rank: value} near the middle, n) of a built-in continuous metric's unit values.
+
+    PostgreSQL: `percentile_disc` at the fractions that pick exactly those ranks (one sort of bare
+    values per variant); elsewhere: window functions.
+    """
+    assert spec.column in UNIT_NUMBERS  # a fixed name: safe in the SQL text
+    found: dict[int, tuple[dict[int, float], int]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(_MIDDLE_POSTGRES.format(column=spec.column)), {"experiment_id": experiment_id}
+        )
+        for variant, n, low, values in rows:
+            found[int(variant)] = ({int(low) + i: float(x) for i, x in enumerate(values)}, int(n))
+        return found
+    units = rollup.UNITS
+    value = rollup.unit_value(spec)
+    ranked = (
+        select(
+            units.c.variant_min.label("v"),
+            value.label("x"),
+            func.row_number().over(partition_by=units.c.variant_min, order_by=value).label("rn"),
+            func.count().over(partition_by=units.c.variant_min).label("n"),
+        )
+        .where(
+            units.c.experiment_id == experiment_id,
+            units.c.variant_min == units.c.variant_max,
+            units.c.exposures > 0,
+            value.is_not(None),
+        )
+        .subquery()
+    )
+    distance = ranked.c.rn - ranked.c.n / 2.0
+    rows = session.execute(
+        select(ranked.c.v, ranked.c.rn, ranked.c.n, ranked.c.x).where(
+            distance * distance <= 9 * ranked.c.n + 16
+        )
+    )
+    for variant, rank, n, x in rows:
+        window, _ = found.setdefault(int(variant), ({}, int(n)))
+        window[int(rank)] = float(x)
+    return found
 
 
 def _median(window: dict[int, float], n: int) -> tuple[float, Interval] | None:

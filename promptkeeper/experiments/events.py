@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import NotFound, ValidationFailed
+from promptkeeper.experiments import rollup
 from promptkeeper.experiments.models import Event, Experiment, Metric
 from promptkeeper.experiments.schemas import EventBatchRead, EventIn
 
@@ -119,6 +120,7 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
         _tag_from(untagged, _stored_exposures(session, project_id, missing))
     if rows:
         _insert(session, rows)
+        rollup.merge(session, rollup.deltas(rows))
     if exposures:
         _tag_waiting(session, project_id, exposures)
     outcome_count = sum(1 for row in rows if row["kind"] == "outcome")
@@ -229,22 +231,18 @@ def _tag_waiting(session: Session, project_id: int, exposures: dict[str, tuple[i
     untagged = (Event.project_id == project_id, Event.experiment_id.is_(None), Event.kind == "outcome")
     if session.scalar(select(Event.id).where(*untagged).limit(1)) is None:
         return
-    waiting: list[tuple[int, str]] = []
+    waiting: list[Event] = []
     for chunk in _chunks(list(exposures)):
-        waiting.extend(
-            session.execute(
-                select(Event.id, Event.request_id).where(
-                    Event.project_id == project_id,
-                    Event.experiment_id.is_(None),
-                    Event.kind == "outcome",
-                    Event.request_id.in_(chunk),
-                )
-            ).all()
-        )
-    for event_id, request_id in waiting:
-        experiment_id, variant, unit = exposures[request_id]
+        waiting.extend(session.scalars(select(Event).where(*untagged, Event.request_id.in_(chunk))))
+    tagged: list[dict[str, Any]] = []
+    for event in waiting:
+        experiment_id, variant, unit = exposures[event.request_id]
         session.execute(
             update(Event)
-            .where(Event.id == event_id)
+            .where(Event.id == event.id)
             .values(experiment_id=experiment_id, variant=variant, unit=unit)
         )
+        row = {name: getattr(event, name) for name in _COLUMNS}
+        row.update(experiment_id=experiment_id, variant=variant, unit=unit)
+        tagged.append(row)
+    rollup.merge(session, rollup.deltas(tagged))

@@ -7,9 +7,10 @@
   produced. Resolution serves the experiment only while the release is still at that revision, so a
   deploy or rollback made around the experiment takes effect at once whatever else happens.
 - `Event` is one table for exposures and outcomes: outcomes are tagged at ingestion with the
-  experiment, variant and unit of the exposure sharing their `request_id`, so analysis is one
-  aggregation over one experiment's rows, with no join. Outcomes that arrive before their exposure
-  are tagged when it arrives (`ix_events_untagged`).
+  experiment, variant and unit of the exposure sharing their `request_id`. Outcomes that arrive
+  before their exposure are tagged when it arrives (`ix_events_untagged`).
+- `experiment_units` rolls tagged events up per unit as they are ingested (flags as maxima, numbers
+  as sums and counts), so analysis aggregates units, not events (see `rollup.py`).
 - `Assignment` keeps a unit's variant in bandit experiments, whose weights move: the unit keeps the
   variant it was first given.
 """
@@ -22,19 +23,21 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from promptkeeper.db.base import Base, utcnow
+from promptkeeper.db.base import Base, UTCDateTime, utcnow
 
 EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 
@@ -128,6 +131,34 @@ class Event(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
     safety_flag: Mapped[bool | None] = mapped_column(Boolean, default=None)
     custom: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+
+#: Built-in outcome columns kept per unit in `experiment_units`: flags as their maximum (1/0),
+#: numbers as sum and count (the per-unit mean is sum / count).
+UNIT_FLAGS = ("completed", "thumbs", "edited", "regenerated", "safety_flag")
+UNIT_NUMBERS = ("rating", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd")
+
+#: One row per (experiment, unit), kept up to date by ingestion: analysis reads units, not events,
+#: so its cost grows with the number of units rather than with the number of events.
+experiment_units = Table(
+    "experiment_units",
+    Base.metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    Column("unit", String(128), primary_key=True),
+    Column("variant_min", SmallInteger, nullable=False),
+    Column("variant_max", SmallInteger, nullable=False),
+    Column("exposures", Integer, nullable=False),
+    Column("first_exposure_at", UTCDateTime(), nullable=True),
+    *[Column(f"{name}_max", SmallInteger, nullable=True) for name in UNIT_FLAGS],
+    *[
+        column
+        for name in UNIT_NUMBERS
+        for column in (
+            Column(f"{name}_sum", Float, nullable=False),
+            Column(f"{name}_n", Integer, nullable=False),
+        )
+    ],
+)
 
 
 class Assignment(Base):

@@ -19,6 +19,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 RUNNING = sa.text("status = 'running'")
+# The per-unit rollup's outcome columns, as of this revision (copied, not imported: migrations
+# describe the schema as it was).
+UNIT_FLAGS = ("completed", "thumbs", "edited", "regenerated", "safety_flag")
+UNIT_NUMBERS = ("rating", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd")
 UNTAGGED = sa.text("experiment_id IS NULL AND kind = 'outcome'")
 
 
@@ -132,6 +136,32 @@ def upgrade() -> None:
     )
 
     op.create_table(
+        "experiment_units",
+        sa.Column("experiment_id", sa.Integer(), nullable=False),
+        sa.Column("unit", sa.String(length=128), nullable=False),
+        sa.Column("variant_min", sa.SmallInteger(), nullable=False),
+        sa.Column("variant_max", sa.SmallInteger(), nullable=False),
+        sa.Column("exposures", sa.Integer(), nullable=False),
+        sa.Column("first_exposure_at", sa.DateTime(timezone=True), nullable=True),
+        *[sa.Column(f"{name}_max", sa.SmallInteger(), nullable=True) for name in UNIT_FLAGS],
+        *[
+            column
+            for name in UNIT_NUMBERS
+            for column in (
+                sa.Column(f"{name}_sum", sa.Float(), nullable=False),
+                sa.Column(f"{name}_n", sa.Integer(), nullable=False),
+            )
+        ],
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_experiment_units_experiment_id_experiments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("experiment_id", "unit", name=op.f("pk_experiment_units")),
+    )
+
+    op.create_table(
         "experiment_assignments",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("experiment_id", sa.Integer(), nullable=False),
@@ -174,6 +204,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("experiment_metrics")
     op.drop_table("experiment_assignments")
+    op.drop_table("experiment_units")
     op.drop_index("ix_events_untagged", table_name="events")
     op.drop_index("ix_events_project_request", table_name="events")
     op.drop_index("ix_events_experiment_unit", table_name="events")

@@ -1,0 +1,119 @@
+"""The per-unit rollup (`experiment_units`): what analysis reads instead of raw events.
+
+Ingestion turns each batch's tagged events into one delta per (experiment, unit) and merges it in
+with an upsert: counts and sums add up, the variant range and the flags keep their extremes, the
+first exposure keeps the earliest instant. Merging is associative and commutative, so batches may
+arrive in any order and from many servers at once (the upsert is atomic per row) and the rollup
+always equals an aggregation of the events stored so far.
+
+Custom metrics live in the events' JSON (`custom`) and are aggregated from the events at analysis
+time; the built-in ones, which carry the volume, come from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, case, cast
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from promptkeeper.experiments.metrics import MetricSpec
+from promptkeeper.experiments.models import UNIT_FLAGS, UNIT_NUMBERS, experiment_units
+
+UNITS = experiment_units
+
+
+def _flag(column: str, value: Any) -> int:
+    if column == "thumbs":
+        return 1 if value == 1 else 0
+    return 1 if value else 0
+
+
+def deltas(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One rollup delta per (experiment, unit) of the tagged rows (event dicts with every column)."""
+    merged: dict[tuple[int, str], dict[str, Any]] = {}
+    for row in rows:
+        experiment_id = row["experiment_id"]
+        if experiment_id is None:
+            continue
+        key = (experiment_id, row["unit"])
+        delta = merged.get(key)
+        variant = row["variant"]
+        if delta is None:
+            delta = merged[key] = {
+                "experiment_id": experiment_id,
+                "unit": row["unit"],
+                "variant_min": variant,
+                "variant_max": variant,
+                "exposures": 0,
+                "first_exposure_at": None,
+                **{f"{name}_max": None for name in UNIT_FLAGS},
+                **{f"{name}_sum": 0.0 for name in UNIT_NUMBERS},
+                **{f"{name}_n": 0 for name in UNIT_NUMBERS},
+            }
+        else:
+            delta["variant_min"] = min(delta["variant_min"], variant)
+            delta["variant_max"] = max(delta["variant_max"], variant)
+        if row["kind"] == "exposure":
+            delta["exposures"] += 1
+            at: datetime = row["at"]
+            first = delta["first_exposure_at"]
+            delta["first_exposure_at"] = at if first is None or at < first else first
+            continue
+        for name in UNIT_FLAGS:
+            value = row[name]
+            if value is not None:
+                flag = _flag(name, value)
+                current = delta[f"{name}_max"]
+                delta[f"{name}_max"] = flag if current is None else max(current, flag)
+        for name in UNIT_NUMBERS:
+            value = row[name]
+            if value is not None:
+                delta[f"{name}_sum"] += float(value)
+                delta[f"{name}_n"] += 1
+    return list(merged.values())
+
+
+def _greatest(a: Any, b: Any) -> ColumnElement[Any]:
+    """max(a, b) ignoring NULL, on both backends (SQLite's max(a, b) is NULL if either is)."""
+    return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
+
+
+def _least(a: Any, b: Any) -> ColumnElement[Any]:
+    return case((a.is_(None), b), (b.is_(None), a), (a <= b, a), else_=b)
+
+
+def merge(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Upsert the deltas (`deltas()`) into the rollup, in the caller's transaction."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(UNITS)
+    new = statement.excluded
+    updates: dict[str, Any] = {
+        "variant_min": _least(UNITS.c.variant_min, new.variant_min),
+        "variant_max": _greatest(UNITS.c.variant_max, new.variant_max),
+        "exposures": UNITS.c.exposures + new.exposures,
+        "first_exposure_at": _least(UNITS.c.first_exposure_at, new.first_exposure_at),
+    }
+    for name in UNIT_FLAGS:
+        updates[f"{name}_max"] = _greatest(UNITS.c[f"{name}_max"], new[f"{name}_max"])
+    for name in UNIT_NUMBERS:
+        updates[f"{name}_sum"] = UNITS.c[f"{name}_sum"] + new[f"{name}_sum"]
+        updates[f"{name}_n"] = UNITS.c[f"{name}_n"] + new[f"{name}_n"]
+    upsert = statement.on_conflict_do_update(index_elements=["experiment_id", "unit"], set_=updates)
+    session.connection().execute(upsert, rows)
+
+
+def unit_value(spec: MetricSpec) -> ColumnElement[Any]:
+    """A built-in metric's per-unit value from the rollup (see `metrics.py` for the definitions)."""
+    assert spec.column is not None
+    if spec.kind == "binary":
+        flag = cast(UNITS.c[f"{spec.column}_max"], Float)
+        return case((flag.is_(None), 0.0), else_=flag) if spec.missing == "zero" else flag
+    count = UNITS.c[f"{spec.column}_n"]
+    return case((count > 0, UNITS.c[f"{spec.column}_sum"] / cast(count, Float)))
