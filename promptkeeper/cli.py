@@ -119,10 +119,11 @@ def db_current() -> None:
 
 
 def _register_operator_commands() -> None:
-    from promptkeeper import cli_access, cli_eval
+    from promptkeeper import cli_access, cli_eval, cli_experiments
 
     cli_access.register(app)
     cli_eval.register(app)
+    cli_experiments.register(app)
 
 
 _register_operator_commands()

@@ -6,8 +6,9 @@ usage (Typer's own).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
+import httpx
 import typer
 from pydantic import ValidationError
 
@@ -46,3 +47,54 @@ def safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+# -- HTTP clients of a running server (`eval`, `experiments`) ---------------------------------------
+
+Url = Annotated[str, typer.Option("--url", envvar="PROMPTKEEPER_URL", help="Server URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="PROMPTKEEPER_API_KEY", help="API key (editor or above).")]
+
+
+class Remote:
+    """A thin HTTP client that turns every error into one readable line."""
+
+    def __init__(self, url: str, key: str) -> None:
+        if not key:
+            raise fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise fail(f"{response.status_code}: {message}")
+        return response.json() if response.content else None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self._client.get(path).status_code == 200
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
+
+    def text(self, path: str, **kwargs: Any) -> str:
+        try:
+            response = self._client.get(path, **kwargs)
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            raise fail(f"{response.status_code}: {response.text[:200]}")
+        return response.text

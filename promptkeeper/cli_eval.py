@@ -13,65 +13,17 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from promptkeeper.cli_common import fail, load_settings, open_database
+from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database
 from promptkeeper.prompts.schemas import path_segment
 
 eval_app = typer.Typer(
     help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True
 )
 
-Url = Annotated[str, typer.Option("--url", envvar="PROMPTKEEPER_URL", help="Server URL.")]
-Key = Annotated[str, typer.Option("--key", envvar="PROMPTKEEPER_API_KEY", help="API key (editor or above).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the run as JSON.")]
-
-
-class Remote:
-    """A thin HTTP client that turns every error into one readable line."""
-
-    def __init__(self, url: str, key: str) -> None:
-        if not key:
-            raise fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
-        self._client = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
-        )
-
-    def __enter__(self) -> Remote:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._client.close()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200]
-            raise fail(f"{response.status_code}: {message}")
-        return response.json() if response.content else None
-
-    def exists(self, path: str) -> bool:
-        try:
-            return self._client.get(path).status_code == 200
-        except httpx.TransportError as exc:
-            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
-
-    def text(self, path: str, **kwargs: Any) -> str:
-        try:
-            response = self._client.get(path, **kwargs)
-        except httpx.TransportError as exc:
-            raise fail(f"cannot reach {self._client.base_url}: {exc}") from None
-        if response.status_code >= 400:
-            raise fail(f"{response.status_code}: {response.text[:200]}")
-        return response.text
 
 
 def _format(path: Path, given: str | None) -> str:

@@ -70,7 +70,7 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     )
     custom_kinds = _custom_metrics(session, project_id) if any(e.metrics for e in events) else {}
     now = utcnow()
-    empty: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    empty: dict[str, Any] = dict.fromkeys(COLUMNS)
     rows: list[dict[str, Any]] = []
     exposures: dict[str, tuple[int, int, str]] = {}
     for index, event in enumerate(events):
@@ -119,7 +119,7 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     if missing:
         _tag_from(untagged, _stored_exposures(session, project_id, missing))
     if rows:
-        _insert(session, rows)
+        insert_rows(session, rows)
         rollup.merge(session, rollup.deltas(rows))
     if exposures:
         _tag_waiting(session, project_id, exposures)
@@ -132,7 +132,7 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     )
 
 
-_COLUMNS = (
+COLUMNS = (
     "project_id",
     "kind",
     "request_id",
@@ -146,10 +146,10 @@ _COLUMNS = (
     "thumbs",
     "custom",
 )
-_COPY = f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN"
+_COPY = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
 
 
-def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """COPY on PostgreSQL (several times faster than a multi-row INSERT); executemany elsewhere.
 
     Both run on the session's connection, inside its transaction: the batch is stored whole or not.
@@ -166,7 +166,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
             copy.write_row(
                 [
                     json.dumps(custom) if custom is not None and name == "custom" else row[name]
-                    for name in _COLUMNS
+                    for name in COLUMNS
                 ]
             )
 
@@ -242,7 +242,7 @@ def _tag_waiting(session: Session, project_id: int, exposures: dict[str, tuple[i
             .where(Event.id == event.id)
             .values(experiment_id=experiment_id, variant=variant, unit=unit)
         )
-        row = {name: getattr(event, name) for name in _COLUMNS}
+        row = {name: getattr(event, name) for name in COLUMNS}
         row.update(experiment_id=experiment_id, variant=variant, unit=unit)
         tagged.append(row)
     rollup.merge(session, rollup.deltas(tagged))

@@ -99,6 +99,7 @@ def deployment_read(prompt: str, deployment: Deployment, environment: str) -> De
         reason=deployment.reason,
         revision=deployment.revision,
         at=deployment.at,
+        experiment_id=deployment.experiment_id,
     )
 
 

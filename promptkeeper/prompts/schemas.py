@@ -178,6 +178,9 @@ class DeploymentRead(BaseModel):
     reason: str
     revision: int
     at: datetime
+    experiment_id: int | None = Field(
+        default=None, description="The experiment that made this change (experiment_* actions)."
+    )
 
 
 class ResolveRead(BaseModel):
