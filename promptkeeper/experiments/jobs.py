@@ -26,7 +26,7 @@ from promptkeeper.config import Settings
 from promptkeeper.core import bandits
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
-from promptkeeper.experiments import analysis, service
+from promptkeeper.experiments import aggregation, analysis, metrics, service
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import ExperimentStop
 from promptkeeper.runtime.resolver import DATABASE_ERRORS
@@ -48,7 +48,7 @@ def due(database: Database) -> list[int]:
 
 
 def new_weights(
-    experiment: Experiment, moments: list[analysis.Moments], higher_is_better: bool, kind: str
+    experiment: Experiment, moments: list[aggregation.Moments], higher_is_better: bool, kind: str
 ) -> list[float] | None:
     """The next allocation, or None while an arm is still in its burn-in."""
     if min(m.n for m in moments) < experiment.burn_in:
@@ -87,13 +87,13 @@ def update_bandit(database: Database, experiment_id: int, interval: float) -> bo
             experiment.weights_updated_at is not None and experiment.weights_updated_at > recent
         ):
             return False
-        spec = service.metric_spec(
+        spec = metrics.metric_spec(
             session=session,
             project_id=experiment.project_id,
             name=experiment.primary_metric,
             field="primary_metric",
         )
-        data = analysis.aggregate(session, experiment, [spec])
+        data = aggregation.aggregate(session, experiment, [spec])
         weights = new_weights(experiment, data.moments[spec.name], spec.higher_is_better, spec.kind)
         if weights is None:
             return False

@@ -17,6 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.service import Actor
+from promptkeeper.audit.service import record
+from promptkeeper.errors import Conflict, ValidationFailed
+from promptkeeper.experiments.models import Metric
+from promptkeeper.experiments.schemas import MetricCreate, MetricRead
+
 Kind = Literal["binary", "continuous"]
 
 
@@ -60,3 +69,71 @@ def custom_spec(name: str, kind: Kind, higher_is_better: bool, description: str 
         "zero" if kind == "binary" else "exclude",
         description=description,
     )
+
+
+def metric_spec(*, session: Session, project_id: int, name: str, field: str) -> MetricSpec:
+    """The built-in or custom metric `name`; 422 naming `field` when there is none."""
+    spec = BUILTIN.get(name)
+    if spec is not None:
+        return spec
+    metric = session.scalar(select(Metric).where(Metric.project_id == project_id, Metric.name == name))
+    if metric is None:
+        raise ValidationFailed(
+            f"{field}: unknown metric '{name}' (built-in: {', '.join(BUILTIN)}; "
+            "or define it: POST /v1/metrics)",
+            details={"field": field, "metric": name},
+        )
+    return custom_spec(metric.name, metric.kind, metric.higher_is_better, metric.description)  # type: ignore[arg-type]
+
+
+def create_metric(*, session: Session, actor: Actor, data: MetricCreate) -> Metric:
+    if data.name in BUILTIN:
+        raise Conflict(f"'{data.name}' is a built-in metric", details={"metric": data.name})
+    exists = session.scalar(
+        select(Metric.id).where(Metric.project_id == actor.project_id, Metric.name == data.name)
+    )
+    if exists is not None:
+        raise Conflict(f"metric '{data.name}' already exists", details={"metric": data.name})
+    metric = Metric(
+        project_id=actor.project_id,
+        name=data.name,
+        kind=data.kind,
+        higher_is_better=data.higher_is_better,
+        description=data.description,
+        created_by=actor.name,
+    )
+    session.add(metric)
+    session.flush()
+    record(
+        session=session,
+        actor=actor,
+        action="metric.created",
+        target_type="metric",
+        target=data.name,
+        after={"kind": data.kind, "higher_is_better": data.higher_is_better},
+    )
+    return metric
+
+
+def list_metrics(*, session: Session, project_id: int) -> list[MetricRead]:
+    builtin = [
+        MetricRead(
+            name=spec.name,
+            kind=spec.kind,
+            higher_is_better=spec.higher_is_better,
+            description=spec.description,
+            builtin=True,
+        )
+        for spec in BUILTIN.values()
+    ]
+    custom = session.scalars(select(Metric).where(Metric.project_id == project_id).order_by(Metric.name))
+    return builtin + [
+        MetricRead(
+            name=m.name,
+            kind=m.kind,
+            higher_is_better=m.higher_is_better,
+            description=m.description,
+            builtin=False,
+        )
+        for m in custom
+    ]

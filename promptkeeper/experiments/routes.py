@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, status
+from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
-from promptkeeper.experiments import analysis, events, service
+from promptkeeper.experiments import analysis, events, metrics, service
+from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import (
     EventBatch,
     EventBatchRead,
@@ -18,6 +20,7 @@ from promptkeeper.experiments.schemas import (
     MetricRead,
     ResultsRead,
     Status,
+    VariantRead,
     WeightsUpdate,
 )
 from promptkeeper.prompts.schemas import Page
@@ -28,12 +31,50 @@ ExperimentId = Annotated[int, Path(ge=1)]
 Reason = Annotated[str, Body(embed=True, max_length=10_000)]
 
 
+def experiment_read(session: Session, experiment: Experiment) -> ExperimentRead:
+    prompt, environment = service.names_of(session, experiment)
+    return ExperimentRead(
+        id=experiment.id,
+        prompt=prompt,
+        environment=environment,
+        name=experiment.name,
+        hypothesis=experiment.hypothesis,
+        status=experiment.status,
+        mode=experiment.mode,
+        seed=experiment.seed,
+        hash_version=experiment.hash_version,
+        coverage=experiment.coverage,
+        variants=[VariantRead(**v) for v in experiment.variants],
+        primary_metric=experiment.primary_metric,
+        guardrails=list(experiment.guardrails),
+        alpha=experiment.alpha,
+        power=experiment.power,
+        mde=experiment.mde,
+        mde_relative=experiment.mde_relative,
+        baseline=experiment.baseline,
+        std_dev=experiment.std_dev,
+        planned_sample_size=experiment.planned_sample_size,
+        sequential=experiment.sequential,
+        stop_on_guardrail=experiment.stop_on_guardrail,
+        burn_in=experiment.burn_in,
+        min_share=experiment.min_share,
+        decision=experiment.decision,
+        decision_variant=experiment.decision_variant,
+        decision_reason=experiment.decision_reason,
+        created_by=experiment.created_by,
+        created_at=experiment.created_at,
+        started_at=experiment.started_at,
+        stopped_at=experiment.stopped_at,
+        weights_updated_at=experiment.weights_updated_at,
+    )
+
+
 @router.post("/experiments", status_code=status.HTTP_201_CREATED, response_model=ExperimentRead)
 def create_experiment(body: ExperimentCreate, session: WriteDB, caller: Editor) -> ExperimentRead:
     """Create a draft: the control is what the environment serves; the sample size is pre-registered."""
     experiment = service.create_experiment(session=session, actor=caller, data=body)
     session.commit()
-    return service.experiment_read(session, experiment)
+    return experiment_read(session, experiment)
 
 
 @router.get("/experiments", response_model=Page[ExperimentRead])
@@ -53,9 +94,7 @@ def list_experiments(
         limit=limit,
         offset=offset,
     )
-    return Page(
-        items=[service.experiment_read(session, e) for e in rows], total=total, limit=limit, offset=offset
-    )
+    return Page(items=[experiment_read(session, e) for e in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentRead)
@@ -63,7 +102,7 @@ def get_experiment(experiment_id: ExperimentId, session: ReadDB, caller: Reader)
     experiment = service.get_experiment(
         session=session, project_id=caller.project_id, experiment_id=experiment_id
     )
-    return service.experiment_read(session, experiment)
+    return experiment_read(session, experiment)
 
 
 @router.post("/experiments/{experiment_id}/start", response_model=ExperimentRead)
@@ -75,7 +114,7 @@ def start_experiment(
         session=session, actor=caller, experiment_id=experiment_id, reason=reason
     )
     session.commit()
-    return service.experiment_read(session, experiment)
+    return experiment_read(session, experiment)
 
 
 @router.put("/experiments/{experiment_id}/weights", response_model=ExperimentRead)
@@ -87,7 +126,7 @@ def set_weights(
         session=session, actor=caller, experiment_id=experiment_id, weights=body.weights, reason=body.reason
     )
     session.commit()
-    return service.experiment_read(session, experiment)
+    return experiment_read(session, experiment)
 
 
 @router.post("/experiments/{experiment_id}/stop", response_model=ExperimentRead)
@@ -99,7 +138,7 @@ def stop_experiment(
         session=session, actor=caller, experiment_id=experiment_id, data=body
     )
     session.commit()
-    return service.experiment_read(session, experiment)
+    return experiment_read(session, experiment)
 
 
 @router.get("/experiments/{experiment_id}/results", response_model=ResultsRead)
@@ -122,13 +161,13 @@ def ingest_events(body: EventBatch, session: WriteDB, caller: RuntimeCaller) -> 
 @router.get("/metrics", response_model=list[MetricRead])
 def list_metrics(session: ReadDB, caller: Reader) -> list[MetricRead]:
     """Built-in metrics and the project's custom ones."""
-    return service.list_metrics(session=session, project_id=caller.project_id)
+    return metrics.list_metrics(session=session, project_id=caller.project_id)
 
 
 @router.post("/metrics", status_code=status.HTTP_201_CREATED, response_model=MetricRead)
 def create_metric(body: MetricCreate, session: WriteDB, caller: Editor) -> MetricRead:
     """A custom metric: outcome events carry its values in `metrics.<name>`."""
-    metric = service.create_metric(session=session, actor=caller, data=body)
+    metric = metrics.create_metric(session=session, actor=caller, data=body)
     session.commit()
     return MetricRead(
         name=metric.name,

@@ -29,16 +29,9 @@ from promptkeeper.audit.service import record
 from promptkeeper.core import experiment_stats
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
-from promptkeeper.experiments.metrics import BUILTIN, MetricSpec, custom_spec
-from promptkeeper.experiments.models import Experiment, Metric
-from promptkeeper.experiments.schemas import (
-    ExperimentCreate,
-    ExperimentRead,
-    ExperimentStop,
-    MetricCreate,
-    MetricRead,
-    VariantRead,
-)
+from promptkeeper.experiments.metrics import MetricSpec, metric_spec
+from promptkeeper.experiments.models import Experiment
+from promptkeeper.experiments.schemas import ExperimentCreate, ExperimentStop
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
@@ -46,77 +39,6 @@ from promptkeeper.workflow import deployments, reviews
 
 CONTROL = "control"
 EXPERIMENT_ACTIONS = frozenset({"experiment_start", "experiment_update", "experiment_stop"})
-
-
-# -- metrics -----------------------------------------------------------------------------------------
-
-
-def metric_spec(*, session: Session, project_id: int, name: str, field: str) -> MetricSpec:
-    """The built-in or custom metric `name`; 422 naming `field` when there is none."""
-    spec = BUILTIN.get(name)
-    if spec is not None:
-        return spec
-    metric = session.scalar(select(Metric).where(Metric.project_id == project_id, Metric.name == name))
-    if metric is None:
-        raise ValidationFailed(
-            f"{field}: unknown metric '{name}' (built-in: {', '.join(BUILTIN)}; "
-            "or define it: POST /v1/metrics)",
-            details={"field": field, "metric": name},
-        )
-    return custom_spec(metric.name, metric.kind, metric.higher_is_better, metric.description)  # type: ignore[arg-type]
-
-
-def create_metric(*, session: Session, actor: Actor, data: MetricCreate) -> Metric:
-    if data.name in BUILTIN:
-        raise Conflict(f"'{data.name}' is a built-in metric", details={"metric": data.name})
-    exists = session.scalar(
-        select(Metric.id).where(Metric.project_id == actor.project_id, Metric.name == data.name)
-    )
-    if exists is not None:
-        raise Conflict(f"metric '{data.name}' already exists", details={"metric": data.name})
-    metric = Metric(
-        project_id=actor.project_id,
-        name=data.name,
-        kind=data.kind,
-        higher_is_better=data.higher_is_better,
-        description=data.description,
-        created_by=actor.name,
-    )
-    session.add(metric)
-    session.flush()
-    record(
-        session=session,
-        actor=actor,
-        action="metric.created",
-        target_type="metric",
-        target=data.name,
-        after={"kind": data.kind, "higher_is_better": data.higher_is_better},
-    )
-    return metric
-
-
-def list_metrics(*, session: Session, project_id: int) -> list[MetricRead]:
-    builtin = [
-        MetricRead(
-            name=spec.name,
-            kind=spec.kind,
-            higher_is_better=spec.higher_is_better,
-            description=spec.description,
-            builtin=True,
-        )
-        for spec in BUILTIN.values()
-    ]
-    custom = session.scalars(select(Metric).where(Metric.project_id == project_id).order_by(Metric.name))
-    return builtin + [
-        MetricRead(
-            name=m.name,
-            kind=m.kind,
-            higher_is_better=m.higher_is_better,
-            description=m.description,
-            builtin=False,
-        )
-        for m in custom
-    ]
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -140,44 +62,6 @@ def names_of(session: Session, experiment: Experiment) -> tuple[str, str]:
     env = session.get(Environment, experiment.environment_id)
     assert prompt is not None and env is not None  # foreign keys
     return prompt.name, env.name
-
-
-def experiment_read(session: Session, experiment: Experiment) -> ExperimentRead:
-    prompt, environment = names_of(session, experiment)
-    return ExperimentRead(
-        id=experiment.id,
-        prompt=prompt,
-        environment=environment,
-        name=experiment.name,
-        hypothesis=experiment.hypothesis,
-        status=experiment.status,
-        mode=experiment.mode,
-        seed=experiment.seed,
-        hash_version=experiment.hash_version,
-        coverage=experiment.coverage,
-        variants=[VariantRead(**v) for v in experiment.variants],
-        primary_metric=experiment.primary_metric,
-        guardrails=list(experiment.guardrails),
-        alpha=experiment.alpha,
-        power=experiment.power,
-        mde=experiment.mde,
-        mde_relative=experiment.mde_relative,
-        baseline=experiment.baseline,
-        std_dev=experiment.std_dev,
-        planned_sample_size=experiment.planned_sample_size,
-        sequential=experiment.sequential,
-        stop_on_guardrail=experiment.stop_on_guardrail,
-        burn_in=experiment.burn_in,
-        min_share=experiment.min_share,
-        decision=experiment.decision,
-        decision_variant=experiment.decision_variant,
-        decision_reason=experiment.decision_reason,
-        created_by=experiment.created_by,
-        created_at=experiment.created_at,
-        started_at=experiment.started_at,
-        stopped_at=experiment.stopped_at,
-        weights_updated_at=experiment.weights_updated_at,
-    )
 
 
 def list_experiments(
