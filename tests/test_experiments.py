@@ -316,3 +316,23 @@ def test_results_match_a_direct_computation(client: TestClient) -> None:
         assert abs(latency["median"]["ci"]["low"] - interval.low) < 1e-9
         assert abs(latency["median"]["ci"]["high"] - interval.high) < 1e-9
         assert variant_result["metrics"]["completion"]["mean"] == statistics.fmean(completions[key])
+
+
+def test_protected_environment_needs_an_approver_to_start(client: TestClient, settings: Any) -> None:
+    from promptkeeper.access.service import Role
+    from tests.helpers import bearer
+    from tests.route_catalog import new_key
+
+    name = _setup(client)
+    assert client.patch(f"/v1/environments/{ENV}", json={"protected": True}).status_code == 200
+    experiment = _create(client, name)
+    editor = new_key(settings, "default", Role.editor)
+    response = client.post(f"/v1/experiments/{experiment['id']}/start", json={}, headers=bearer(editor))
+    assert response.status_code == 403 and "approver" in error_of(response)["message"]
+    assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "draft"
+    started = client.post(f"/v1/experiments/{experiment['id']}/start", json={})  # the admin may
+    assert started.status_code == 200, started.text
+    # shipping the winner is a deploy to a protected environment: it needs an approved review
+    ship = client.post(f"/v1/experiments/{experiment['id']}/stop", json={"decision": "ship", "variant": "v2"})
+    assert ship.status_code == 409 and "review" in error_of(ship)["message"]
+    assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"

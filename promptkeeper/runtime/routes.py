@@ -34,7 +34,7 @@ from promptkeeper.prompts.schemas import (
     ResolveRead,
 )
 from promptkeeper.runtime.events import ReleaseChanged
-from promptkeeper.runtime.resolver import Payload, Split
+from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
 from promptkeeper.runtime.stream import format_event
 
 router = APIRouter(prefix="/v1", tags=["runtime"])
@@ -193,11 +193,13 @@ async def _variant_for(context: AppContext, split: Split, unit: str, headers: di
         index = hashed_variant(split, unit)
     else:
         known = context.sticky.cached(split.experiment_id, unit)
-        index = (
-            known
-            if known is not None
-            else await anyio.to_thread.run_sync(context.sticky.variant, split, unit)
-        )
+        if known is not None:
+            index = known
+        else:
+            try:
+                index = await anyio.to_thread.run_sync(context.sticky.variant, split, unit)
+            except DATABASE_ERRORS:  # keep serving: the weights alone still give a variant
+                index = hashed_variant(split, unit)
     headers[EXPERIMENT_HEADER] = str(split.experiment_id)
     if index < 0:
         return split.outside
