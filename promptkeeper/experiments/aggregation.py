@@ -10,6 +10,7 @@ variant's middle are returned.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,7 +154,8 @@ def aggregate(session: Session, experiment: Experiment, specs: list[MetricSpec])
             result.moments[spec.name][variant].add(int(n), float(total), float(squares))
     for spec in specs:
         if spec.median:
-            middles = _middle_order_statistics(session, experiment.id, spec)
+            counts = [m.n for m in result.moments[spec.name]]
+            middles = _middle_order_statistics(session, experiment.id, spec, counts)
             result.medians[spec.name] = [
                 _median(*middles[variant]) if variant in middles else None for variant in range(k)
             ]
@@ -182,12 +184,13 @@ GROUP BY counts.v, counts.n, counts.lo, counts.hi
 
 
 def _middle_order_statistics(
-    session: Session, experiment_id: int, spec: MetricSpec
+    session: Session, experiment_id: int, spec: MetricSpec, counts: list[int]
 ) -> dict[int, tuple[dict[int, float], int]]:
     """variant -> ({rank: value} near the middle, n) of a built-in continuous metric's unit values.
 
     PostgreSQL: `percentile_disc` at the fractions that pick exactly those ranks (one sort of bare
-    values per variant); elsewhere: window functions.
+    values per variant); elsewhere: `ORDER BY ... LIMIT ... OFFSET` per variant, with the counts
+    (`counts[variant]`, from the aggregate) giving the ranks.
     """
     assert spec.column in UNIT_NUMBERS  # a fixed name: safe in the SQL text
     found: dict[int, tuple[dict[int, float], int]] = {}
@@ -200,30 +203,25 @@ def _middle_order_statistics(
         return found
     units = rollup.UNITS
     value = rollup.unit_value(spec)
-    ranked = (
-        select(
-            units.c.variant_min.label("v"),
-            value.label("x"),
-            func.row_number().over(partition_by=units.c.variant_min, order_by=value).label("rn"),
-            func.count().over(partition_by=units.c.variant_min).label("n"),
+    for variant, n in enumerate(counts):
+        if n == 0:
+            continue
+        margin = math.ceil(3 * math.sqrt(n)) + 2
+        low, high = max(1, n // 2 - margin), min(n, n // 2 + margin + 1)
+        values = session.scalars(
+            select(value)
+            .where(
+                units.c.experiment_id == experiment_id,
+                units.c.variant_min == variant,
+                units.c.variant_max == variant,
+                units.c.exposures > 0,
+                value.is_not(None),
+            )
+            .order_by(value)
+            .limit(high - low + 1)
+            .offset(low - 1)
         )
-        .where(
-            units.c.experiment_id == experiment_id,
-            units.c.variant_min == units.c.variant_max,
-            units.c.exposures > 0,
-            value.is_not(None),
-        )
-        .subquery()
-    )
-    distance = ranked.c.rn - ranked.c.n / 2.0
-    rows = session.execute(
-        select(ranked.c.v, ranked.c.rn, ranked.c.n, ranked.c.x).where(
-            distance * distance <= 9 * ranked.c.n + 16
-        )
-    )
-    for variant, rank, n, x in rows:
-        window, _ = found.setdefault(int(variant), ({}, int(n)))
-        window[int(rank)] = float(x)
+        found[variant] = ({low + i: float(x) for i, x in enumerate(values)}, n)
     return found
 
 
