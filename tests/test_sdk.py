@@ -303,7 +303,7 @@ def test_sdk_imports_no_server_code() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('fastapi','starlette','sqlalchemy','alembic','redis','uvicorn','pydantic_settings','psycopg') "
         "or m.startswith(('promptkeeper.db', 'promptkeeper.prompts', "
-        "'promptkeeper.runtime', 'promptkeeper.api'))); "
+        "'promptkeeper.runtime', 'promptkeeper.api', 'promptkeeper.experiments'))); "
         "print(','.join(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

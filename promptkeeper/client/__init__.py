@@ -5,7 +5,8 @@
     prompt = client.get("greeting")
     prompt.render(name="Ada")
 
-Imports only httpx and the shared pure template module: never server code.
+Imports only httpx and pure modules shared with the server (templates, assignment, outcome
+fields): never server code.
 """
 
 from promptkeeper.client._async import AsyncClient

@@ -14,23 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from promptkeeper.client._prompt import Prompt
+from promptkeeper.core import outcomes
 
 BATCH_SIZE = 1_000  # the server takes up to 10,000 per request; smaller batches keep latency low
 MAX_PENDING = 100_000
 MAX_REMEMBERED = 100_000
-_OUTCOME_FIELDS = (
-    "completed",
-    "thumbs",
-    "rating",
-    "edited",
-    "regenerated",
-    "latency_ms",
-    "ttft_ms",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "safety_flag",
-)
+_OUTCOME_FIELDS = outcomes.FIELDS
 
 
 def _now() -> str:

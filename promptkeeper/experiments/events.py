@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from promptkeeper.core import outcomes
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import NotFound, ValidationFailed
 from promptkeeper.experiments import rollup
@@ -27,18 +28,7 @@ from promptkeeper.experiments.models import Event, Experiment, Metric
 from promptkeeper.experiments.schemas import EventBatchRead, EventIn
 
 CHUNK = 1_000
-_OUTCOME_FIELDS = (
-    "completed",
-    "rating",
-    "edited",
-    "regenerated",
-    "latency_ms",
-    "ttft_ms",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "safety_flag",
-)
+_OUTCOME_FIELDS = tuple(name for name in outcomes.FIELDS if name != "thumbs")  # thumbs: stored as 1/-1
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:

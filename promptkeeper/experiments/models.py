@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from promptkeeper.core import outcomes
 from promptkeeper.db.base import Base, UTCDateTime, utcnow
 
 EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
@@ -135,8 +136,8 @@ class Event(Base):
 
 #: Built-in outcome columns kept per unit in `experiment_units`: flags as their maximum (1/0),
 #: numbers as sum and count (the per-unit mean is sum / count).
-UNIT_FLAGS = ("completed", "thumbs", "edited", "regenerated", "safety_flag")
-UNIT_NUMBERS = ("rating", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd")
+UNIT_FLAGS = outcomes.FLAGS
+UNIT_NUMBERS = outcomes.NUMBERS
 
 #: One row per (experiment, unit), kept up to date by ingestion: analysis reads units, not events,
 #: so its cost grows with the number of units rather than with the number of events.

@@ -19,7 +19,6 @@ analysis applies), and never below 500 units per variant.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -468,19 +467,3 @@ def _end_superseded(session: Session, deployment: Deployment, actor: Actor) -> N
 
 
 releases.CHANGE_HOOKS.append(_end_superseded)
-
-
-def variant_keys(experiment: Experiment) -> list[str]:
-    return [v["key"] for v in experiment.variants]
-
-
-def plan_of(experiment: Experiment) -> dict[str, Any]:
-    """What resolution needs to assign units: everything but the contents."""
-    return {
-        "id": experiment.id,
-        "mode": experiment.mode,
-        "seed": experiment.seed,
-        "hash_version": experiment.hash_version,
-        "coverage": experiment.coverage,
-        "variants": [dict(v) for v in experiment.variants],
-    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select
@@ -84,16 +85,12 @@ def load_payload(database: Database, key: Key) -> Payload:
     bodies = []
     for index, variant in enumerate(variants):
         row = versions[variant["version"]]
-        variant_resolved = releases.Resolved(
-            project_id=project_id,
-            name=name,
-            environment=environment,
+        variant_resolved = replace(
+            resolved,
             version=row.number,
-            revision=resolved.revision,
             content=row.content,
             variables=row.variables,
             placeholders=row.placeholders,
-            deployed_at=resolved.deployed_at,
         )
         assignment = {"experiment_id": experiment.id, "variant": variant["key"], "index": index}
         bodies.append(releases.payload_of(variant_resolved, assignment=assignment))
