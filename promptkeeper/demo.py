@@ -11,6 +11,8 @@ from promptkeeper.access.service import DEFAULT_PROJECT, Actor, get_project
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
+from promptkeeper.experiments import service as experiments
+from promptkeeper.experiments.schemas import ExperimentCreate
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.schemas import PromptCreate
@@ -107,6 +109,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
                     reason="sample data",
                 )
         _seed_evaluation(session, actor)
+        _seed_experiment(session, actor)
         session.commit()
         return len(SAMPLES)
 
@@ -143,4 +146,29 @@ def _seed_evaluation(session: Session, actor: Actor) -> None:
         name="summarize",
         data=RunCreate(suite=suite.name, repeats=2),
         default_concurrency=4,
+    )
+
+
+def _seed_experiment(session: Session, actor: Actor) -> None:
+    """A running 90/10 experiment on the support prompt in production (control v1, candidate v2)."""
+    experiment = experiments.create_experiment(
+        session=session,
+        actor=actor,
+        data=ExperimentCreate.model_validate(
+            {
+                "prompt": SAMPLES[0]["name"],
+                "environment": "production",
+                "name": "friendlier tone",
+                "hypothesis": "v2's friendlier system prompt completes more conversations",
+                "control_weight": 90,
+                "candidates": [{"version": 2, "weight": 10, "key": "friendly"}],
+                "primary_metric": "completion",
+                "guardrails": ["latency_ms", "safety_flag"],
+                "baseline": 0.4,
+                "mde": 0.05,
+            }
+        ),
+    )
+    experiments.start_experiment(
+        session=session, actor=actor, experiment_id=experiment.id, reason="sample data"
     )

@@ -88,6 +88,8 @@ def test_readme_quickstart_runs(served: tuple[str, subprocess.Popen[str]], tmp_p
     headers = {"Authorization": f"Bearer {key}"}
     samples = httpx.get(f"{url}/v1/prompts", headers=headers).json()
     assert samples["total"] >= 2  # --sample-data seeded the project
+    running = httpx.get(f"{url}/v1/experiments", params={"status": "running"}, headers=headers).json()
+    assert [e["name"] for e in running["items"]] == ["friendlier tone"]  # ... and started an experiment
     # ... and queued an evaluation run, which the server's in-process worker executes.
     deadline = time.monotonic() + 30
     while True:

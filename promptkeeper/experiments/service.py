@@ -43,13 +43,10 @@ EXPERIMENT_ACTIONS = frozenset({"experiment_start", "experiment_update", "experi
 # -- reading -----------------------------------------------------------------------------------------
 
 
-def get_experiment(
-    *, session: Session, project_id: int, experiment_id: int, lock: bool = False
-) -> Experiment:
-    query = select(Experiment).where(Experiment.id == experiment_id, Experiment.project_id == project_id)
-    if lock:
-        query = query.with_for_update()
-    experiment = session.scalar(query)
+def get_experiment(*, session: Session, project_id: int, experiment_id: int) -> Experiment:
+    experiment = session.scalar(
+        select(Experiment).where(Experiment.id == experiment_id, Experiment.project_id == project_id)
+    )
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} not found", details={"experiment_id": experiment_id})
     return experiment
