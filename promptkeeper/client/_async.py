@@ -80,6 +80,8 @@ class AsyncClient(ClientBase):
                 if entry is not None:
                     if entry.expires < time.monotonic():
                         self._refresh_later(env, name)
+                    if unit is None:  # the cache-hit fast path: nothing else to decide
+                        return entry.prompt
                     prompt = entry.prompt
             if prompt is None:
                 prompt = await self._first(name, env, None)

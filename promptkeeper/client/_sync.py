@@ -107,6 +107,8 @@ class Client(ClientBase):
                 if entry is not None:
                     if entry.expires < time.monotonic():
                         self._refresh_later(env, name)
+                    if unit is None:  # the cache-hit fast path: nothing else to decide
+                        return entry.prompt
                     prompt = entry.prompt
             if prompt is None:
                 prompt = self._first(name, env, None)
