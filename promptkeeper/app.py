@@ -29,6 +29,7 @@ from promptkeeper.experiments import routes as experiment_routes
 from promptkeeper.experiments import serving
 from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
+from promptkeeper.monitoring import routes as monitoring_routes
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
@@ -148,4 +149,5 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(audit_routes.router)
     app.include_router(evaluation_routes.router)
     app.include_router(experiment_routes.router)
+    app.include_router(monitoring_routes.router)
     return app

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         description="Seconds a worker holds a job unrenewed before another may take it.",
     )
     worker_poll_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for new jobs.")
+    monitor_batch: int = Field(
+        default=200, ge=1, le=10_000, description="Generations a worker claims for scoring at a time."
+    )
+    monitor_judge_rate: float = Field(
+        default=2.0,
+        gt=0,
+        description="LLM-judge calls per second per worker when scoring production outputs.",
+    )
     experiment_update_interval: float = Field(
         default=300.0,
         gt=0,

@@ -215,14 +215,14 @@ def test_events_are_validated_whole_and_outcomes_tagged(client: TestClient) -> N
     early = client.post(
         "/v1/events", json={"events": [{"type": "outcome", "request_id": "late", "completed": True}]}
     )
-    assert early.json() == {"accepted": 1, "exposures": 0, "outcomes": 1, "untagged": 1}
+    assert early.json() == {"accepted": 1, "exposures": 0, "outcomes": 1, "untagged": 1, "generations": 0}
     exposure = {"type": "exposure", "request_id": "late", "experiment_id": eid, "variant": "v2", "unit": "u7"}
     same_batch = [
         {"type": "exposure", "request_id": "r5", "experiment_id": eid, "variant": "control", "unit": "u5"},
         {"type": "outcome", "request_id": "r5", "completed": False, "latency_ms": 120},
     ]
     response = client.post("/v1/events", json={"events": [exposure, *same_batch]})
-    assert response.json() == {"accepted": 3, "exposures": 2, "outcomes": 1, "untagged": 0}
+    assert response.json() == {"accepted": 3, "exposures": 2, "outcomes": 1, "untagged": 0, "generations": 0}
     results = client.get(f"/v1/experiments/{eid}/results").json()
     control, candidate = results["variants"]
     assert (control["exposures"], candidate["exposures"]) == (1, 1)

@@ -1,6 +1,7 @@
 """The job loop: in-process in embedded mode (a task of each server), or `promptkeeper worker`.
 
-It claims one evaluation run at a time and executes it; between runs it sleeps
+It claims one evaluation run at a time and executes it; with no run waiting, it scores a batch of
+sampled production outputs for the monitors (`monitoring.scoring`). With neither, it sleeps
 `worker_poll_interval` seconds, or less when a run is queued in this process (`wake`).
 """
 
@@ -15,6 +16,7 @@ from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.execute import Executor
 from promptkeeper.evaluations.runs import RunQueued
+from promptkeeper.monitoring.scoring import MonitorScorer
 from promptkeeper.runtime.resolver import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ class Worker:
     def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.executor = Executor(db, settings, self.name)
+        self.monitors = MonitorScorer(db, settings, self.name)
         self._interval = settings.worker_poll_interval
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -48,6 +51,13 @@ class Worker:
             if run_id is not None:
                 await self.executor.execute(run_id)
                 self.completed += 1
+                continue
+            try:
+                claimed = await self.executor.in_thread(self.monitors.step)
+            except DATABASE_ERRORS as exc:
+                log.warning("worker %s cannot reach the database: %s", self.name, exc)
+                claimed = 0
+            if claimed:
                 continue
             if until_idle:
                 return

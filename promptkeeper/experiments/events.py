@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -28,6 +28,10 @@ from promptkeeper.experiments.models import Event, Experiment, Metric
 from promptkeeper.experiments.schemas import EventBatchRead, EventIn
 
 CHUNK = 1_000
+#: Stores a batch's generation records and applies its feedback to them, in the same transaction:
+#: `(session, project_id, events) -> generations stored`. Monitoring registers here (it builds on
+#: this module, which must not import it).
+SINKS: list[Callable[[Session, int, Sequence[EventIn]], int]] = []
 _OUTCOME_FIELDS = tuple(name for name in outcomes.FIELDS if name != "thumbs")  # thumbs: stored as 1/-1
 
 
@@ -64,6 +68,8 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     rows: list[dict[str, Any]] = []
     exposures: dict[str, tuple[int, int, str]] = {}
     for index, event in enumerate(events):
+        if event.type == "generation":
+            continue  # stored by the sinks below
         row = empty.copy()  # every column present: executemany and COPY need the same keys
         row["project_id"] = project_id
         row["kind"] = event.type
@@ -113,12 +119,14 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
         rollup.merge(session, rollup.deltas(rows))
     if exposures:
         _tag_waiting(session, project_id, exposures)
+    generations = sum(sink(session, project_id, events) for sink in SINKS)
     outcome_count = sum(1 for row in rows if row["kind"] == "outcome")
     return EventBatchRead(
-        accepted=len(rows),
+        accepted=len(events),
         exposures=len(rows) - outcome_count,
         outcomes=outcome_count,
         untagged=sum(1 for row in untagged if row["experiment_id"] is None),
+        generations=generations,
     )
 
 

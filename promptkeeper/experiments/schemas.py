@@ -118,8 +118,11 @@ class ExperimentList(BaseModel):
 # -- events ----------------------------------------------------------------------------------------
 
 
+MAX_OUTPUT_CHARS = 200_000
+
+
 class EventIn(_Body):
-    type: Literal["exposure", "outcome"]
+    type: Literal["exposure", "outcome", "generation"]
     request_id: str = Field(min_length=1, max_length=128)
     at: datetime | None = Field(default=None, description="When it happened (default: when received).")
     experiment_id: int | None = Field(default=None, description="Exposure: the experiment (required).")
@@ -139,6 +142,15 @@ class EventIn(_Body):
     cost_usd: float | None = Field(default=None, ge=0)
     safety_flag: bool | None = None
     metrics: dict[str, float | bool] | None = Field(default=None, description="Custom metrics by name.")
+    environment: EnvironmentName | None = Field(
+        default=None, description="Generation: where it ran (required)."
+    )
+    output: str | None = Field(
+        default=None, max_length=MAX_OUTPUT_CHARS, description="Generation: the model's output (required)."
+    )
+    input: Any | None = Field(
+        default=None, description="Generation: the rendered input or its variables (redact before sending)."
+    )
 
 
 class EventBatch(_Body):
@@ -150,6 +162,9 @@ class EventBatchRead(BaseModel):
     exposures: int
     outcomes: int
     untagged: int = Field(description="Outcomes whose exposure is not known yet (tagged when it arrives).")
+    generations: int = Field(
+        default=0, description="Generation records stored (a resent request id is skipped)."
+    )
 
 
 # -- custom metrics --------------------------------------------------------------------------------

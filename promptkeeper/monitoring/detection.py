@@ -1,0 +1,502 @@
+"""Looks at a live version: windows, decisions, alerts and the automatic rollback.
+
+A look happens when the live version's scored records cross a multiple of `check_every` (after
+`min_sample`), in one write transaction under the monitor's row lock, so two workers finishing
+batches at once take one look, not two. Each rule is judged by `core.detection.judge` against the
+**frozen** window of the previous version: its last `window_size` scores from before the current
+version went live. A look is stored (`MonitorCheck`) with its findings; the level the monitor acts
+on is the one reached by `consecutive` looks in a row.
+
+When a rule's acting level rises above what this deployment has already alerted, an alert is stored
+and published (audit entry `alert.warning` / `alert.critical`, hence the signed webhooks, and the
+log). A critical alert with `auto_rollback` rolls the environment back to the last known-good
+version: the most recent earlier version whose latest look was `ok`, never a version that had a
+critical alert on this monitor (so a bad version is never brought back automatically), and not
+within `cooldown_seconds` of the monitor's previous automatic rollback. The rollback is an ordinary
+release change (`auto_rollback` in the history, with the evidence as its reason), so it propagates
+to every instance and SDK like any rollback, plus an audit entry `rollback.automatic`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.service import Actor
+from promptkeeper.audit.service import record
+from promptkeeper.core import detection
+from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import Database
+from promptkeeper.errors import PromptKeeperError
+from promptkeeper.monitoring.models import Monitor, MonitorAlert, MonitorCheck, MonitorScore
+from promptkeeper.prompts import releases
+from promptkeeper.prompts.models import Deployment, Environment, Prompt, Release
+
+log = logging.getLogger(__name__)
+SYSTEM_ACTOR = "monitor"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The live version's current stretch: since the deployment that made it live."""
+
+    version: int
+    since: datetime
+    deployment_id: int
+    baseline_version: int | None
+
+
+def segment(session: Session, monitor: Monitor) -> Segment | None:
+    """The oldest row of the newest run of history rows serving the live version (experiment
+    weight changes keep the version, so they do not restart the windows)."""
+    release = session.scalar(
+        select(Release).where(
+            Release.prompt_id == monitor.prompt_id, Release.environment_id == monitor.environment_id
+        )
+    )
+    if release is None:
+        return None
+    rows = session.scalars(
+        select(Deployment)
+        .where(Deployment.prompt_id == monitor.prompt_id, Deployment.environment_id == monitor.environment_id)
+        .order_by(Deployment.revision.desc())
+        .limit(200)
+    )
+    start: Deployment | None = None
+    for row in rows:
+        if row.version_number != release.version_number:
+            break
+        start = row
+    assert start is not None  # the release's own row serves its version
+    return Segment(release.version_number, start.at, start.id, start.previous_version)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A window and the times of its first and last scores."""
+
+    window: detection.Window
+    start: datetime | None
+    end: datetime | None
+
+
+def window(
+    session: Session,
+    monitor_id: int,
+    version: int,
+    rule: str,
+    *,
+    limit: int,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    oldest: bool = False,
+) -> Span:
+    """A rule's scores for `version`: the newest `limit` (or the oldest, for drift's reference)."""
+    query = select(MonitorScore.value, MonitorScore.passed, MonitorScore.at).where(
+        MonitorScore.monitor_id == monitor_id, MonitorScore.version == version, MonitorScore.scorer == rule
+    )
+    if since is not None:
+        query = query.where(MonitorScore.at >= since)
+    if before is not None:
+        query = query.where(MonitorScore.at < before)
+    order = (MonitorScore.at, MonitorScore.id) if oldest else (MonitorScore.at.desc(), MonitorScore.id.desc())
+    rows = list(session.execute(query.order_by(*order).limit(limit)).all())
+    if not oldest:
+        rows.reverse()
+    return Span(
+        detection.Window([float(r[0]) for r in rows], [bool(r[1]) for r in rows]),
+        rows[0][2] if rows else None,
+        rows[-1][2] if rows else None,
+    )
+
+
+def scored_counts(session: Session, monitor_id: int, version: int, since: datetime) -> dict[str, int]:
+    rows = session.execute(
+        select(MonitorScore.scorer, func.count())
+        .where(
+            MonitorScore.monitor_id == monitor_id, MonitorScore.version == version, MonitorScore.at >= since
+        )
+        .group_by(MonitorScore.scorer)
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def _rule(stored: dict[str, Any]) -> detection.Rule:
+    return detection.Rule(
+        scorer=stored["name"],
+        kind=stored["kind"],
+        warning_margin=stored["warning_margin"],
+        critical_margin=stored["critical_margin"],
+        floor=stored["floor"],
+    )
+
+
+def check(database: Database, monitor_id: int) -> MonitorCheck | None:
+    """Take a look if one is due; returns the stored look, or None."""
+    with database.write_session() as session:
+        query = select(Monitor).where(Monitor.id == monitor_id)
+        if database.is_postgres:
+            query = query.with_for_update()
+        monitor = session.scalar(query)
+        if monitor is None or not monitor.enabled:
+            return None
+        taken = look(session, monitor)
+        session.commit()
+        return taken
+
+
+def look(session: Session, monitor: Monitor, now: datetime | None = None) -> MonitorCheck | None:
+    """The look itself, in the caller's transaction (which holds the monitor's lock)."""
+    live = segment(session, monitor)
+    if live is None:
+        return None
+    counts = scored_counts(session, monitor.id, live.version, live.since)
+    scored = max((counts.get(rule["name"], 0) for rule in monitor.rules), default=0)
+    if scored < monitor.min_sample:
+        return None
+    live = with_baseline(session, monitor, live)
+    previous = session.scalar(
+        select(MonitorCheck)
+        .where(MonitorCheck.monitor_id == monitor.id, MonitorCheck.deployment_id == live.deployment_id)
+        .order_by(MonitorCheck.id.desc())
+        .limit(1)
+    )
+    if previous is not None and previous.scored // monitor.check_every >= scored // monitor.check_every:
+        return None
+    number = (previous.look + 1) if previous is not None else 1
+    history = list(
+        session.scalars(
+            select(MonitorCheck)
+            .where(MonitorCheck.monitor_id == monitor.id, MonitorCheck.deployment_id == live.deployment_id)
+            .order_by(MonitorCheck.id.desc())
+            .limit(max(0, monitor.consecutive - 1))
+        )
+    )
+    history.reverse()
+    findings: list[detection.Finding] = []
+    acting: dict[str, detection.Level] = {}
+    spans: dict[str, tuple[Span, Span | None]] = {}
+    for stored in monitor.rules:
+        name = stored["name"]
+        if counts.get(name, 0) < monitor.min_sample:
+            continue
+        current = window(session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since)
+        baseline: Span | None = None
+        if live.baseline_version is not None and live.baseline_version != live.version:
+            baseline = window(
+                session, monitor.id, live.baseline_version, name, limit=monitor.window_size, before=live.since
+            )
+            if baseline.window.n < monitor.min_sample:
+                baseline = None
+        reference = None
+        if counts[name] >= 2 * monitor.min_sample:
+            reference = window(
+                session,
+                monitor.id,
+                live.version,
+                name,
+                limit=monitor.min_sample,
+                since=live.since,
+                oldest=True,
+            ).window
+        finding = detection.judge(
+            _rule(stored),
+            current.window,
+            baseline.window if baseline else None,
+            look=number,
+            alpha=monitor.alpha,
+            reference=reference,
+        )
+        findings.append(finding)
+        spans[name] = (current, baseline)
+        levels = [_level_of(check, name) for check in history] + [finding.level]
+        acting[name] = detection.acting_level(levels, monitor.consecutive)
+    if not findings:
+        return None
+    worst = max((f.level for f in findings), key=detection.LEVELS.index)
+    acting_worst = max(acting.values(), key=detection.LEVELS.index)
+    taken = MonitorCheck(
+        monitor_id=monitor.id,
+        deployment_id=live.deployment_id,
+        version=live.version,
+        baseline_version=live.baseline_version,
+        at=now or utcnow(),
+        look=number,
+        scored=scored,
+        level=worst,
+        acting=acting_worst,
+        findings=[{**f.as_dict(), "acting": acting[f.scorer]} for f in findings],
+    )
+    session.add(taken)
+    session.flush()
+    _alert(session, monitor, live, taken, findings, acting, spans)
+    return taken
+
+
+def _level_of(check: MonitorCheck, rule: str) -> str:
+    for finding in check.findings:
+        if finding["scorer"] == rule:
+            return str(finding["level"])
+    return "ok"
+
+
+def _alert(
+    session: Session,
+    monitor: Monitor,
+    live: Segment,
+    taken: MonitorCheck,
+    findings: list[detection.Finding],
+    acting: dict[str, detection.Level],
+    spans: dict[str, tuple[Span, Span | None]],
+) -> None:
+    alerted: dict[str, str] = {}  # each rule's highest level already alerted in this deployment
+    for rule, level in session.execute(
+        select(MonitorAlert.scorer, MonitorAlert.level).where(
+            MonitorAlert.monitor_id == monitor.id, MonitorAlert.deployment_id == live.deployment_id
+        )
+    ):
+        if detection.LEVELS.index(level) > detection.LEVELS.index(alerted.get(rule, "ok")):
+            alerted[rule] = level
+    critical_before = "critical" in alerted.values()
+    prompt = session.get(Prompt, monitor.prompt_id)
+    env = session.get(Environment, monitor.environment_id)
+    assert prompt is not None and env is not None
+    new: list[MonitorAlert] = []
+    for finding in findings:
+        level = acting[finding.scorer]
+        if level == "ok":
+            continue
+        if detection.LEVELS.index(level) <= detection.LEVELS.index(alerted.get(finding.scorer, "ok")):
+            continue
+        current, baseline = spans[finding.scorer]
+        evidence = _evidence(monitor, prompt, env, live, taken, finding, level, current, baseline)
+        alert = MonitorAlert(
+            monitor_id=monitor.id,
+            check_id=taken.id,
+            deployment_id=live.deployment_id,
+            version=live.version,
+            baseline_version=live.baseline_version,
+            level=level,
+            scorer=finding.scorer,
+            reason=finding.reason,
+            at=taken.at,
+            evidence=evidence,
+            rollback_note="",
+        )
+        session.add(alert)
+        new.append(alert)
+    if not new:
+        return
+    session.flush()
+    for alert in new:
+        alert.evidence = {**alert.evidence, "alert_id": alert.id}
+        record(
+            session=session,
+            actor=Actor.system(SYSTEM_ACTOR, monitor.project_id),
+            action=f"alert.{alert.level}",
+            target_type="monitor",
+            target=str(monitor.id),
+            prompt=prompt.name,
+            environment=env.name,
+            after=alert.evidence,
+            severity="critical" if alert.level == "critical" else "warning",
+        )
+        log.warning("monitor alert: %s", json.dumps(alert.evidence, default=str, sort_keys=True))
+    critical = [a for a in new if a.level == "critical"]
+    if critical and monitor.auto_rollback and not critical_before:
+        _roll_back(session, monitor, prompt, env, live, critical[0], taken.at)
+
+
+def _span(span: Span | None, version: int | None) -> dict[str, Any] | None:
+    if span is None or version is None:
+        return None
+    return {
+        "version": version,
+        "n": span.window.n,
+        "start": span.start.isoformat() if span.start else None,
+        "end": span.end.isoformat() if span.end else None,
+    }
+
+
+def _evidence(
+    monitor: Monitor,
+    prompt: Prompt,
+    env: Environment,
+    live: Segment,
+    taken: MonitorCheck,
+    finding: detection.Finding,
+    level: str,
+    current: Span,
+    baseline: Span | None,
+) -> dict[str, Any]:
+    summary = finding.as_dict()
+    return {
+        "monitor_id": monitor.id,
+        "prompt": prompt.name,
+        "environment": env.name,
+        "level": level,
+        "scorer": finding.scorer,
+        "reason": finding.reason,
+        "version": live.version,
+        "baseline_version": live.baseline_version,
+        "windows": {
+            "current": _span(current, live.version),
+            "baseline": _span(baseline, live.baseline_version),
+        },
+        "current": summary["current"],
+        "baseline": summary["baseline"],
+        "effect": summary["effect"],
+        "p_value": summary["p_value"],
+        "confidence_bound": summary["bound"],
+        "alpha": summary["alpha"],
+        "method": summary["method"],
+        "tests": summary["tests"],
+        "look": taken.look,
+        "consecutive": monitor.consecutive,
+        "examples": examples_path(monitor.id, live.version, finding.scorer),
+    }
+
+
+def examples_path(monitor_id: int, version: int, rule: str) -> str:
+    return f"/v1/monitors/{monitor_id}/examples?version={version}&scorer={rule}&failed=true"
+
+
+def with_baseline(session: Session, monitor: Monitor, live: Segment) -> Segment:
+    """The segment compared with its previous version, or, when that one had a critical alert,
+    with the last known-good version: a bad predecessor is no yardstick (a second bad deploy would
+    look fine next to it)."""
+    if live.baseline_version is None or live.baseline_version not in known_bad(session, monitor.id):
+        return live
+    good, _ = _last_passed(session, monitor, live)
+    return replace(live, baseline_version=good)
+
+
+def known_bad(session: Session, monitor_id: int) -> set[int]:
+    return set(
+        session.scalars(
+            select(MonitorAlert.version).where(
+                MonitorAlert.monitor_id == monitor_id, MonitorAlert.level == "critical"
+            )
+        )
+    )
+
+
+def _last_passed(session: Session, monitor: Monitor, live: Segment) -> tuple[int | None, set[int]]:
+    """The most recent earlier version whose latest look was ok and that never had a critical alert."""
+    bad = known_bad(session, monitor.id)
+    history = session.scalars(
+        select(Deployment.version_number)
+        .where(Deployment.prompt_id == monitor.prompt_id, Deployment.environment_id == monitor.environment_id)
+        .order_by(Deployment.revision.desc())
+        .limit(500)
+    )
+    seen: set[int] = {live.version}
+    for version in history:
+        if version in seen:
+            continue
+        seen.add(version)
+        if version in bad:
+            continue
+        latest = session.scalar(
+            select(MonitorCheck.level)
+            .where(MonitorCheck.monitor_id == monitor.id, MonitorCheck.version == version)
+            .order_by(MonitorCheck.id.desc())
+            .limit(1)
+        )
+        if latest == "ok":
+            return version, bad
+    return None, bad
+
+
+def last_known_good(session: Session, monitor: Monitor, live: Segment) -> tuple[int | None, str]:
+    """The most recent earlier version whose latest look was ok; else the previous version, unless
+    it is known bad. Returns the version and how it was chosen."""
+    version, bad = _last_passed(session, monitor, live)
+    if version is not None:
+        return version, f"v{version} is the most recent earlier version whose windows passed"
+    if live.baseline_version is not None and live.baseline_version not in bad:
+        return live.baseline_version, (
+            f"no earlier version has passed its windows yet; v{live.baseline_version} served before this one"
+        )
+    return None, "no earlier version qualifies (none passed its windows, or each had a critical alert)"
+
+
+def _roll_back(
+    session: Session,
+    monitor: Monitor,
+    prompt: Prompt,
+    env: Environment,
+    live: Segment,
+    alert: MonitorAlert,
+    now: datetime,
+) -> None:
+    if monitor.last_rollback_at is not None and now < monitor.last_rollback_at + timedelta(
+        seconds=monitor.cooldown_seconds
+    ):
+        alert.rollback_note = (
+            f"no automatic rollback: the previous one was at {monitor.last_rollback_at.isoformat()}, "
+            f"within the {monitor.cooldown_seconds:g} s cool-down"
+        )
+        return
+    target, why = last_known_good(session, monitor, live)
+    if target is None:
+        alert.rollback_note = f"no automatic rollback: {why}"
+        return
+    actor = Actor.system(SYSTEM_ACTOR, monitor.project_id)
+    reason = (
+        f"monitor {monitor.id}: {alert.scorer} {alert.reason} on v{live.version} "
+        f"(alert {alert.id}, p = {alert.evidence.get('p_value')}); {why}"
+    )
+    try:  # checks come before writes in `rollback`: a refusal leaves nothing half-done
+        deployment = releases.rollback(
+            session=session,
+            project_id=monitor.project_id,
+            name=prompt.name,
+            environment=env.name,
+            version=target,
+            actor=actor,
+            reason=reason,
+            action="auto_rollback",
+        )
+    except PromptKeeperError as exc:
+        alert.rollback_note = f"automatic rollback failed: {exc}"
+        log.error(
+            "monitor %s: automatic rollback of %s@%s failed: %s", monitor.id, prompt.name, env.name, exc
+        )
+        return
+    monitor.last_rollback_at = now
+    alert.rollback_to = target
+    alert.rollback_deployment_id = deployment.id
+    alert.rollback_note = why
+    evidence = {
+        **alert.evidence,
+        "rolled_back_from": live.version,
+        "rolled_back_to": target,
+        "deployment_id": deployment.id,
+    }
+    record(
+        session=session,
+        actor=actor,
+        action="rollback.automatic",
+        target_type="deployment",
+        target=f"{prompt.name}@{env.name}",
+        prompt=prompt.name,
+        environment=env.name,
+        before={"version": live.version},
+        after=evidence,
+        severity="critical",
+    )
+    log.warning(
+        "monitor %s rolled %s@%s back from v%s to v%s",
+        monitor.id,
+        prompt.name,
+        env.name,
+        live.version,
+        target,
+    )
