@@ -188,6 +188,15 @@ class World:
             self._ok("POST", f"/v1/experiments/{body['id']}/start", {})
         return int(body["id"])
 
+    def monitor(self) -> int:
+        name = self.prompt(deployed=True)
+        body = self._ok(
+            "POST",
+            "/v1/monitors",
+            {"prompt": name, "environment": "development", "scorers": [{"scorer": "json_valid"}]},
+        )
+        return int(body["id"])
+
     def gated_environment(self) -> str:
         environment = self.environment()
         self._ok("PUT", f"/v1/environments/{environment}/gate", {"suite": self.suite()})
@@ -635,6 +644,52 @@ ROUTES: list[Route] = [
         lambda w: Request("POST", "/v1/metrics", {"name": w.unique("m").replace("-", "_"), "kind": "binary"}),
         scoped=False,
         mutating=True,
+    ),
+    # monitoring
+    Route(
+        "POST",
+        "/v1/monitors",
+        EDIT,
+        lambda w: Request(
+            "POST",
+            "/v1/monitors",
+            {"prompt": w.prompt(), "environment": "development", "scorers": [{"scorer": "json_valid"}]},
+        ),
+        mutating=True,
+    ),
+    Route("GET", "/v1/monitors", READ, lambda w: Request("GET", "/v1/monitors"), scoped=False),
+    Route("GET", "/v1/monitors/{monitor_id}", READ, lambda w: Request("GET", f"/v1/monitors/{w.monitor()}")),
+    Route(
+        "PATCH",
+        "/v1/monitors/{monitor_id}",
+        EDIT,
+        lambda w: Request("PATCH", f"/v1/monitors/{w.monitor()}", {"sample_rate": 0.5}),
+        mutating=True,
+    ),
+    Route(
+        "DELETE",
+        "/v1/monitors/{monitor_id}",
+        EDIT,
+        lambda w: Request("DELETE", f"/v1/monitors/{w.monitor()}"),
+        mutating=True,
+    ),
+    Route(
+        "GET",
+        "/v1/monitors/{monitor_id}/status",
+        READ,
+        lambda w: Request("GET", f"/v1/monitors/{w.monitor()}/status"),
+    ),
+    Route(
+        "GET",
+        "/v1/monitors/{monitor_id}/alerts",
+        READ,
+        lambda w: Request("GET", f"/v1/monitors/{w.monitor()}/alerts"),
+    ),
+    Route(
+        "GET",
+        "/v1/monitors/{monitor_id}/examples",
+        READ,
+        lambda w: Request("GET", f"/v1/monitors/{w.monitor()}/examples"),
     ),
     # audit and webhooks
     Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),

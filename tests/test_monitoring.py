@@ -328,12 +328,14 @@ def test_a_safety_drop_is_caught_and_rolled_back(
         not e["passed"] and "UNSAFE" in e["output"] and e["version"] == 2 for e in examples
     )
 
-    history = client.get(f"/v1/prompts/mon%2Fclosed-loop/deployments", params={"environment": ENV}).json()[
+    history = client.get("/v1/prompts/mon%2Fclosed-loop/deployments", params={"environment": ENV}).json()[
         "items"
     ]
     assert history[0]["action"] == "auto_rollback" and history[0]["version"] == 1
     assert f"alert {alert['id']}" in history[0]["reason"]
-    actions = [e["action"] for e in client.get("/v1/audit", params={"prompt": name, "limit": 200}).json()["items"]]
+    actions = [
+        e["action"] for e in client.get("/v1/audit", params={"prompt": name, "limit": 200}).json()["items"]
+    ]
     assert (
         "alert.critical" in actions and "rollback.automatic" in actions and "deployment.rollback" in actions
     )
@@ -440,7 +442,9 @@ def test_a_crashed_worker_loses_nothing_and_scores_nothing_twice(
 ) -> None:
     name = "mon/crash"
     _prompt(client, name)
-    _monitor(client, name, sample_rate=1.0, scorers=[SAFETY, {"scorer": "length", "params": {"max_chars": 100}}])
+    _monitor(
+        client, name, sample_rate=1.0, scorers=[SAFETY, {"scorer": "length", "params": {"max_chars": 100}}]
+    )
     Traffic(client, name, seed=4).send(1, 300, fail_rate=0.1)
     short = make_settings(backend, tmp_path, worker_lease=0.5, monitor_batch=100, worker_in_process=False)
     crashed = MonitorScorer(database, short, "crashed")

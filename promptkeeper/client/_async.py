@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -38,6 +38,7 @@ class AsyncClient(ClientBase):
         stream: bool = True,
         poll_interval: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        redact: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -51,6 +52,7 @@ class AsyncClient(ClientBase):
             backoff=backoff,
             stream=stream,
             poll_interval=poll_interval,
+            redact=redact,
         )
         self._http = httpx.AsyncClient(headers=self._headers, timeout=timeout, transport=transport)
         self._stream_http = httpx.AsyncClient(

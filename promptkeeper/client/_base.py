@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -54,6 +54,7 @@ class ClientBase:
         backoff: float = 0.1,
         stream: bool = True,
         poll_interval: float = 30.0,
+        redact: Callable[[Any], Any] | None = None,
     ) -> None:
         if cache_ttl < 0 or timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
             raise ValueError("cache_ttl, retries and backoff must be >= 0; timeout and poll_interval > 0")
@@ -79,6 +80,7 @@ class ClientBase:
         self.events = EventQueue()
         self.flush_interval = 1.0
         self._sticky: OrderedDict[tuple[int, str], int] = OrderedDict()
+        self.redact = redact
 
     # -- experiments -------------------------------------------------------------------------------
 
@@ -131,6 +133,64 @@ class ClientBase:
         values = outcome_fields({**fields, "metrics": dict(metrics) if metrics else None})
         self.events.outcome(request_id, values)
         self._events_added()
+
+    def log_generation(
+        self,
+        prompt: Prompt,
+        output: str,
+        *,
+        input: Any = None,  # noqa: A002 - the record's field is called input
+        request_id: str | None = None,
+        latency_ms: float | None = None,
+        ttft_ms: float | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost_usd: float | None = None,
+    ) -> str | None:
+        """Record what the model produced for `prompt` (queued, sent in the background), for the
+        server's monitors. Returns the request id that feedback is logged against with
+        `log_outcome(request_id, thumbs=...)`; None when the prompt is a caller's fallback (no
+        version to judge) and nothing is recorded.
+
+        `input` (the rendered prompt or its variables) passes through the client's `redact` hook
+        first; if the hook raises, the record is sent without its input, never unredacted.
+        """
+        if not isinstance(output, str):
+            raise ValueError(f"output must be a string, not {type(output).__name__}")
+        if prompt.source == "fallback" or prompt.version < 1:
+            return None
+        request_id = request_id or prompt.request_id or uuid.uuid4().hex
+        event: dict[str, Any] = {
+            "type": "generation",
+            "request_id": request_id,
+            "prompt": prompt.name,
+            "version": prompt.version,
+            "environment": prompt.environment or self.environment,
+            "output": output,
+        }
+        if input is not None:
+            try:
+                event["input"] = self.redact(input) if self.redact is not None else input
+            except Exception:  # noqa: BLE001 - a failing hook must not leak the input or break the app
+                self.stats["redaction_failures"] = self.stats.get("redaction_failures", 0) + 1
+                log.warning("the redact hook failed: the generation is sent without its input")
+        measured = {
+            "latency_ms": latency_ms,
+            "ttft_ms": ttft_ms,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": cost_usd,
+        }
+        for name, value in measured.items():
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative number, not {value!r}")
+                event[name] = value
+        if prompt.experiment_id is not None and prompt.unit is not None:
+            event.update(experiment_id=prompt.experiment_id, variant=prompt.variant, unit=prompt.unit)
+        self.events.generation(event)
+        self._events_added()
+        return request_id
 
     def _events_added(self) -> None:
         """Subclasses wake their sender when a batch is full."""

@@ -1,9 +1,10 @@
-"""Exposure and outcome events waiting to be sent, and what the SDK remembers of recent requests.
+"""Events waiting to be sent (exposures, outcomes, generations), and what the SDK remembers of
+recent requests.
 
-`get(name, unit=...)` and `log_outcome(...)` only append here (no I/O); a background sender posts
-batches to `/v1/events`. The queue is bounded: when the server is unreachable for long, the oldest
-events are dropped and counted (`dropped`), so a logging outage never grows memory without bound
-or slows the application.
+`get(name, unit=...)`, `log_outcome(...)` and `log_generation(...)` only append here (no I/O); a
+background sender posts batches to `/v1/events`. The queue is bounded: when the server is
+unreachable for long, the oldest events are dropped and counted (`dropped`), so a logging outage
+never grows memory without bound or slows the application.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class EventQueue:
         if known is not None:  # saves the server a lookup; it would tag the outcome all the same
             event["experiment_id"], event["variant"], event["unit"] = known
         self._append(event)
+
+    def generation(self, event: dict[str, Any]) -> None:
+        self._append({**event, "at": _now()})
 
     def take(self, limit: int = BATCH_SIZE) -> list[dict[str, Any]]:
         with self._lock:

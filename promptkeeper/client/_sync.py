@@ -7,7 +7,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -51,6 +51,7 @@ class Client(ClientBase):
         stream: bool = True,
         poll_interval: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        redact: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -64,6 +65,7 @@ class Client(ClientBase):
             backoff=backoff,
             stream=stream,
             poll_interval=poll_interval,
+            redact=redact,
         )
         self._http = httpx.Client(headers=self._headers, timeout=timeout, transport=transport)
         self._stream_http = httpx.Client(
