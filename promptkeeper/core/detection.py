@@ -14,11 +14,13 @@ scorer with `judge`, which combines the tests of `regression.py`:
   version's own first records raises a warning (a decline after a good start: a provider change,
   new traffic), where the regression test sees nothing if the previous version was as bad.
 
-Repeated looks must not inflate false alarms. Look k tests at `spent_alpha(alpha, k)` =
-alpha * 6 / (pi^2 k^2): these sum to alpha over infinitely many looks, so by the union bound the
-chance of any false breach over a version's whole life stays below alpha per scorer and level (an
-alpha-spending rule; conservative, and valid whatever the looks' correlation). On top, the monitor
-acts only after `consecutive` breaching looks in a row (`regression.breaches`).
+The regression and floor tests read the live version's accumulated evidence (see `judge`); drift
+reads its latest window. Repeated looks must not inflate false alarms. Look k tests at
+`spent_alpha(alpha, k)` = alpha * 6 / (pi^2 k^2): these sum to alpha over infinitely many looks,
+so by the union bound the chance of any false breach over a version's whole life stays below
+alpha per scorer and level (an alpha-spending rule; conservative, and valid whatever the looks'
+correlation). On top, the monitor acts only after `consecutive` breaching looks in a row
+(`regression.breaches`).
 """
 
 from __future__ import annotations
@@ -226,10 +228,16 @@ def judge(
     look: int,
     alpha: float = 0.05,
     reference: Window | None = None,
+    recent: Window | None = None,
 ) -> Finding:
-    """One scorer at look `look`. `baseline` is the previous version's frozen window (None: no
-    previous version, or too few of its records); `reference` the current version's first records.
-    The caller has checked that `current` holds the monitor's minimum sample."""
+    """One scorer at look `look`.
+
+    `current` is the evidence on the live version: everything it scored since it went live (the
+    caller caps it), so that it grows with the looks while their alpha shrinks; a sliding window
+    would keep the evidence fixed while the bar rises, and lose power look after look. `baseline`
+    is the previous version's frozen window (None: no previous version, or too few records);
+    `reference` the live version's first records and `recent` its latest window, for drift
+    (default: `current`). The caller has checked that `current` holds the minimum sample."""
     if current.n == 0:
         raise ValueError("the current window is empty")
     level_alpha = spent_alpha(alpha, look)
@@ -246,7 +254,7 @@ def judge(
     if rule.floor is not None:
         _floor(rule, current, level_alpha, finding)
     if reference is not None and finding.level == "ok":
-        _drift(rule, current, reference, finding)
+        _drift(rule, recent if recent is not None else current, reference, finding)
     return finding
 
 

@@ -2,9 +2,11 @@
 
 A look happens when the live version's scored records cross a multiple of `check_every` (after
 `min_sample`), in one write transaction under the monitor's row lock, so two workers finishing
-batches at once take one look, not two. Each rule is judged by `core.detection.judge` against the
-**frozen** window of the previous version: its last `window_size` scores from before the current
-version went live. A look is stored (`MonitorCheck`) with its findings; the level the monitor acts
+batches at once take one look, not two. Each rule is judged by `core.detection.judge`: the live
+version's records since it went live (up to `EVIDENCE_WINDOWS` windows: evidence that grows with
+the looks) against the **frozen** window of the previous version, its last `window_size` scores
+from before the current version went live; drift reads the live version's latest window. A look
+is stored (`MonitorCheck`) with its findings; the level the monitor acts
 on is the one reached by `consecutive` looks in a row.
 
 When a rule's acting level rises above what this deployment has already alerted, an alert is stored
@@ -116,6 +118,14 @@ def window(
     )
 
 
+#: The regression and floor tests read up to this many windows of the live version's records.
+EVIDENCE_WINDOWS = 20
+
+
+def evidence_cap(monitor: Monitor) -> int:
+    return monitor.window_size * EVIDENCE_WINDOWS
+
+
 def scored_counts(session: Session, monitor_id: int, version: int, since: datetime) -> dict[str, int]:
     rows = session.execute(
         select(MonitorScore.scorer, func.count())
@@ -186,7 +196,13 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
         name = stored["name"]
         if counts.get(name, 0) < monitor.min_sample:
             continue
-        current = window(session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since)
+        current = window(
+            session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+        )
+        recent = current.window
+        if current.window.n > monitor.window_size:
+            values, passed = current.window.values, current.window.passed
+            recent = detection.Window(values[-monitor.window_size :], passed[-monitor.window_size :])
         baseline: Span | None = None
         if live.baseline_version is not None and live.baseline_version != live.version:
             baseline = window(
@@ -212,6 +228,7 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
             look=number,
             alpha=monitor.alpha,
             reference=reference,
+            recent=recent,
         )
         findings.append(finding)
         spans[name] = (current, baseline)
