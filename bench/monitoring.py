@@ -8,7 +8,7 @@
    scorers themselves.
 3. Detection, simulated with the monitor's own decision code (`core.detection`, same rule and
    defaults as the test: window 1,000, looks every 100, three in a row, margins 0 / 0.03, drift
-   against the first 200 records):
+   of the latest window against the first):
    `--deployments` deployments of a version whose pass rate drops from 98% to 90% give the
    latency in sampled records (and seconds at `--traffic` requests/s and the sample rate); as many
    deployments with no drop (98% vs 98%, 50 windows each) give the false-alarm rate.
@@ -147,20 +147,20 @@ def _deployment(
     rule = detection.Rule("safety", warning_margin=0.0, critical_margin=0.03)
     baseline = _window([rng.random() < before for _ in range(WINDOW)])
     stream: list[bool] = []
+    prefix = [0]  # passes among the first i records, so a look's evidence is counted in O(1)
     levels: list[str] = []
     for look in range(1, looks + 1):
         target = MIN_SAMPLE + (look - 1) * EVERY
-        stream.extend(rng.random() < after for _ in range(target - len(stream)))
-        levels.append(
-            detection.judge(
-                rule,
-                _window(stream[-WINDOW * EVIDENCE_WINDOWS :]),
-                baseline,
-                look=look,
-                reference=_window(stream[:MIN_SAMPLE]) if len(stream) >= 2 * MIN_SAMPLE else None,
-                recent=_window(stream[-WINDOW:]),
-            ).level
+        while len(stream) < target:
+            stream.append(rng.random() < after)
+            prefix.append(prefix[-1] + stream[-1])
+        start = max(0, len(stream) - WINDOW * EVIDENCE_WINDOWS)  # what a look reads, as in monitoring
+        evidence = detection.Window.counts(prefix[-1] - prefix[start], len(stream) - start)
+        reference = _window(stream[:WINDOW]) if len(stream) >= 2 * WINDOW else None
+        finding = detection.judge(
+            rule, evidence, baseline, look=look, reference=reference, recent=_window(stream[-WINDOW:])
         )
+        levels.append(finding.level)
         if detection.acting_level(levels, CONSECUTIVE) in acts_on:
             return len(stream)
     return None

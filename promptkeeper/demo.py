@@ -12,7 +12,10 @@ from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
 from promptkeeper.experiments import service as experiments
-from promptkeeper.experiments.schemas import ExperimentCreate
+from promptkeeper.experiments.schemas import EventIn, ExperimentCreate
+from promptkeeper.monitoring import ingest as monitoring_ingest
+from promptkeeper.monitoring import service as monitors
+from promptkeeper.monitoring.schemas import MonitorCreate
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.schemas import PromptCreate
@@ -110,6 +113,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
                 )
         _seed_evaluation(session, actor)
         _seed_experiment(session, actor)
+        _seed_monitor(session, actor)
         session.commit()
         return len(SAMPLES)
 
@@ -172,3 +176,47 @@ def _seed_experiment(session: Session, actor: Actor) -> None:
     experiments.start_experiment(
         session=session, actor=actor, experiment_id=experiment.id, reason="sample data"
     )
+
+
+def _seed_monitor(session: Session, actor: Actor) -> None:
+    """A monitor on the support prompt in production and 600 production outputs for it to score
+    (the server's worker scores them on start: the status page shows windows and a first look)."""
+    monitors.create_monitor(
+        session=session,
+        actor=actor,
+        data=MonitorCreate.model_validate(
+            {
+                "prompt": "support/reply",
+                "environment": "production",
+                "sample_rate": 0.5,
+                "scorers": [
+                    {
+                        "scorer": "not_contains",
+                        "name": "no_internal_links",
+                        "params": {"values": ["intranet."]},
+                    },
+                    {"scorer": "length", "params": {"max_words": 120}, "critical_margin": 0.1},
+                ],
+            }
+        ),
+    )
+    answers = [
+        "Thanks for reaching out! You can reset your password from Settings > Security.",
+        "Sorry about that. I have refunded the duplicate charge; it shows within 5 days.",
+        "Our internal guide is at intranet.example/refunds, but here is the short version: ...",
+    ]
+    events = [
+        EventIn(
+            type="generation",
+            request_id=f"sample-{i}",
+            prompt="support/reply",
+            version=1,
+            environment="production",
+            output=answers[2] if i % 37 == 0 else answers[i % 2],
+            input={"question": "How do I ...?"},
+            latency_ms=400.0 + (i * 37) % 500,
+            output_tokens=40 + i % 30,
+        )
+        for i in range(600)
+    ]
+    monitoring_ingest.store(session, actor.project_id, events)

@@ -10,9 +10,12 @@ scorer with `judge`, which combines the tests of `regression.py`:
   Mann–Whitney with the margin as the tolerance.
 - **Floor**: a pass rate (or mean) significantly below the scorer's absolute `floor` is critical,
   with or without a previous version (a first deployment has no baseline).
-- **Drift** within the version: a lower CUSUM over blocks of the current window against the
-  version's own first records raises a warning (a decline after a good start: a provider change,
-  new traffic), where the regression test sees nothing if the previous version was as bad.
+- **Drift** within the version: a likelihood-ratio CUSUM over the latest window against the
+  version's own first window raises a warning (a decline after a good start: a provider change,
+  new traffic), where the regression test sees nothing if the previous version was as bad. Its
+  threshold is log(window / alpha_k): by Ville's inequality each start point of the CUSUM crosses
+  it with probability at most alpha_k / window under no change, so a look's drift test, over all
+  its start points, keeps to alpha_k too.
 
 The regression and floor tests read the live version's accumulated evidence (see `judge`); drift
 reads its latest window. Repeated looks must not inflate false alarms. Look k tests at
@@ -32,7 +35,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from promptkeeper.core import regression
-from promptkeeper.core.stats import binomial_upper_tail
+from promptkeeper.core.stats import binomial_upper_tail, wilson_interval
 
 __all__ = ["LEVELS", "Finding", "Rule", "Window", "acting_level", "judge", "spent_alpha"]
 
@@ -40,13 +43,6 @@ Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
 #: Below this many records in either window, pass rates are compared with Fisher's exact test.
 SMALL = 100
-#: Drift: the current window is cut into this many blocks; the CUSUM runs over block means.
-DRIFT_BLOCKS = 20
-#: Drift: CUSUM slack and threshold in standard deviations of a block mean. With h = 8 the
-#: in-control average run length is about 19,000 blocks (Siegmund's approximation), so drift
-#: warnings are rare on a steady stream even though every look re-reads the window.
-DRIFT_SLACK = 0.5
-DRIFT_THRESHOLD = 8.0
 _NORMAL = NormalDist()
 
 
@@ -64,24 +60,37 @@ class Rule:
 
 @dataclass(frozen=True)
 class Window:
-    """Scores oldest first: `values` in [0, 1] and whether each passed its threshold."""
+    """Scores oldest first: `values` in [0, 1] and whether each passed its threshold.
+
+    A pass-rate test needs only the counts: `Window.counts(passes, n)` carries them without the
+    values (a look then aggregates in SQL instead of reading thousands of rows)."""
 
     values: Sequence[float]
     passed: Sequence[bool]
+    total: int | None = None
+    passed_total: int | None = None
+
+    @classmethod
+    def counts(cls, passes: int, n: int) -> Window:
+        return cls((), (), n, passes)
 
     @property
     def n(self) -> int:
-        return len(self.values)
+        return self.total if self.total is not None else len(self.values)
 
     @property
     def passes(self) -> int:
-        return sum(1 for p in self.passed if p)
+        return self.passed_total if self.passed_total is not None else sum(1 for p in self.passed if p)
 
     def level_of(self, kind: str) -> float:
         """The pass rate, or the mean score."""
-        if not self.values:
+        if self.n == 0:
             return math.nan
-        return self.passes / self.n if kind == "pass_rate" else math.fsum(self.values) / self.n
+        if kind == "pass_rate":
+            return self.passes / self.n
+        if not self.values:
+            raise ValueError("a mean score needs the values, not only the counts")
+        return math.fsum(self.values) / self.n
 
 
 @dataclass
@@ -195,27 +204,40 @@ def _floor(rule: Rule, current: Window, alpha: float, finding: Finding) -> None:
         finding.raise_to("critical", "floor")
 
 
-def _drift(rule: Rule, current: Window, reference: Window, finding: Finding) -> None:
-    """Lower CUSUM over block means of the current window, against the version's first records."""
-    size = current.n // DRIFT_BLOCKS
-    if size < 5 or reference.n < 2:
+def _drift(rule: Rule, recent: Window, reference: Window, alpha: float, finding: Finding) -> None:
+    """Likelihood-ratio CUSUM of the latest window against the version's first (frozen) window.
+
+    No change (H0) is the reference's level taken pessimistically: its 95% upper bound on the
+    failure rate (pass rates) or its mean minus two standard errors (scores), so a lucky first
+    window does not read as a later decline. The alternative is a drop by the larger of the
+    warning margin and a doubling of the failure rate (pass rates) or half a standard deviation
+    (scores, with normal errors).
+    """
+    if recent.n < 2 or reference.n < 2 or not recent.values:
         return
-    series = [1.0 if p else 0.0 for p in current.passed] if rule.kind == "pass_rate" else list(current.values)
-    target = reference.level_of(rule.kind)
+    threshold = math.log(recent.n / alpha)
     if rule.kind == "pass_rate":
-        # a rate of exactly 0 or 1 would give no variance: use the rule of three's pseudo-count
-        rate = min(max(target, 0.5 / reference.n), 1 - 0.5 / reference.n)
-        sd_one = math.sqrt(rate * (1 - rate))
+        fails = reference.n - reference.passes
+        q0 = min(max(wilson_interval(fails, reference.n).high, 1.0 / reference.n), 0.5)
+        q1 = min(0.99, q0 + max(rule.warning_margin, q0))
+        fail_step, pass_step = math.log(q1 / q0), math.log((1 - q1) / (1 - q0))
+        steps = [-(pass_step if p else fail_step) for p in recent.passed]
+        null, alternative = 1 - q0, 1 - q1
     else:
-        values = reference.values
-        sd_one = math.sqrt(math.fsum((v - target) ** 2 for v in values) / (len(values) - 1)) or 0.05
-    sd = sd_one / math.sqrt(size)
-    blocks = [
-        math.fsum(series[i : i + size]) / size
-        for i in range(len(series) - size * DRIFT_BLOCKS, len(series), size)
-    ]
-    alarm = regression.cusum_alarm(blocks, target, DRIFT_SLACK * sd, DRIFT_THRESHOLD * sd)
-    finding.tests["drift"] = {"reference": target, "reference_n": reference.n, "alarm_block": alarm}
+        mean = reference.level_of("score")
+        sd = max(math.sqrt(math.fsum((v - mean) ** 2 for v in reference.values) / (reference.n - 1)), 0.01)
+        null = mean - 2 * sd / math.sqrt(reference.n)
+        shift = max(rule.warning_margin, 0.5 * sd)
+        alternative = null - shift
+        steps = [-(shift / sd**2) * (null - shift / 2 - v) for v in recent.values]
+    alarm = regression.cusum_alarm(steps, 0.0, 0.0, threshold)  # S = max(0, S + log LR)
+    finding.tests["drift"] = {
+        "null": null,
+        "alternative": alternative,
+        "reference_n": reference.n,
+        "threshold": threshold,
+        "alarm_at": alarm,
+    }
     if alarm is not None:
         finding.raise_to("warning", "drift")
 
@@ -254,7 +276,7 @@ def judge(
     if rule.floor is not None:
         _floor(rule, current, level_alpha, finding)
     if reference is not None and finding.level == "ok":
-        _drift(rule, recent if recent is not None else current, reference, finding)
+        _drift(rule, recent if recent is not None else current, reference, level_alpha, finding)
     return finding
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
@@ -126,6 +126,27 @@ def evidence_cap(monitor: Monitor) -> int:
     return monitor.window_size * EVIDENCE_WINDOWS
 
 
+def evidence_counts(
+    session: Session, monitor_id: int, version: int, rule: str, *, limit: int, since: datetime
+) -> Span:
+    """The newest `limit` scores as counts only (a pass-rate rule's regression and floor tests)."""
+    newest = (
+        select(MonitorScore.passed, MonitorScore.at)
+        .where(
+            MonitorScore.monitor_id == monitor_id,
+            MonitorScore.version == version,
+            MonitorScore.scorer == rule,
+            MonitorScore.at >= since,
+        )
+        .order_by(MonitorScore.at.desc(), MonitorScore.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    passes = func.sum(case((newest.c.passed.is_(True), 1), else_=0))
+    row = session.execute(select(func.count(), passes, func.min(newest.c.at), func.max(newest.c.at))).one()
+    return Span(detection.Window.counts(int(row[1] or 0), int(row[0])), row[2], row[3])
+
+
 def scored_counts(session: Session, monitor_id: int, version: int, since: datetime) -> dict[str, int]:
     rows = session.execute(
         select(MonitorScore.scorer, func.count())
@@ -196,13 +217,19 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
         name = stored["name"]
         if counts.get(name, 0) < monitor.min_sample:
             continue
-        current = window(
-            session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+        recent_span = window(
+            session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since
         )
-        recent = current.window
-        if current.window.n > monitor.window_size:
-            values, passed = current.window.values, current.window.passed
-            recent = detection.Window(values[-monitor.window_size :], passed[-monitor.window_size :])
+        if counts[name] <= monitor.window_size:
+            current = recent_span
+        elif stored["kind"] == "pass_rate":
+            current = evidence_counts(
+                session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+            )
+        else:
+            current = window(
+                session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+            )
         baseline: Span | None = None
         if live.baseline_version is not None and live.baseline_version != live.version:
             baseline = window(
@@ -210,14 +237,14 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
             )
             if baseline.window.n < monitor.min_sample:
                 baseline = None
-        reference = None
-        if counts[name] >= 2 * monitor.min_sample:
+        reference = None  # drift: the version's first window, once the latest window lies after it
+        if counts[name] >= 2 * monitor.window_size:
             reference = window(
                 session,
                 monitor.id,
                 live.version,
                 name,
-                limit=monitor.min_sample,
+                limit=monitor.window_size,
                 since=live.since,
                 oldest=True,
             ).window
@@ -228,7 +255,7 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
             look=number,
             alpha=monitor.alpha,
             reference=reference,
-            recent=recent,
+            recent=recent_span.window,
         )
         findings.append(finding)
         spans[name] = (current, baseline)

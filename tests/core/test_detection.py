@@ -97,7 +97,8 @@ def test_drift_within_a_version_warns() -> None:
     drifting = dt.Window([1.0 if p else 0.0 for p in passed], passed)
     finding = dt.judge(rule, drifting, None, look=1, reference=reference)
     assert (finding.level, finding.reason) == ("warning", "drift")
-    assert finding.tests["drift"]["alarm_block"] is not None
+    assert finding.tests["drift"]["alarm_at"] is not None
+    assert 700 <= finding.tests["drift"]["alarm_at"] < 800  # soon after the decline began
 
 
 def test_acting_level_needs_a_run_of_breaches() -> None:
@@ -125,3 +126,33 @@ def test_false_alarms_stay_within_alpha_over_many_looks() -> None:
                 alarmed += 1
                 break
     assert alarmed / 500 <= 0.05
+
+
+def test_drift_catches_a_decline_within_a_window_and_stays_quiet_without_one() -> None:
+    """98% for 2,000 records, then 90%: the drift test warns within 1,000 records of the change in
+    each of 20 seeded streams; on 20 streams that stay at 98%, it never warns."""
+    rng = random.Random(5)
+    rule = dt.Rule("safety")
+
+    def first_warning(after: float) -> int | None:
+        stream = [rng.random() < 0.98 for _ in range(2000)]
+        reference = dt.Window([1.0 if p else 0.0 for p in stream[:1000]], stream[:1000])
+        for look in range(1, 31):
+            stream.extend(rng.random() < after for _ in range(100))
+            recent = stream[-1000:]
+            finding = dt.judge(
+                rule,
+                dt.Window.counts(sum(stream), len(stream)),
+                None,
+                look=20 + look,
+                reference=reference,
+                recent=dt.Window([1.0 if p else 0.0 for p in recent], recent),
+            )
+            if finding.level != "ok":
+                assert finding.reason == "drift"
+                return look * 100
+        return None
+
+    declines = [first_warning(0.90) for _ in range(20)]
+    assert all(d is not None and d <= 1000 for d in declines), declines
+    assert [first_warning(0.98) for _ in range(20)] == [None] * 20
