@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -147,6 +151,28 @@ def evidence_counts(
     return Span(detection.Window.counts(int(row[1] or 0), int(row[0])), row[2], row[3])
 
 
+_FROZEN: OrderedDict[tuple[Any, ...], Span] = OrderedDict()
+_FROZEN_SIZE = 512
+_FROZEN_LOCK = threading.Lock()
+
+
+def _frozen(key: tuple[Any, ...], load: Callable[[], Span]) -> Span:
+    """Windows that no longer change (the previous version's last window before the deployment,
+    the live version's first window), read once per process instead of at every look. Keys hold
+    the deployment's time as well as its id, so two databases used by one process cannot mix."""
+    with _FROZEN_LOCK:
+        found = _FROZEN.get(key)
+        if found is not None:
+            _FROZEN.move_to_end(key)
+            return found
+    span = load()
+    with _FROZEN_LOCK:
+        _FROZEN[key] = span
+        while len(_FROZEN) > _FROZEN_SIZE:
+            _FROZEN.popitem(last=False)
+    return span
+
+
 def scored_counts(session: Session, monitor_id: int, version: int, since: datetime) -> dict[str, int]:
     rows = session.execute(
         select(MonitorScore.scorer, func.count())
@@ -232,21 +258,50 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
             )
         baseline: Span | None = None
         if live.baseline_version is not None and live.baseline_version != live.version:
-            baseline = window(
-                session, monitor.id, live.baseline_version, name, limit=monitor.window_size, before=live.since
+            baseline = _frozen(
+                (
+                    "baseline",
+                    monitor.id,
+                    live.deployment_id,
+                    live.since,
+                    name,
+                    live.baseline_version,
+                    monitor.window_size,
+                ),
+                partial(
+                    window,
+                    session,
+                    monitor.id,
+                    live.baseline_version or 0,
+                    name,
+                    limit=monitor.window_size,
+                    before=live.since,
+                ),
             )
             if baseline.window.n < monitor.min_sample:
                 baseline = None
         reference = None  # drift: the version's first window, once the latest window lies after it
         if counts[name] >= 2 * monitor.window_size:
-            reference = window(
-                session,
-                monitor.id,
-                live.version,
-                name,
-                limit=monitor.window_size,
-                since=live.since,
-                oldest=True,
+            reference = _frozen(
+                (
+                    "reference",
+                    monitor.id,
+                    live.deployment_id,
+                    live.since,
+                    name,
+                    live.version,
+                    monitor.window_size,
+                ),
+                partial(
+                    window,
+                    session,
+                    monitor.id,
+                    live.version,
+                    name,
+                    limit=monitor.window_size,
+                    since=live.since,
+                    oldest=True,
+                ),
             ).window
         finding = detection.judge(
             _rule(stored),
