@@ -266,8 +266,11 @@ def main() -> None:
         f"{sim['deployments']:.0f} deployments = {sim['false_alarm_rate']:.3f}"
     )
     print(
-        f"closed loop ({args.backend}): rolled back after {loop['sampled_records_until_rollback']:.0f} "
-        f"sampled records of v2; processing took {loop['processing_s']:.2f} s; alerts {loop['alerts']:.0f}"
+        f"closed loop ({args.backend}): rollback decided at "
+        f"{loop['sampled_records_at_decision']:.0f} sampled records of v2 (the server, polling the "
+        f"database without Redis, served v1 again after "
+        f"{loop['sampled_records_until_server_served_v1']:.0f}); processing took "
+        f"{loop['processing_s']:.2f} s; alerts {loop['alerts']:.0f}"
     )
     results.update(throughput=speed, simulation=sim, closed_loop=loop)
     print(f"saved {save('monitoring', results)}")

@@ -132,7 +132,7 @@ def status(session: Session, monitor: Monitor, checks: int = 100) -> MonitorStat
         )
     if not current_look or latest is None:
         state = "collecting"
-        message = f"collecting: {scored} of {monitor.min_sample} scored records before the first decision"
+        message = f"{scored} of {monitor.min_sample} scored records before the first decision"
     else:
         state = latest.acting
         message = f"look {latest.look} at {latest.scored} scored records: acting level {latest.acting}"
