@@ -1,9 +1,10 @@
 """`promptkeeper worker` and `promptkeeper eval ...`.
 
-`worker` runs evaluation jobs against the database (like `serve`). The `eval` commands are HTTP
-clients of a running server (`--url`/`PROMPTKEEPER_URL`, `--key`/`PROMPTKEEPER_API_KEY`), so a
-prompt repository's CI can run a suite and fail the build when a gate refuses the version: exit
-code 1 when the run fails or a gate refuses it, 2 for bad usage.
+`worker` runs evaluation jobs and monitor scoring against the database (like `serve`). The `eval`
+commands are HTTP clients of a running server (`--url`/`PROMPTKEEPER_URL`,
+`--key`/`PROMPTKEEPER_API_KEY`), so a prompt repository's CI can run a suite and fail the build
+when a gate refuses the version: exit code 1 when the run fails or a gate refuses it, 2 for bad
+usage.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def show_run(
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Process the queued jobs, then exit.")] = False,
 ) -> None:
-    """Run evaluation jobs and experiment rounds (bandit weights, guardrail stops).
+    """Run evaluation jobs, monitor scoring and experiment rounds (bandit weights, guardrail stops).
 
     Several workers share the load; a dead worker's job is resumed.
     """
@@ -243,6 +244,7 @@ def worker(
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.evaluations.worker import Worker
     from promptkeeper.experiments.jobs import Scheduler, tick
+    from promptkeeper.runtime.redis_link import Announcer
 
     settings = load_settings()
     logging.basicConfig(
@@ -254,17 +256,27 @@ def worker(
         job_loop = Worker(database, settings)
         typer.echo(f"worker {job_loop.name} started", err=True)
         scheduler = Scheduler(database, settings)
+        announcer = None
+        if settings.redis_url:
+            announcer = Announcer(
+                settings.redis_url, l2_ttl=settings.cache_l2_ttl, prefix=settings.redis_prefix
+            )
+            database.listeners.append(announcer.on_commit)
 
         async def work() -> None:
-            if once:
-                await job_loop.run(until_idle=True)
-                tick(database, settings.experiment_update_interval)
-                return
-            scheduler.start()
             try:
-                await job_loop.run()
+                if once:
+                    await job_loop.run(until_idle=True)
+                    tick(database, settings.experiment_update_interval)
+                    return
+                scheduler.start()
+                try:
+                    await job_loop.run()
+                finally:
+                    await scheduler.stop()
             finally:
-                await scheduler.stop()
+                if announcer is not None:
+                    await announcer.close()
 
         try:
             asyncio.run(work())

@@ -3,6 +3,7 @@ worker scores them, one with an LLM judge served by a fake OpenAI-compatible ser
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -129,4 +130,90 @@ def test_sdk_generations_are_scored_in_process_with_a_judge(
             stored = [e for e in everything if e["request_id"] == leaked]
             assert stored and stored[0]["input"] is None  # the failed hook sent no input at all
     finally:
+        server.stop()
+
+
+def test_a_workers_automatic_rollback_reaches_the_servers_over_redis(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker process (here: a Database with the worker's `Announcer`) decides a rollback; the
+    server learns it from Redis pub/sub, not from its periodic check, and serves v1 at once.
+    PostgreSQL with Redis: the production set-up."""
+    from promptkeeper.db.engine import Database
+    from promptkeeper.monitoring.scoring import MonitorScorer
+    from promptkeeper.runtime.redis_link import Announcer
+    from tests.conftest import _truncate_postgres
+
+    _truncate_postgres(postgres_url)
+    settings = make_settings(
+        Backend("postgresql", postgres_url),
+        tmp_path,
+        redis_url=redis_url,
+        redis_prefix=f"pkmonredis-{time.time_ns()}",
+        worker_in_process=False,
+        cache_epoch_interval=3600.0,  # the periodic check cannot be what delivers the change
+    )
+    server = LiveServer(settings).start()
+    database = Database(settings)
+    announcer = Announcer(redis_url, l2_ttl=settings.cache_l2_ttl, prefix=settings.redis_prefix)
+    database.listeners.append(announcer.on_commit)
+    try:
+        with server.client() as http:
+            create_prompt(http, "e2e/rollback", "A {{ q }}")
+            http.post(
+                "/v1/prompts/e2e%2Frollback/versions", json={"content": {"type": "text", "template": "B"}}
+            ).raise_for_status()
+            deploy(http, "e2e/rollback", ENV, 1)
+            rule = {"scorer": "not_contains", "params": {"values": ["UNSAFE"]}, "critical_margin": 0.1}
+            http.post(
+                "/v1/monitors",
+                json={
+                    "prompt": "e2e/rollback",
+                    "sample_rate": 1.0,
+                    "scorers": [rule],
+                    "window_size": 100,
+                    "min_sample": 50,
+                    "check_every": 25,
+                    "consecutive": 2,
+                    "auto_rollback": True,
+                },
+            ).raise_for_status()
+            scorer = MonitorScorer(database, settings, "worker-process")
+
+            def send(version: int, start: int, unsafe_every: int) -> None:
+                events = [
+                    {
+                        "type": "generation",
+                        "request_id": f"r{start + i}",
+                        "prompt": "e2e/rollback",
+                        "version": version,
+                        "environment": ENV,
+                        "output": "UNSAFE" if (start + i) % unsafe_every == 0 else "fine",
+                    }
+                    for i in range(50)
+                ]
+                http.post("/v1/events", json={"events": events}).raise_for_status()
+                while scorer.step():
+                    pass
+
+            def served() -> int:
+                body = http.get("/v1/resolve/e2e%2Frollback", params={"environment": ENV}).json()
+                return int(body["version"])
+
+            for start in range(0, 150, 50):
+                send(1, start, 1000)
+            deploy(http, "e2e/rollback", ENV, 2)
+            assert served() == 2  # cached by the server now
+            before = http.get("/v1/runtime/status").json()["invalidation"]["pubsub_messages"]
+            start = 150
+            while announcer.announced == 0:
+                assert start < 1000, "no automatic rollback"
+                send(2, start, 2)
+                start += 50
+            _wait(lambda: served() == 1, "the server to serve v1 again", timeout=1.0)
+            after = http.get("/v1/runtime/status").json()["invalidation"]
+            assert after["pubsub_messages"] > before and after["checks"] <= 1
+    finally:
+        database.dispose()
+        asyncio.run(announcer.close())
         server.stop()
