@@ -217,8 +217,10 @@ def closed_loop(base: str, url: str) -> dict[str, float]:
                 pass
         seconds = time.perf_counter() - started
         alerts = http.get(f"/v1/monitors/{monitor}/alerts").json()["items"]
+        critical = next(a for a in alerts if a["level"] == "critical")
         return {
-            "sampled_records_until_rollback": worker.scored - before,
+            "sampled_records_at_decision": critical["evidence"]["windows"]["current"]["n"],
+            "sampled_records_until_server_served_v1": worker.scored - before,
             "processing_s": seconds,
             "alerts": len(alerts),
         }

@@ -333,6 +333,8 @@ def test_a_safety_drop_is_caught_and_rolled_back(
     ]
     assert history[0]["action"] == "auto_rollback" and history[0]["version"] == 1
     assert f"alert {alert['id']}" in history[0]["reason"]
+    assert "safety regression on v2: 0.8" in history[0]["reason"] and "against v1 0.9" in history[0]["reason"]
+    assert "(n 1000)" in history[0]["reason"] and "most recent earlier version" in history[0]["reason"]
     actions = [
         e["action"] for e in client.get("/v1/audit", params={"prompt": name, "limit": 200}).json()["items"]
     ]

@@ -462,6 +462,27 @@ def _evidence(
     }
 
 
+def _evidence_line(alert: MonitorAlert) -> str:
+    """The alert in one line, for the deployment history's reason."""
+    evidence = alert.evidence
+    windows = evidence.get("windows") or {}
+
+    def level(value: Any, window: dict[str, Any] | None) -> str:
+        if value is None or window is None:
+            return "n/a"
+        return f"{value:.3f} (n {window['n']})"
+
+    p_value = evidence.get("p_value")
+    return (
+        f"{alert.scorer} {alert.reason} on v{alert.version}: "
+        f"{level(evidence.get('current'), windows.get('current'))} against "
+        f"v{alert.baseline_version} {level(evidence.get('baseline'), windows.get('baseline'))}, "
+        f"p = {p_value:.2g}"
+        if p_value is not None
+        else "p n/a"
+    ) + f", alert {alert.id}"
+
+
 def examples_path(monitor_id: int, version: int, rule: str) -> str:
     return f"/v1/monitors/{monitor_id}/examples?version={version}&scorer={rule}&failed=true"
 
@@ -548,10 +569,7 @@ def _roll_back(
         alert.rollback_note = f"no automatic rollback: {why}"
         return
     actor = Actor.system(SYSTEM_ACTOR, monitor.project_id)
-    reason = (
-        f"monitor {monitor.id}: {alert.scorer} {alert.reason} on v{live.version} "
-        f"(alert {alert.id}, p = {alert.evidence.get('p_value')}); {why}"
-    )
+    reason = f"monitor {monitor.id}: {_evidence_line(alert)}; {why}"
     try:  # checks come before writes in `rollback`: a refusal leaves nothing half-done
         deployment = releases.rollback(
             session=session,
