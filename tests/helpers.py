@@ -79,3 +79,16 @@ def app_routes(app: Any) -> set[tuple[str, str]]:
 def bearer(secret: str) -> dict[str, str]:
     """The Authorization header of a key or session token."""
     return {"Authorization": f"Bearer {secret}"}
+
+
+def run_cli(url: str, *args: str) -> tuple[int, str, str]:
+    """`promptkeeper ARGS` in-process against the server at `url`: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from promptkeeper.cli import app as cli_app
+    from tests.conftest import ADMIN_KEY
+
+    result = CliRunner().invoke(
+        cli_app, [*args], env={"PROMPTKEEPER_URL": url, "PROMPTKEEPER_API_KEY": ADMIN_KEY}
+    )
+    return result.exit_code, result.stdout, result.stderr

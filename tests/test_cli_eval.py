@@ -9,14 +9,11 @@ from typer.testing import CliRunner
 
 from promptkeeper.cli import app as cli_app
 from tests.conftest import ADMIN_KEY, LiveServer
-from tests.helpers import add_version, create_prompt
+from tests.helpers import add_version, create_prompt, run_cli
 
 
 def _cli(server: LiveServer, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        cli_app, [*args], env={"PROMPTKEEPER_URL": server.url, "PROMPTKEEPER_API_KEY": ADMIN_KEY}
-    )
-    return result.exit_code, result.stdout, result.stderr
+    return run_cli(server.url, *args)
 
 
 def test_eval_cli_round_trip_and_gate_exit_codes(live_server: LiveServer, tmp_path: Path) -> None:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from promptkeeper.cli import app as cli_app
-from tests.conftest import ADMIN_KEY, LiveServer
-from tests.helpers import add_version, create_prompt, deploy
+from tests.conftest import LiveServer
+from tests.helpers import add_version, create_prompt, deploy, run_cli
 
 
 def _cli(server: LiveServer, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        cli_app, [*args], env={"PROMPTKEEPER_URL": server.url, "PROMPTKEEPER_API_KEY": ADMIN_KEY}
-    )
-    return result.exit_code, result.stdout, result.stderr
+    return run_cli(server.url, *args)
 
 
 def test_experiment_lifecycle_from_the_cli(live_server: LiveServer) -> None:

@@ -169,16 +169,7 @@ def create_monitor(*, session: Session, actor: Actor, data: MonitorCreate) -> Mo
     )
     session.add(monitor)
     session.flush()
-    record(
-        session=session,
-        actor=actor,
-        action="monitor.created",
-        target_type="monitor",
-        target=str(monitor.id),
-        prompt=prompt.name,
-        environment=env.name,
-        after=_settings(monitor),
-    )
+    _audit(session, actor, "monitor.created", monitor, after=_settings(monitor))
     return monitor
 
 
@@ -224,19 +215,7 @@ def update_monitor(*, session: Session, actor: Actor, monitor: Monitor, data: Mo
     if monitor.min_sample > monitor.window_size:
         raise _invalid("body.min_sample", "must not exceed window_size")
     monitor.updated_at = utcnow()
-    prompt = session.get(Prompt, monitor.prompt_id)
-    env = session.get(Environment, monitor.environment_id)
-    record(
-        session=session,
-        actor=actor,
-        action="monitor.updated",
-        target_type="monitor",
-        target=str(monitor.id),
-        prompt=prompt.name if prompt else None,
-        environment=env.name if env else None,
-        before=before,
-        after=_settings(monitor),
-    )
+    _audit(session, actor, "monitor.updated", monitor, before=before, after=_settings(monitor))
     return monitor
 
 
@@ -257,16 +236,29 @@ def _rule_in(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_monitor(*, session: Session, actor: Actor, monitor: Monitor) -> None:
+    _audit(session, actor, "monitor.deleted", monitor, before=_settings(monitor))
+    session.delete(monitor)
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    monitor: Monitor,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
     prompt = session.get(Prompt, monitor.prompt_id)
     env = session.get(Environment, monitor.environment_id)
     record(
         session=session,
         actor=actor,
-        action="monitor.deleted",
+        action=action,
         target_type="monitor",
         target=str(monitor.id),
         prompt=prompt.name if prompt else None,
         environment=env.name if env else None,
-        before=_settings(monitor),
+        before=before,
+        after=after,
     )
-    session.delete(monitor)
