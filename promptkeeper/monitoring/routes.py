@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, status
 
 from promptkeeper.api.deps import Editor, Limit, Offset, ReadDB, Reader, WriteDB
 from promptkeeper.monitoring import ingest, service  # noqa: F401 - ingest: the generation sink
@@ -74,14 +74,13 @@ def update_monitor(
 
 
 @router.delete("/monitors/{monitor_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_monitor(monitor_id: MonitorId, session: WriteDB, caller: Editor) -> Response:
+def delete_monitor(monitor_id: MonitorId, session: WriteDB, caller: Editor) -> None:
     """Delete the monitor with its scores, looks and alerts (generation records stay)."""
     monitor = service.get_monitor(
         session=session, project_id=caller.project_id, monitor_id=monitor_id, lock=True
     )
     service.delete_monitor(session=session, actor=caller, monitor=monitor)
     session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/monitors/{monitor_id}/status", response_model=MonitorStatus)
