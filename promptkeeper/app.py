@@ -21,6 +21,7 @@ from promptkeeper.api.middleware import EncodedSlashMiddleware
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
+from promptkeeper.compat import langfuse as langfuse_routes
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import routes as evaluation_routes
@@ -150,4 +151,5 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(evaluation_routes.router)
     app.include_router(experiment_routes.router)
     app.include_router(monitoring_routes.router)
+    app.include_router(langfuse_routes.router)
     return app

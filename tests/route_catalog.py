@@ -691,6 +691,49 @@ ROUTES: list[Route] = [
         READ,
         lambda w: Request("GET", f"/v1/monitors/{w.monitor()}/examples"),
     ),
+    # Langfuse-compatible prompt API
+    Route(
+        "GET",
+        "/api/public/v2/prompts/{name}",
+        ALL,
+        lambda w: Request("GET", f"/api/public/v2/prompts/{quote_name(w.prompt())}", params={"version": 1}),
+    ),
+    Route(
+        "GET",
+        "/api/public/v2/prompts",
+        READ,
+        lambda w: Request("GET", "/api/public/v2/prompts"),
+        scoped=False,
+    ),
+    Route(
+        "POST",
+        "/api/public/v2/prompts",
+        EDIT,
+        lambda w: Request(
+            "POST", "/api/public/v2/prompts", {"name": w.unique("lf"), "prompt": "Hi {{ name }}"}
+        ),
+        scoped=False,
+        mutating=True,
+    ),
+    Route(
+        "PATCH",
+        "/api/public/v2/prompts/{name}/versions/{version}",
+        EDIT,
+        lambda w: Request(
+            "PATCH",
+            f"/api/public/v2/prompts/{quote_name(w.prompt())}/versions/2",
+            {"newLabels": ["development"]},
+        ),
+        mutating=True,
+    ),
+    Route(
+        "DELETE",
+        "/api/public/v2/prompts/{name}",
+        EDIT,
+        lambda w: Request("DELETE", f"/api/public/v2/prompts/{quote_name(w.prompt())}"),
+        service_rule=None,
+        notes=["always refused (409): versions are never deleted; see REFUSED"],
+    ),
     # audit and webhooks
     Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),
     Route("GET", "/v1/webhooks", ADMIN, lambda w: Request("GET", "/v1/webhooks"), scoped=False),
@@ -726,7 +769,9 @@ ROUTES: list[Route] = [
 READ_ONLY_POSTS = {("POST", "/v1/render")}
 #: POST routes that record telemetry rather than change anything: an audit entry per batch of
 #: events would drown the log (ingestion is counted in the events table itself).
-UNAUDITED_POSTS = READ_ONLY_POSTS | {("POST", "/v1/events")}
+#: Routes that exist for compatibility and always refuse (with 409), so they change nothing.
+REFUSED = {("DELETE", "/api/public/v2/prompts/{name}")}
+UNAUDITED_POSTS = READ_ONLY_POSTS | REFUSED | {("POST", "/v1/events")}
 
 
 def unique_project() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -50,45 +51,84 @@ def _with_request_id(request: Request, response: JSONResponse) -> JSONResponse:
     return response
 
 
+#: Routes that answer in Langfuse's error shape (`compat.langfuse`), so its clients parse our errors.
+LANGFUSE_PREFIX = "/api/public/"
+_LANGFUSE_ERRORS = {
+    400: "InvalidRequestError",
+    401: "UnauthorizedError",
+    403: "AccessDeniedError",
+    404: "LangfuseNotFoundError",
+    405: "MethodNotAllowedError",
+    409: "ConflictError",
+    503: "ServiceUnavailableError",
+}
+
+
+def _shaped(request: Request, response: JSONResponse) -> JSONResponse:
+    """Langfuse-compatible routes answer `{"error": <name>, "message": ...}` (with 400 for a bad
+    request, where we say 422); every other route keeps our shape."""
+    if not request.url.path.startswith(LANGFUSE_PREFIX):
+        return response
+    error = json.loads(bytes(response.body))["error"]
+    status = 400 if response.status_code == 422 else response.status_code
+    shaped = JSONResponse(
+        status_code=status,
+        content={"error": _LANGFUSE_ERRORS.get(status, "Error"), "message": error["message"]},
+    )
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-length", "content-type"):
+            shaped.headers[name] = value
+    return shaped
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptKeeperError)
     async def _domain(request: Request, exc: PromptKeeperError) -> JSONResponse:
-        return _with_request_id(request, error_response(exc.status_code, exc.code, exc.message, exc.details))
+        response = error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return _shaped(request, _with_request_id(request, response))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, errors = validation_errors(list(exc.errors()))
-        return error_response(422, "validation_failed", message, {"errors": errors})
+        return _shaped(request, error_response(422, "validation_failed", message, {"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         response = error_response(exc.status_code, code, message)
         if exc.headers:
             response.headers.update(exc.headers)
-        return response
+        return _shaped(request, response)
 
     @app.exception_handler(IntegrityError)
-    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity error mapped to 409: %s", exc.orig)
-        return error_response(409, "conflict", "the change conflicts with a concurrent change; retry")
+        return _shaped(
+            request, error_response(409, "conflict", "the change conflicts with a concurrent change; retry")
+        )
 
-    async def _database(_: Request, exc: Exception) -> JSONResponse:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", getattr(exc, "orig", exc))
-        return error_response(
-            503, "unavailable", "the database is unavailable; nothing was changed, retry later"
+        return _shaped(
+            request,
+            error_response(
+                503, "unavailable", "the database is unavailable; nothing was changed, retry later"
+            ),
         )
 
     app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(InterfaceError, _database)
 
     @app.exception_handler(PoolTimeout)
-    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
         log.warning("database pool timeout: %s", exc)
-        return error_response(503, "unavailable", "the database is busy; nothing was changed, retry later")
+        return _shaped(
+            request,
+            error_response(503, "unavailable", "the database is busy; nothing was changed, retry later"),
+        )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal server error")
+        return _shaped(request, error_response(500, "internal_error", "internal server error"))

@@ -176,7 +176,7 @@ async def resolve(request: Request) -> Response:
         if entry.stale:
             headers[STALE_HEADER] = "database-unavailable"
         if unit is not None and payload.split is not None:
-            payload = await _variant_for(context, payload.split, unit, headers)
+            payload = await variant_for(context, payload.split, unit, headers)
     else:
         payload = await anyio.to_thread.run_sync(
             _resolve_at, context, principal.project_id, name, environment, at
@@ -187,7 +187,7 @@ async def resolve(request: Request) -> Response:
     return Response(payload.body, media_type="application/json", headers=headers)
 
 
-async def _variant_for(context: AppContext, split: Split, unit: str, headers: dict[str, str]) -> Payload:
+async def variant_for(context: AppContext, split: Split, unit: str, headers: dict[str, str]) -> Payload:
     """The body for `unit` under a running experiment (hashing; bandits: the unit's first variant)."""
     if split.mode == "fixed":
         index = hashed_variant(split, unit)

@@ -1,0 +1,501 @@
+"""Langfuse-compatible prompt API: existing Langfuse SDK code switches by changing its host.
+
+Serves Langfuse's public prompt routes (`/api/public/v2/prompts...`) with its request and
+response shapes and its error shape (`{"error": <name>, "message": ...}`, set in `api.errors`),
+mapped onto PromptKeeper:
+
+- A label is an environment: the label sits on the version the environment serves. `latest` is
+  the head version. `production` is the default of a fetch without `version` or `label`.
+- Moving a label is a deployment through `workflow.deployments.deploy`: the environment's
+  promotion path, evaluation gate and reviews apply, the history and audit log record it, and a
+  refused move answers 4xx with PromptKeeper's message. A label that names no environment is
+  refused (environments are created by admins: `POST /v1/environments`).
+- Creating a prompt version is `prompts.service.create_version` (identical content allowed, as
+  Langfuse does); `tags` replace the prompt's tags when given; `config` is the content's `config`.
+- Versions are never deleted (the history must answer what ran when): `DELETE` answers 409.
+- Auth: HTTP Basic with the public key (the key's `pk_<prefix>` part) as user name and the whole
+  PromptKeeper API key as password, so the key's role applies (unlike Langfuse, protected
+  environments hold for API clients too). Bearer works as well.
+- While an experiment runs on the label's environment, a fetch gets the control, or the variant
+  of the unit named in the `X-PromptKeeper-Unit` header.
+
+Routes read and write through the same services as `/v1`, so there is no second code path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from promptkeeper.access.service import Actor, Principal, key_prefix
+from promptkeeper.api.context import AppContext
+from promptkeeper.api.deps import (
+    EDIT_ROLES,
+    READ_ROLES,
+    RESOLVE_ROLES,
+    ContextDep,
+    PromptNameDep,
+    ReadDB,
+    WriteDB,
+    check_role,
+    request_id,
+)
+from promptkeeper.errors import Conflict, NotFound, Unauthorized, ValidationFailed, field_errors
+from promptkeeper.prompts import service
+from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
+from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate, check_prompt_name
+from promptkeeper.runtime.routes import variant_for
+from promptkeeper.workflow import deployments
+
+router = APIRouter(prefix="/api/public/v2", tags=["langfuse-compatible"])
+
+LATEST = "latest"
+DEFAULT_LABEL = "production"
+UNIT_HEADER = "X-PromptKeeper-Unit"
+
+
+# -- auth ------------------------------------------------------------------------------------------
+
+
+def public_key(secret: str) -> str:
+    """The public half of an API key for Langfuse clients: `pk_<prefix>` of `pk_<prefix>_<secret>`
+    (for an operator-chosen admin key: `pk_` and its lookup prefix)."""
+    parts = secret.split("_", 2)
+    if len(parts) == 3 and parts[0] == "pk":
+        return f"pk_{parts[1]}"
+    return f"pk_{key_prefix(secret)}"
+
+
+def _credentials(authorization: str | None) -> tuple[str | None, str]:
+    if not authorization:
+        raise Unauthorized(
+            "missing credentials: send HTTP Basic auth (public key : PromptKeeper API key) or 'Bearer <key>'"
+        )
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return None, value.strip()
+    if scheme.lower() != "basic":
+        raise Unauthorized("malformed Authorization header: expected Basic or Bearer")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized(
+            "malformed Basic credentials: expected base64 of 'public key:secret key'"
+        ) from None
+    public, separator, secret = decoded.partition(":")
+    if not separator or not secret:
+        raise Unauthorized("malformed Basic credentials: expected 'public key:secret key'")
+    return public, secret
+
+
+async def _principal(
+    context: ContextDep,
+    authorization: Annotated[str | None, Header(description="Basic <public:secret> or Bearer <key>")] = None,
+) -> Principal:
+    public, secret = _credentials(authorization)
+    principal = await context.auth(secret)
+    if public is not None and public != public_key(secret):
+        raise Unauthorized(
+            "the public key does not belong to this secret key (expected its 'pk_<prefix>' part)"
+        )
+    return principal
+
+
+def _require(roles: frozenset[Any], action: str) -> Any:
+    async def check(
+        principal: Annotated[Principal, Depends(_principal)], request: Request, response: Response
+    ) -> Actor:
+        check_role(principal, roles, action)
+        return principal.actor(request_id(request, response))
+
+    return Depends(check)
+
+
+Fetcher = Annotated[Actor, _require(RESOLVE_ROLES, "fetch prompts")]
+Lister = Annotated[Actor, _require(READ_ROLES, "list prompts")]
+Writer = Annotated[Actor, _require(EDIT_ROLES, "create prompt versions or move labels")]
+
+
+# -- shapes ----------------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class LangfuseCreate(_Body):
+    name: str = Field(min_length=1, max_length=255)
+    type: Literal["text", "chat"] | None = None
+    prompt: str | list[dict[str, Any]]
+    config: dict[str, Any] | None = None
+    labels: list[str] | None = None
+    tags: list[str] | None = None
+    commit_message: str | None = Field(default=None, alias="commitMessage", max_length=10_000)
+
+
+class LangfuseLabels(_Body):
+    new_labels: list[str] = Field(alias="newLabels")
+
+
+class LangfusePrompt(BaseModel):
+    """Langfuse's `Prompt` (text or chat), plus the server fields its API returns."""
+
+    id: str
+    name: str
+    version: int
+    type: Literal["text", "chat"]
+    prompt: str | list[dict[str, Any]]
+    config: dict[str, Any]
+    labels: list[str]
+    tags: list[str]
+    commitMessage: str | None  # noqa: N815 - Langfuse's field names
+    resolutionGraph: dict[str, Any] | None = None  # noqa: N815
+    createdAt: datetime  # noqa: N815
+    updatedAt: datetime  # noqa: N815
+    createdBy: str  # noqa: N815
+
+
+class LangfusePromptMeta(BaseModel):
+    name: str
+    type: Literal["text", "chat"]
+    versions: list[int]
+    labels: list[str]
+    tags: list[str]
+    lastUpdatedAt: datetime  # noqa: N815
+    lastConfig: dict[str, Any]  # noqa: N815
+
+
+class LangfuseMeta(BaseModel):
+    page: int
+    limit: int
+    totalItems: int  # noqa: N815
+    totalPages: int  # noqa: N815
+
+
+class LangfusePromptList(BaseModel):
+    data: list[LangfusePromptMeta]
+    meta: LangfuseMeta
+
+
+def _parse(model: type[BaseModel], raw: Any) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        message, errors = field_errors(list(exc.errors()))
+        raise ValidationFailed(message, details={"errors": errors}) from None
+
+
+def to_content(
+    type_: str, prompt: str | list[dict[str, Any]], config: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A Langfuse prompt body as PromptKeeper content (checked by the content model)."""
+    if type_ == "text":
+        if not isinstance(prompt, str):
+            raise ValidationFailed("body.prompt: a text prompt is a string", details={"field": "body.prompt"})
+        return {"type": "text", "template": prompt, "config": config or {}}
+    if not isinstance(prompt, list):
+        raise ValidationFailed(
+            "body.prompt: a chat prompt is a list of messages", details={"field": "body.prompt"}
+        )
+    messages = []
+    for message in prompt:
+        if message.get("type") == "placeholder":
+            messages.append({"type": "placeholder", "name": message.get("name")})
+        else:  # Langfuse may send type "chatmessage" on ordinary messages
+            messages.append({"role": message.get("role"), "content": message.get("content")})
+    return {"type": "chat", "messages": messages, "config": config or {}}
+
+
+def from_content(content: dict[str, Any]) -> tuple[Literal["text", "chat"], str | list[dict[str, Any]]]:
+    if content["type"] == "text":
+        return "text", str(content["template"])
+    messages: list[dict[str, Any]] = []
+    for message in content["messages"]:
+        if message.get("type") == "placeholder":
+            messages.append({"type": "placeholder", "name": message["name"]})
+        else:
+            messages.append({"role": message["role"], "content": message["content"], "type": "chatmessage"})
+    return "chat", messages
+
+
+def _labels(session: Session, prompt: Prompt) -> dict[int, list[str]]:
+    """version -> its labels: the environments serving it, and `latest` on the head."""
+    rows = session.execute(
+        select(Release.version_number, Environment.name)
+        .join(Environment, Environment.id == Release.environment_id)
+        .where(Release.prompt_id == prompt.id)
+        .order_by(Environment.name)
+    )
+    labels: dict[int, list[str]] = {}
+    for version, environment in rows:
+        labels.setdefault(int(version), []).append(str(environment))
+    labels.setdefault(prompt.head_version, []).append(LATEST)
+    return labels
+
+
+def prompt_body(session: Session, prompt: Prompt, version: PromptVersion) -> LangfusePrompt:
+    type_, body = from_content(version.content)
+    return LangfusePrompt(
+        id=f"{prompt.id}-{version.number}",
+        name=prompt.name,
+        version=version.number,
+        type=type_,
+        prompt=body,
+        config=dict(version.content.get("config") or {}),
+        labels=sorted(_labels(session, prompt).get(version.number, [])),
+        tags=list(prompt.tags),
+        commitMessage=version.message or None,
+        createdAt=version.created_at,
+        updatedAt=version.created_at,
+        createdBy=version.author,
+    )
+
+
+def _not_found(name: str, what: str) -> NotFound:
+    return NotFound(f"Prompt not found: '{name}' {what}", details={"name": name})
+
+
+def _check_labels(labels: list[str]) -> None:
+    for label in labels:
+        if label == LATEST:
+            raise ValidationFailed(
+                "labels: 'latest' is reserved (it always marks the newest version)",
+                details={"field": "labels"},
+            )
+
+
+def _move_labels(session: Session, actor: Actor, prompt: Prompt, version: int, labels: list[str]) -> None:
+    """Each label is an environment: deploy `version` there unless it already serves it."""
+    _check_labels(labels)
+    for label in dict.fromkeys(labels):
+        env = session.scalar(
+            select(Environment).where(Environment.project_id == actor.project_id, Environment.name == label)
+        )
+        if env is None:
+            raise ValidationFailed(
+                f"labels: '{label}' is not an environment of this project; an admin creates it with "
+                "POST /v1/environments (labels are environments in PromptKeeper)",
+                details={"field": "labels", "label": label},
+            )
+        current = session.scalar(
+            select(Release.version_number).where(
+                Release.prompt_id == prompt.id, Release.environment_id == env.id
+            )
+        )
+        if current == version:
+            continue
+        deployments.deploy(
+            session=session,
+            actor=actor,
+            name=prompt.name,
+            environment=label,
+            version=version,
+            reason="label moved through the Langfuse-compatible API",
+        )
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+@router.get("/prompts/{name}", response_model=LangfusePrompt)
+async def get_prompt(
+    name: PromptNameDep,
+    request: Request,
+    actor: Fetcher,
+    version: Annotated[int | None, Query(ge=1, description="A version number.")] = None,
+    label: Annotated[
+        str | None, Query(max_length=64, description="A label (environment) or 'latest'.")
+    ] = None,
+) -> LangfusePrompt:
+    """One prompt version, by version or by label (default: the `production` label)."""
+    if version is not None and label is not None:
+        raise ValidationFailed(
+            "give either 'version' or 'label', not both", details={"field": "query.version"}
+        )
+    context: AppContext = request.app.state.context
+    if version is None:
+        label = label or DEFAULT_LABEL
+        unit = request.headers.get(UNIT_HEADER)
+        if label != LATEST and unit:
+            entry = await context.resolver.get(actor.project_id, name, label)
+            payload = entry.payload
+            if payload.split is not None:
+                headers: dict[str, str] = {}
+                payload = await variant_for(context, payload.split, unit[:128], headers)
+            version = payload.version
+    return await anyio.to_thread.run_sync(_read_prompt, context, actor.project_id, name, version, label)
+
+
+def _read_prompt(
+    context: AppContext, project_id: int, name: str, version: int | None, label: str | None
+) -> LangfusePrompt:
+    with context.db.session() as session:
+        try:
+            prompt = service.get_prompt(session=session, project_id=project_id, name=name)
+        except NotFound:
+            raise _not_found(name, "does not exist") from None
+        if version is None:
+            if label == LATEST:
+                version = prompt.head_version
+            else:
+                version = session.scalar(
+                    select(Release.version_number)
+                    .join(Environment, Environment.id == Release.environment_id)
+                    .where(Release.prompt_id == prompt.id, Environment.name == label)
+                )
+                if version is None:
+                    raise _not_found(name, f"has no version with label '{label}'")
+        try:
+            row = service.get_version(session=session, prompt=prompt, number=version)
+        except NotFound:
+            raise _not_found(name, f"has no version {version}") from None
+        return prompt_body(session, prompt, row)
+
+
+@router.get("/prompts", response_model=LangfusePromptList)
+def list_prompts(
+    session: ReadDB,
+    actor: Lister,
+    name: Annotated[str | None, Query(max_length=255)] = None,
+    label: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1, description="Page number, from 1.")] = 1,
+    limit: Annotated[int, Query(ge=1, le=100, description="Items per page.")] = 50,
+) -> LangfusePromptList:
+    """Prompt names with their versions, labels and tags."""
+    query = select(Prompt).where(Prompt.project_id == actor.project_id)
+    if name is not None:
+        query = query.where(Prompt.name == name)
+    prompts = [p for p in session.scalars(query.order_by(Prompt.name)) if tag is None or tag in p.tags]
+    metas = []
+    for prompt in prompts:
+        labels = _labels(session, prompt)
+        all_labels = sorted({item for values in labels.values() for item in values})
+        if label is not None and label not in all_labels:
+            continue
+        head = service.get_version(session=session, prompt=prompt, number=prompt.head_version)
+        type_, _ = from_content(head.content)
+        metas.append(
+            LangfusePromptMeta(
+                name=prompt.name,
+                type=type_,
+                versions=list(range(1, prompt.head_version + 1)),
+                labels=all_labels,
+                tags=list(prompt.tags),
+                lastUpdatedAt=head.created_at,
+                lastConfig=dict(head.content.get("config") or {}),
+            )
+        )
+    total = len(metas)
+    start = (page - 1) * limit
+    return LangfusePromptList(
+        data=metas[start : start + limit],
+        meta=LangfuseMeta(page=page, limit=limit, totalItems=total, totalPages=math.ceil(total / limit)),
+    )
+
+
+@router.post("/prompts", status_code=status.HTTP_201_CREATED, response_model=LangfusePrompt)
+def create_prompt(
+    session: WriteDB,
+    actor: Writer,
+    body: Annotated[dict[str, Any], Body(description="Langfuse's CreatePromptRequest.")],
+) -> LangfusePrompt:
+    """A new version (the prompt is created with its first); `labels` are moved to it."""
+    data: LangfuseCreate = _parse(LangfuseCreate, body)
+    try:
+        name = check_prompt_name(data.name)
+    except ValueError as exc:
+        raise ValidationFailed(f"body.name: {exc}", details={"field": "body.name"}) from None
+    _check_labels(data.labels or [])
+    exists = session.scalar(
+        select(func.count())
+        .select_from(Prompt)
+        .where(Prompt.project_id == actor.project_id, Prompt.name == name)
+    )
+    if not exists:
+        type_ = data.type or ("chat" if isinstance(data.prompt, list) else "text")
+        created = _parse(
+            PromptCreate,
+            {
+                "name": name,
+                "content": to_content(type_, data.prompt, data.config),
+                "tags": data.tags or [],
+                "message": data.commit_message or "",
+            },
+        )
+        prompt, version = service.create_prompt(session=session, actor=actor, data=created)
+    else:
+        prompt = service.get_prompt(session=session, project_id=actor.project_id, name=name, lock=True)
+        head = service.get_version(session=session, prompt=prompt, number=prompt.head_version)
+        type_ = data.type or head.content["type"]
+        if type_ != head.content["type"]:
+            raise Conflict(
+                f"'{name}' is a {head.content['type']} prompt; a version cannot change its type",
+                details={"type": head.content["type"]},
+            )
+        content = service.parse_content(to_content(type_, data.prompt, data.config))
+        version = service.create_version(
+            session=session,
+            prompt=prompt,
+            content=content,
+            actor=actor,
+            message=data.commit_message or "",
+            allow_duplicate=True,
+        )
+        if data.tags is not None and list(data.tags) != list(prompt.tags):
+            service.update_prompt(
+                session=session, actor=actor, prompt=prompt, data=_parse(PromptUpdate, {"tags": data.tags})
+            )
+    _move_labels(session, actor, prompt, version.number, data.labels or [])
+    session.commit()
+    return prompt_body(session, prompt, version)
+
+
+@router.patch("/prompts/{name}/versions/{version}", response_model=LangfusePrompt)
+def update_labels(
+    name: PromptNameDep,
+    version: int,
+    session: WriteDB,
+    actor: Writer,
+    body: Annotated[dict[str, Any], Body(description="{newLabels: [...]}")],
+) -> LangfusePrompt:
+    """Move labels to this version (each move is a deployment under the environment's policy)."""
+    data: LangfuseLabels = _parse(LangfuseLabels, body)
+    try:
+        prompt = service.get_prompt(session=session, project_id=actor.project_id, name=name, lock=True)
+        row = service.get_version(session=session, prompt=prompt, number=version)
+    except NotFound:
+        raise _not_found(name, f"has no version {version}") from None
+    _move_labels(session, actor, prompt, version, data.new_labels)
+    session.commit()
+    return prompt_body(session, prompt, row)
+
+
+@router.delete("/prompts/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_prompt(
+    name: PromptNameDep,
+    session: ReadDB,
+    actor: Writer,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    label: Annotated[str | None, Query(max_length=64)] = None,
+) -> None:
+    """Refused: PromptKeeper never deletes versions (the deployment history must answer what ran
+    when). Move labels with PATCH instead; an environment keeps serving its version until then."""
+    try:
+        service.get_prompt(session=session, project_id=actor.project_id, name=name)
+    except NotFound:
+        raise _not_found(name, "does not exist") from None
+    raise Conflict(
+        "PromptKeeper keeps every version (the deployment history answers what ran when), so "
+        "versions are not deleted; move labels with PATCH /api/public/v2/prompts/{name}/versions/{version}",
+        details={"version": version, "label": label},
+    )
