@@ -29,7 +29,7 @@ run: $(STAMP)
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
 test: $(TEST_STAMP) services
-	$(BIN)/ruff check promptkeeper tests bench
+	$(BIN)/ruff check promptkeeper tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
@@ -37,8 +37,8 @@ services:
 	bash scripts/ensure-services.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check promptkeeper tests bench
-	$(BIN)/ruff format --check promptkeeper tests bench
+	$(BIN)/ruff check promptkeeper tests bench scripts
+	$(BIN)/ruff format --check promptkeeper tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
