@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from promptkeeper import __version__
 from promptkeeper.access import routes as access_routes
@@ -36,9 +38,11 @@ from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
+from promptkeeper.ui import routes as ui_routes
 from promptkeeper.workflow import draft_routes, review_routes
 
 log = logging.getLogger("promptkeeper")
+UI_STATIC = Path(__file__).parent / "ui" / "static"
 
 
 def announce_admin_key(settings: Settings, generated: str | None) -> None:
@@ -152,4 +156,6 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(experiment_routes.router)
     app.include_router(monitoring_routes.router)
     app.include_router(langfuse_routes.router)
+    app.include_router(ui_routes.router)
+    app.mount("/ui/static", StaticFiles(directory=str(UI_STATIC)), name="ui-static")
     return app

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are answering:
 #   PostgreSQL on 127.0.0.1:5432 with a database `test` (trust auth for local TCP),
-#   Redis on 127.0.0.1:6379.
+#   Redis on 127.0.0.1:6379,
+#   Chromium at /usr/bin/chromium (Debian's package; the web UI's Playwright tests drive it).
 # Started when installed but stopped; installed from the distribution's packages when missing and
 # we are root; otherwise the exact command to run is printed and the script fails.
 set -uo pipefail
@@ -93,7 +94,16 @@ ensure_redis() {
     say "Redis is up on 127.0.0.1:6379"
 }
 
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ] && ! apt_install chromium; then
+        say "Chromium is not installed. Run: sudo apt-get install -y chromium"
+        return 1
+    fi
+    say "Chromium is at /usr/bin/chromium"
+}
+
 status=0
 ensure_postgres || status=1
 ensure_redis || status=1
+ensure_chromium || status=1
 exit $status

@@ -1,0 +1,498 @@
+"""The admin web UI: server-rendered pages for people who edit, review and ship prompts.
+
+Pages (all under `/ui`, `/` redirects there): sign-in; prompts (search, tag filter, what each
+environment serves); a prompt (metadata, environments with deploy and roll back, "what ran at",
+history with statuses, a new-version editor with live preview); a diff of any two versions
+(side by side or inline, word-level highlights); a confirmation page before each deploy or
+rollback that shows the diff being deployed, the gate and the reviews it needs.
+
+Every action calls the same service as the API (`prompts.service`, `workflow.deployments`) with
+the signed-in user's `Actor`; a viewer sees no edit controls and gets 403 if it posts anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from promptkeeper.access import users
+from promptkeeper.access.service import Actor
+from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
+from promptkeeper.errors import NotFound, PermissionDenied, PromptKeeperError, ValidationFailed
+from promptkeeper.prompts import releases, service
+from promptkeeper.prompts.schemas import PromptCreate
+from promptkeeper.ui import diffview
+from promptkeeper.ui.web import (
+    COOKIE,
+    LoginRequired,
+    User,
+    context_of,
+    error_page,
+    first,
+    form_of,
+    page,
+    redirect,
+    set_session,
+    signed_in,
+)
+from promptkeeper.workflow import deployments
+
+router = APIRouter(include_in_schema=False)
+Handler = Callable[..., Awaitable[Response]]
+
+
+def ui(handler: Handler) -> Handler:
+    """Sign-in redirects and error pages instead of the API's JSON errors."""
+
+    @wraps(handler)
+    async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(request, *args, **kwargs)
+        except LoginRequired as exc:
+            return redirect(f"/ui/login?next={exc.next_path}")
+        except PromptKeeperError as exc:
+            user = None
+            try:
+                user = await signed_in(request)
+            except LoginRequired:
+                pass
+            return error_page(request, user, exc)
+
+    return wrapped
+
+
+def _actor(request: Request, user: User) -> Actor:
+    return user.principal.actor(request.headers.get("x-request-id"))
+
+
+def _require_editor(user: User) -> None:
+    if not user.can_edit:
+        raise PermissionDenied(
+            f"a '{user.principal.role.value}' cannot change prompts or deployments; ask an editor"
+        )
+
+
+async def _read(request: Request, fn: Callable[[Session], Any]) -> Any:
+    def run() -> Any:
+        with context_of(request).db.session() as session:
+            result = fn(session)
+            session.expunge_all()  # the page renders after the session closes: keep what was loaded
+            return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+async def _write(request: Request, fn: Callable[[Session], Any]) -> Any:
+    def run() -> Any:
+        with context_of(request).db.write_session() as session:
+            result = fn(session)
+            session.commit()
+            return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+# -- sign-in -----------------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def home() -> Response:
+    return redirect("/ui/prompts")
+
+
+@router.get("/ui/login")
+async def login_form(request: Request, next: str = "/ui/prompts") -> Response:  # noqa: A002
+    return page(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+def _safe_next(path: str) -> str:
+    return path if path.startswith("/ui/") and not path.startswith("//") else "/ui/prompts"
+
+
+@router.post("/ui/login")
+async def login(request: Request) -> Response:
+    fields = await form_of(request, None)
+    email, password = first(fields, "email").strip(), first(fields, "password")
+    project = first(fields, "project").strip() or None
+    target = _safe_next(first(fields, "next", "/ui/prompts"))
+    context = context_of(request)
+
+    def run(session: Session) -> Any:
+        return users.login(
+            session=session,
+            email=email,
+            password=password,
+            project=project,
+            ttl_seconds=context.settings.session_ttl,
+            request_id=None,
+        )
+
+    try:
+        new, _, _, _ = await _write(request, run)
+    except PromptKeeperError as exc:
+        return page(
+            request,
+            "login.html",
+            None,
+            status_code=exc.status_code,
+            next=target,
+            error=exc.message,
+            email=email,
+        )
+    response = redirect(target)
+    set_session(response, new.secret, request, int(context.settings.session_ttl))
+    return response
+
+
+@router.post("/ui/logout")
+@ui
+async def logout(request: Request) -> Response:
+    user = await signed_in(request)
+    await form_of(request, user)
+    from promptkeeper.access import keys
+
+    await _write(request, lambda session: keys.end_session(session=session, actor=_actor(request, user)))
+    context_of(request).auth.forget()
+    response = redirect("/ui/login")
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- prompts -----------------------------------------------------------------------------------------
+
+
+@router.get("/ui/prompts")
+@ui
+async def prompts(request: Request, search: str = "", tag: str = "") -> Response:
+    user = await signed_in(request)
+    project_id = user.principal.project_id
+
+    def load(session: Session) -> dict[str, Any]:
+        rows, total = service.list_prompts(
+            session=session, project_id=project_id, tag=tag or None, search=search or None, limit=500
+        )
+        live = service.releases_by_environment(
+            session=session, project_id=project_id, prompt_ids=[p.id for p in rows]
+        )
+        environments = [e.name for e in service.list_environments(session=session, project_id=project_id)]
+        return {"prompts": rows, "live": live, "environments": environments, "total": total}
+
+    data = await _read(request, load)
+    return page(request, "prompts.html", user, search=search, tag=tag, **data)
+
+
+@router.get("/ui/prompts/new")
+@ui
+async def new_prompt_form(request: Request) -> Response:
+    user = await signed_in(request)
+    _require_editor(user)
+    return page(request, "new_prompt.html", user, error=None, values={})
+
+
+def content_from_form(fields: dict[str, list[str]]) -> dict[str, Any]:
+    """The editor's fields as a content document (checked by the services)."""
+    kind = first(fields, "type", "text")
+    config_text = first(fields, "config").strip()
+    try:
+        config = json.loads(config_text) if config_text else {}
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            f"config: not valid JSON ({exc.msg}, line {exc.lineno})", details={"field": "config"}
+        ) from None
+    if not isinstance(config, dict):
+        raise ValidationFailed("config: must be a JSON object", details={"field": "config"})
+    if kind == "text":
+        return {"type": "text", "template": first(fields, "template"), "config": config}
+    messages: list[dict[str, Any]] = []
+    for role, text in zip(fields.get("m_role", []), fields.get("m_content", []), strict=False):
+        if role == "placeholder":
+            messages.append({"type": "placeholder", "name": text.strip()})
+        else:
+            messages.append({"role": role, "content": text})
+    return {"type": "chat", "messages": messages, "config": config}
+
+
+@router.post("/ui/prompts")
+@ui
+async def create_prompt(request: Request) -> Response:
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    _require_editor(user)
+    name = first(fields, "name").strip()
+    try:
+        raw = {
+            "name": name,
+            "description": first(fields, "description"),
+            "tags": [t.strip() for t in first(fields, "tags").split(",") if t.strip()],
+            "content": content_from_form(fields),
+            "message": first(fields, "message"),
+        }
+        data = PromptCreate.model_validate(raw)
+        await _write(
+            request,
+            lambda session: service.create_prompt(session=session, actor=_actor(request, user), data=data),
+        )
+    except (PromptKeeperError, ValueError) as exc:
+        message = exc.message if isinstance(exc, PromptKeeperError) else _pydantic_message(exc)
+        values = {
+            k: first(fields, k)
+            for k in ("name", "description", "tags", "template", "config", "message", "type")
+        }
+        return page(request, "new_prompt.html", user, status_code=422, error=message, values=values)
+    return redirect(f"/ui/prompts/{_segment(name)}")
+
+
+def _pydantic_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        from promptkeeper.errors import field_errors
+
+        message, _ = field_errors(list(errors()))
+        return message
+    return str(exc)
+
+
+def _segment(name: str) -> str:
+    return name.replace("/", "%2F")
+
+
+def _name(raw: str) -> str:
+    from promptkeeper.api.deps import decode_prompt_name
+
+    return decode_prompt_name(raw)
+
+
+@router.get("/ui/prompts/{name}")
+@ui
+async def prompt_page(request: Request, name: str, at: str = "") -> Response:
+    user = await signed_in(request)
+    prompt_name = _name(name)
+    project_id = user.principal.project_id
+    when = _parse_when(at) if at else None
+
+    def load(session: Session) -> dict[str, Any]:
+        prompt = service.get_prompt(session=session, project_id=project_id, name=prompt_name)
+        versions, _ = service.list_versions(session=session, prompt=prompt, limit=500, offset=0)
+        status_of = service.version_status(session=session, prompt=prompt)
+        environments = service.list_environments(session=session, project_id=project_id)
+        live = service.releases_by_environment(
+            session=session, project_id=project_id, prompt_ids=[prompt.id]
+        )[prompt.id]
+        ran: dict[str, int | None] = {}
+        if when is not None:
+            for env in environments:
+                try:
+                    ran[env.name] = releases.resolve_at(
+                        session=session,
+                        project_id=project_id,
+                        name=prompt_name,
+                        environment=env.name,
+                        at=when,
+                    ).version
+                except NotFound:
+                    ran[env.name] = None
+        head = versions[0]
+        return {
+            "prompt": prompt,
+            "versions": versions,
+            "status_of": status_of,
+            "environments": environments,
+            "live": live,
+            "ran": ran,
+            "head": head,
+            "variables": content_variables(head.content),
+            "placeholders": content_placeholders(head.content),
+        }
+
+    data = await _read(request, load)
+    return page(request, "prompt.html", user, at=at, when=when, segment=_segment(prompt_name), **data)
+
+
+def _parse_when(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"at: '{value}' is not a date and time", details={"field": "at"}) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@router.post("/ui/preview")
+@ui
+async def preview(request: Request) -> Response:
+    """The editor's live preview: detected variables, highlighted template, rendered output or the
+    template error (nothing is saved)."""
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    sample_text = first(fields, "sample").strip()
+    result: dict[str, Any] = {"variables": [], "placeholders": [], "rendered": None, "error": None}
+    try:
+        content = content_from_form(fields)
+        document, variables, placeholders = service.checked_content(service.parse_content(content))
+        result["variables"], result["placeholders"] = variables, placeholders
+        sample = json.loads(sample_text) if sample_text else {}
+        if not isinstance(sample, dict):
+            raise ValidationFailed("sample variables: must be a JSON object", details={"field": "sample"})
+        for variable in variables:
+            sample.setdefault(variable, f"<{variable}>")
+        for placeholder in placeholders:
+            sample.setdefault(placeholder, [])
+        result["rendered"] = render_content(document, sample)
+    except json.JSONDecodeError as exc:
+        result["error"] = f"sample variables: not valid JSON ({exc.msg})"
+    except (PromptKeeperError, TemplateError) as exc:
+        result["error"] = exc.message
+    except ValueError as exc:
+        result["error"] = _pydantic_message(exc)
+    return page(request, "_preview.html", user, **result)
+
+
+@router.post("/ui/prompts/{name}/versions")
+@ui
+async def create_version(request: Request, name: str) -> Response:
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    _require_editor(user)
+    prompt_name = _name(name)
+
+    def run(session: Session) -> int:
+        prompt = service.get_prompt(
+            session=session, project_id=user.principal.project_id, name=prompt_name, lock=True
+        )
+        base = first(fields, "base_version")
+        version = service.create_version(
+            session=session,
+            prompt=prompt,
+            content=service.parse_content(content_from_form(fields)),
+            actor=_actor(request, user),
+            message=first(fields, "message"),
+            base_version=int(base) if base.isdigit() else None,
+        )
+        return version.number
+
+    try:
+        number = await _write(request, run)
+    except ValueError as exc:
+        raise ValidationFailed(_pydantic_message(exc)) from None
+    return redirect(f"/ui/prompts/{_segment(prompt_name)}?saved={number}")
+
+
+@router.get("/ui/prompts/{name}/diff")
+@ui
+async def diff(request: Request, name: str, left: int = 0, right: int = 0, view: str = "split") -> Response:
+    user = await signed_in(request)
+    prompt_name = _name(name)
+
+    def load(session: Session) -> dict[str, Any]:
+        prompt = service.get_prompt(session=session, project_id=user.principal.project_id, name=prompt_name)
+        new_number = right or prompt.head_version
+        old_number = left or max(1, new_number - 1)
+        old = service.get_version(session=session, prompt=prompt, number=old_number)
+        new = service.get_version(session=session, prompt=prompt, number=new_number)
+        return {
+            "prompt": prompt,
+            "old": old,
+            "new": new,
+            "sections": diffview.diff_contents(old.content, new.content),
+            "numbers": list(range(prompt.head_version, 0, -1)),
+        }
+
+    data = await _read(request, load)
+    return page(request, "diff.html", user, view=view, segment=_segment(prompt_name), **data)
+
+
+# -- deploy and roll back ----------------------------------------------------------------------------
+
+
+@router.get("/ui/prompts/{name}/confirm")
+@ui
+async def confirm(
+    request: Request, name: str, environment: str, version: int, action: str = "deploy"
+) -> Response:
+    """What a deploy or rollback would change, and whether the environment's policy allows it."""
+    user = await signed_in(request)
+    _require_editor(user)
+    prompt_name = _name(name)
+
+    def load(session: Session) -> dict[str, Any]:
+        project_id = user.principal.project_id
+        blocked = None
+        if action != "rollback":  # a rollback returns to a version that was live: its own rule applies
+            try:  # authorize only reads; it runs first since it may expire what it loaded
+                deployments.authorize(
+                    session=session,
+                    actor=_actor(request, user),
+                    prompt=service.get_prompt(session=session, project_id=project_id, name=prompt_name),
+                    env=service.get_environment(session=session, project_id=project_id, name=environment),
+                    version=version,
+                )
+            except PromptKeeperError as exc:
+                blocked = exc.message
+        session.expire_all()
+        prompt = service.get_prompt(session=session, project_id=project_id, name=prompt_name)
+        env = service.get_environment(session=session, project_id=project_id, name=environment)
+        target = service.get_version(session=session, prompt=prompt, number=version)
+        release = releases.current_release(session=session, prompt=prompt, environment=env)
+        current = (
+            service.get_version(session=session, prompt=prompt, number=release.version_number)
+            if release
+            else None
+        )
+        return {
+            "prompt": prompt,
+            "env": env,
+            "target": target,
+            "current": current,
+            "blocked": blocked,
+            "sections": diffview.diff_contents(
+                current.content if current else {"type": target.content["type"]}, target.content
+            ),
+        }
+
+    data = await _read(request, load)
+    return page(request, "confirm.html", user, action=action, segment=_segment(prompt_name), **data)
+
+
+@router.post("/ui/prompts/{name}/deploy")
+@ui
+async def deploy(request: Request, name: str) -> Response:
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    _require_editor(user)
+    prompt_name = _name(name)
+    environment, version = first(fields, "environment"), first(fields, "version")
+    action = "rollback" if first(fields, "action") == "rollback" else "deploy"
+    if not version.isdigit():
+        raise ValidationFailed("version: choose a version", details={"field": "version"})
+
+    reason = first(fields, "reason") or f"{action} from the web UI"
+
+    def run(session: Session) -> None:
+        if action == "rollback":
+            deployments.rollback(
+                session=session,
+                actor=_actor(request, user),
+                name=prompt_name,
+                environment=environment,
+                version=int(version),
+                reason=reason,
+            )
+            return
+        deployments.deploy(
+            session=session,
+            actor=_actor(request, user),
+            name=prompt_name,
+            environment=environment,
+            version=int(version),
+            reason=reason,
+        )
+
+    await _write(request, run)
+    return redirect(f"/ui/prompts/{_segment(prompt_name)}?deployed={environment}")

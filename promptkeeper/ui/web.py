@@ -1,0 +1,137 @@
+"""What every page needs: the signed-in user from the session cookie, CSRF, forms, rendering.
+
+Sign-in exchanges an email and password for a session (the same `users.login` as
+`POST /v1/auth/login`); the session token lives in an HttpOnly, SameSite=Lax cookie (Secure behind
+HTTPS). Every form carries a CSRF token derived from the session token with HMAC: a page of
+another site can make the browser send the cookie, but cannot read it, so it cannot forge the
+token. Pages call the same services as the API with the user's `Actor`, so the permission checks
+are the API's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from promptkeeper.access.service import Principal, Role
+from promptkeeper.api.context import AppContext
+from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized
+
+COOKIE = "pk_session"
+MAX_FORM_BYTES = 1_000_000
+EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["segment"] = lambda name: quote(str(name).replace("/", "%2F"), safe="%")
+
+#: Sent with every page: no framing, no sniffing, scripts and styles only from this server.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class User:
+    principal: Principal
+    token: str
+
+    @property
+    def can_edit(self) -> bool:
+        return self.principal.role in EDIT_ROLES
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.token)
+
+
+class LoginRequired(Exception):
+    """Raised by `signed_in`: the page answers with a redirect to the sign-in form."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def csrf_token(session_token: str) -> str:
+    return hmac.new(session_token.encode(), b"promptkeeper-ui-csrf", hashlib.sha256).hexdigest()[:40]
+
+
+def context_of(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+async def signed_in(request: Request) -> User:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise LoginRequired(request.url.path)
+    try:
+        principal = await context_of(request).auth(token)
+    except Unauthorized:
+        raise LoginRequired(request.url.path) from None
+    if principal.kind != "session":
+        raise LoginRequired(request.url.path)
+    return User(principal, token)
+
+
+async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
+    """The urlencoded form, with its CSRF token checked when a user is signed in."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise PermissionDenied("the form is too large")
+    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    if user is not None:
+        sent = (fields.get("csrf") or [""])[0]
+        if not hmac.compare_digest(sent, user.csrf):
+            raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page and try again")
+    return fields
+
+
+def first(fields: dict[str, list[str]], name: str, default: str = "") -> str:
+    values = fields.get(name)
+    return values[0] if values else default
+
+
+def page(
+    request: Request, template: str, user: User | None, status_code: int = 200, **values: Any
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, template, {"user": user, **values}, status_code=status_code
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def redirect(path: str) -> RedirectResponse:
+    response = RedirectResponse(path, status_code=303)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def error_page(request: Request, user: User | None, exc: PromptKeeperError) -> Response:
+    return page(
+        request,
+        "error.html",
+        user,
+        status_code=exc.status_code,
+        title="Not allowed" if exc.status_code == 403 else "Could not do that",
+        message=exc.message,
+    )
+
+
+def set_session(response: Response, token: str, request: Request, max_age: int) -> None:
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response.set_cookie(
+        COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
+    )
