@@ -1,0 +1,195 @@
+"""The web UI in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Each test signs in as a user made through the API, works through pages the way a product manager
+would, and saves screenshots to test-artifacts/ui/ (one per step, named after the test).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make test` installs Debian's chromium (scripts/ensure-services.sh)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Shots:
+    def __init__(self, name: str) -> None:
+        self.name = re.sub(r"[^A-Za-z0-9_-]+", "_", name)
+        self.count = 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, page: Page, step: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(ARTIFACTS / f"{self.name}-{self.count:02d}-{step}.png"), full_page=True)
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    return Shots(request.node.name)
+
+
+def _user(http: httpx.Client, email: str, role: str) -> None:
+    created = http.post("/v1/users", json={"email": email, "role": role, "password": PASSWORD, "name": email})
+    assert created.status_code == 201, created.text
+
+
+def _sign_in(browser: Browser, server: LiveServer, email: str) -> Page:
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{server.url}/ui/prompts")
+    expect(page).to_have_url(re.compile(r"/ui/login"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=re.compile("Prompts"))).to_be_visible()
+    return page
+
+
+def test_create_edit_preview_diff_promote_and_roll_back(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    with live_server.client() as http:
+        _user(http, "pm@example.com", "editor")
+    page = _sign_in(browser, live_server, "pm@example.com")
+    shots(page, "prompts")
+
+    page.get_by_role("link", name="New prompt").click()
+    page.get_by_label("Name").fill("support/reply")
+    page.get_by_label("Role of message 1").select_option("system")
+    page.get_by_label("Content of message 1").fill("You help customers of {{ product }}.")
+    page.get_by_label("Content of message 2").fill("{{ question }}")
+    page.get_by_role("button", name="Add message").click()
+    page.get_by_label("Content of message 3").fill("temporary")
+    page.get_by_role("button", name="Remove message").nth(2).click()
+    expect(page.get_by_label("Content of message 3")).to_have_count(0)
+    page.get_by_label("Sample variables for the preview").fill(
+        '{"product": "Acme", "question": "Where is my parcel?"}'
+    )
+    expect(page.get_by_test_id("rendered")).to_contain_text("You help customers of Acme.")
+    expect(page.get_by_test_id("rendered")).to_contain_text("Where is my parcel?")
+    shots(page, "new-prompt-preview")
+    page.get_by_role("button", name="Create prompt").click()
+    expect(page.get_by_test_id("prompt-name")).to_have_text("support/reply")
+
+    editor = page.get_by_label("Content of message 1")
+    editor.fill("You help customers of {{ product }} {% if %}")
+    expect(page.get_by_test_id("template-error")).to_contain_text("template error")
+    shots(page, "inline-template-error")
+    editor.fill("You kindly help customers of {{ product }}, in {{ language }}.")
+    page.get_by_label("Sample variables for the preview").fill('{"product": "Acme", "language": "French"}')
+    expect(page.get_by_test_id("rendered")).to_contain_text("You kindly help customers of Acme, in French.")
+    expect(page.get_by_test_id("preview-body")).to_contain_text("{{ language }}")  # detected variables
+    page.get_by_label("Commit message").fill("kinder, and in the user's language")
+    shots(page, "edit-v2")
+    page.get_by_test_id("save-version").click()
+    expect(page.get_by_test_id("history")).to_contain_text("kinder, and in the user's language")
+
+    page.get_by_test_id("compare").click()
+    expect(page.get_by_role("heading", name=re.compile("v1 → v2"))).to_be_visible()
+    expect(page.locator("ins").first).to_contain_text("kindly")
+    shots(page, "diff-split")
+    page.get_by_label("View").select_option("inline")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("tr.ins").first).to_be_visible()
+    shots(page, "diff-inline")
+    page.get_by_role("link", name="support/reply").click()
+
+    for version in ("1", "2"):
+        page.get_by_label("Version for production").select_option(version)
+        page.get_by_test_id("promote-production").click()
+        expect(page.get_by_test_id("allowed")).to_be_visible()
+        shots(page, f"confirm-v{version}")
+        page.get_by_test_id("confirm").click()
+        expect(page.get_by_test_id("live-production")).to_have_text(f"v{version}")
+    page.get_by_test_id("rollback-production").click()
+    expect(page.get_by_role("heading", name=re.compile("Roll back"))).to_be_visible()
+    page.get_by_test_id("confirm").click()
+    expect(page.get_by_test_id("live-production")).to_have_text("v1")
+    shots(page, "rolled-back")
+
+    with live_server.client() as http:
+        history = http.get("/v1/prompts/support%2Freply/deployments").json()["items"]
+        assert [(h["action"], h["version"]) for h in history] == [
+            ("rollback", 1),
+            ("deploy", 2),
+            ("deploy", 1),
+        ]
+        assert history[0]["actor"] == "pm@example.com"
+
+
+def test_viewers_see_no_edit_controls_and_posts_need_rights_and_csrf(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    with live_server.client() as http:
+        _user(http, "viewer@example.com", "viewer")
+        http.post("/v1/prompts", json={"name": "faq", "content": {"type": "text", "template": "Q: {{ q }}"}})
+    page = _sign_in(browser, live_server, "viewer@example.com")
+    expect(page.get_by_role("link", name="New prompt")).to_have_count(0)
+    page.get_by_role("link", name="faq").click()
+    expect(page.get_by_test_id("history")).to_be_visible()
+    expect(page.get_by_test_id("save-version")).to_have_count(0)
+    expect(page.get_by_test_id("promote-production")).to_have_count(0)
+    shots(page, "viewer-prompt")
+
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    assert csrf
+    posted = page.request.post(
+        f"{live_server.url}/ui/prompts/faq/versions",
+        form={"csrf": csrf, "type": "text", "template": "changed", "message": "sneaky"},
+    )
+    assert posted.status == 403 and "viewer" in posted.text()
+    no_token = page.request.post(
+        f"{live_server.url}/ui/prompts/faq/deploy", form={"environment": "production", "version": "1"}
+    )
+    assert no_token.status == 403 and "CSRF" in no_token.text()
+    with live_server.client() as http:
+        assert http.get("/v1/prompts/faq/versions").json()["total"] == 1  # nothing changed
+        assert http.get("/v1/prompts/faq/deployments").json()["items"] == []
+
+
+def test_session_cookie_and_security_headers(live_server: LiveServer) -> None:
+    with live_server.client() as http:
+        _user(http, "ed@example.com", "editor")
+    with httpx.Client(base_url=live_server.url) as browserless:
+        assert browserless.get("/ui/prompts").status_code == 303
+        bad = browserless.post(
+            "/ui/login", data={"email": "ed@example.com", "password": "nope", "next": "/ui/prompts"}
+        )
+        assert bad.status_code == 401 and "wrong email or password" in bad.text
+        ok = browserless.post(
+            "/ui/login", data={"email": "ed@example.com", "password": PASSWORD, "next": "//evil.example"}
+        )
+        assert ok.status_code == 303 and ok.headers["location"] == "/ui/prompts"  # no open redirect
+        cookie = ok.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+        listed = browserless.get("/ui/prompts")
+        headers: dict[str, Any] = dict(listed.headers)
+        assert listed.status_code == 200
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+        api_key_cookie = httpx.get(
+            f"{live_server.url}/ui/prompts", cookies={"pk_session": "pk_not_a_session"}
+        )
+        assert api_key_cookie.status_code == 303  # an API key is not a login session
