@@ -193,3 +193,46 @@ def test_session_cookie_and_security_headers(live_server: LiveServer) -> None:
             f"{live_server.url}/ui/prompts", cookies={"pk_session": "pk_not_a_session"}
         )
         assert api_key_cookie.status_code == 303  # an API key is not a login session
+
+
+def test_promotion_to_a_protected_environment_needs_a_second_users_approval(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    with live_server.client() as http:
+        _user(http, "author@example.com", "editor")
+        _user(http, "lead@example.com", "approver")
+        assert http.patch("/v1/environments/production", json={"protected": True}).status_code == 200
+        http.post(
+            "/v1/prompts", json={"name": "refunds", "content": {"type": "text", "template": "v1 {{ q }}"}}
+        )
+        http.post(
+            "/v1/prompts/refunds/versions", json={"content": {"type": "text", "template": "v2 {{ q }}"}}
+        )
+    author = _sign_in(browser, live_server, "author@example.com")
+    author.goto(f"{live_server.url}/ui/prompts/refunds")
+    author.get_by_label("Version for production").select_option("2")
+    author.get_by_test_id("promote-production").click()
+    expect(author.get_by_test_id("blocked")).to_contain_text("'production' is protected")
+    shots(author, "blocked")
+    author.get_by_test_id("request-review").click()
+    expect(author.get_by_test_id("review-state")).to_contain_text("pending")
+    expect(author.get_by_test_id("approve")).to_have_count(0)  # an author cannot approve their own review
+    review_url = author.url
+    shots(author, "review-requested")
+
+    lead = _sign_in(browser, live_server, "lead@example.com")
+    lead.goto(review_url)
+    lead.get_by_label("Comment").fill("Looks right; the refund wording is clearer.")
+    lead.get_by_test_id("approve").click()
+    expect(lead.get_by_test_id("review-state")).to_contain_text("approved")
+    expect(lead.get_by_test_id("events")).to_contain_text("lead@example.com approve")
+    shots(lead, "approved")
+    lead.get_by_test_id("deploy-reviewed").click()
+    expect(lead.get_by_test_id("live-production")).to_have_text("v2")
+    shots(lead, "deployed")
+
+    with live_server.client() as http:
+        review = http.get("/v1/reviews", params={"status": "deployed"}).json()["items"][0]
+        assert review["version"] == 2 and review["environment"] == "production"
+        history = http.get("/v1/prompts/refunds/deployments").json()["items"]
+        assert (history[0]["version"], history[0]["actor"]) == (2, "lead@example.com")

@@ -43,7 +43,7 @@ from promptkeeper.ui.web import (
     set_session,
     signed_in,
 )
-from promptkeeper.workflow import deployments
+from promptkeeper.workflow import deployments, reviews
 
 router = APIRouter(include_in_schema=False)
 Handler = Callable[..., Awaitable[Response]]
@@ -300,7 +300,11 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
                 except NotFound:
                     ran[env.name] = None
         head = versions[0]
+        open_reviews, _ = reviews.list_reviews(
+            session=session, project_id=project_id, name=prompt_name, status="open", limit=50
+        )
         return {
+            "open_reviews": [(review, env) for review, _, env in open_reviews],
             "prompt": prompt,
             "versions": versions,
             "status_of": status_of,
@@ -485,6 +489,7 @@ async def deploy(request: Request, name: str) -> Response:
                 reason=reason,
             )
             return
+        review = first(fields, "review_id")
         deployments.deploy(
             session=session,
             actor=_actor(request, user),
@@ -492,7 +497,120 @@ async def deploy(request: Request, name: str) -> Response:
             environment=environment,
             version=int(version),
             reason=reason,
+            review_id=int(review) if review.isdigit() else None,
         )
 
     await _write(request, run)
     return redirect(f"/ui/prompts/{_segment(prompt_name)}?deployed={environment}")
+
+
+# -- reviews -----------------------------------------------------------------------------------------
+
+
+@router.post("/ui/prompts/{name}/reviews")
+@ui
+async def request_review(request: Request, name: str) -> Response:
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    _require_editor(user)
+    prompt_name = _name(name)
+    version = first(fields, "version")
+    if not version.isdigit():
+        raise ValidationFailed("version: choose a version", details={"field": "version"})
+
+    def run(session: Session) -> int:
+        review = reviews.request_review(
+            session=session,
+            actor=_actor(request, user),
+            name=prompt_name,
+            environment=first(fields, "environment"),
+            version=int(version),
+            title=first(fields, "title"),
+            description=first(fields, "description"),
+        )
+        return review.id
+
+    review_id = await _write(request, run)
+    return redirect(f"/ui/prompts/{_segment(prompt_name)}/reviews/{review_id}")
+
+
+@router.get("/ui/prompts/{name}/reviews/{review_id}")
+@ui
+async def review_page(request: Request, name: str, review_id: int) -> Response:
+    user = await signed_in(request)
+    prompt_name = _name(name)
+
+    def load(session: Session) -> dict[str, Any]:
+        prompt, review = reviews.get_review(
+            session=session, project_id=user.principal.project_id, name=prompt_name, review_id=review_id
+        )
+        env = service.get_environment(
+            session=session, project_id=user.principal.project_id, name=_environment_name(session, review)
+        )
+        state = reviews.review_state(session=session, review=review, environment=env)
+        target = service.get_version(session=session, prompt=prompt, number=review.version_number)
+        release = releases.current_release(session=session, prompt=prompt, environment=env)
+        current = (
+            service.get_version(session=session, prompt=prompt, number=release.version_number)
+            if release
+            else None
+        )
+        return {
+            "prompt": prompt,
+            "review": review,
+            "env": env,
+            "state": state,
+            "events": reviews.events_of(session=session, review=review),
+            "target": target,
+            "current": current,
+            "sections": diffview.diff_contents(
+                current.content if current else {"type": target.content["type"]}, target.content
+            ),
+        }
+
+    data = await _read(request, load)
+    actor = _actor(request, user)
+    return page(
+        request,
+        "review.html",
+        user,
+        segment=_segment(prompt_name),
+        is_author=actor.identity == data["review"].author_identity,
+        can_decide=user.principal.role.value in ("approver", "admin"),
+        **data,
+    )
+
+
+def _environment_name(session: Session, review: Any) -> str:
+    from promptkeeper.prompts.models import Environment
+
+    env = session.get(Environment, review.environment_id)
+    assert env is not None
+    return env.name
+
+
+@router.post("/ui/prompts/{name}/reviews/{review_id}/act")
+@ui
+async def review_act(request: Request, name: str, review_id: int) -> Response:
+    user = await signed_in(request)
+    fields = await form_of(request, user)
+    prompt_name = _name(name)
+    kind = first(fields, "kind")
+    if kind not in ("comment", "approve", "request_changes", "withdraw"):
+        raise ValidationFailed(f"kind: '{kind}' is not a review action", details={"field": "kind"})
+
+    def run(session: Session) -> None:
+        prompt, review = reviews.get_review(
+            session=session, project_id=user.principal.project_id, name=prompt_name, review_id=review_id
+        )
+        reviews.act(
+            session=session,
+            actor=_actor(request, user),
+            prompt=prompt,
+            review=review,
+            kind=kind,
+            body=first(fields, "body"),
+        )
+
+    await _write(request, run)
+    return redirect(f"/ui/prompts/{_segment(prompt_name)}/reviews/{review_id}")
