@@ -236,3 +236,78 @@ def test_promotion_to_a_protected_environment_needs_a_second_users_approval(
         assert review["version"] == 2 and review["environment"] == "production"
         history = http.get("/v1/prompts/refunds/deployments").json()["items"]
         assert (history[0]["version"], history[0]["actor"]) == (2, "lead@example.com")
+
+
+def test_monitoring_page_shows_scores_alerts_and_the_automatic_rollback(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    from promptkeeper.monitoring.scoring import MonitorScorer
+
+    database = live_server.app.state.context.db
+    scorer = MonitorScorer(database, live_server.app_settings, "ui-test")
+    with live_server.client() as http:
+        _user(http, "oncall@example.com", "viewer")
+        http.post(
+            "/v1/prompts", json={"name": "answers", "content": {"type": "text", "template": "A {{ q }}"}}
+        )
+        http.post("/v1/prompts/answers/versions", json={"content": {"type": "text", "template": "B {{ q }}"}})
+        http.post("/v1/prompts/answers/deployments", json={"environment": "production", "version": 1})
+        rule = {
+            "scorer": "not_contains",
+            "name": "safety",
+            "params": {"values": ["UNSAFE"]},
+            "critical_margin": 0.1,
+        }
+        monitor = http.post(
+            "/v1/monitors",
+            json={
+                "prompt": "answers",
+                "sample_rate": 1.0,
+                "scorers": [rule],
+                "window_size": 100,
+                "min_sample": 50,
+                "check_every": 25,
+                "consecutive": 2,
+                "auto_rollback": True,
+            },
+        ).json()
+
+        def send(version: int, start: int, unsafe_every: int) -> None:
+            events = [
+                {
+                    "type": "generation",
+                    "request_id": f"g{start + i}",
+                    "prompt": "answers",
+                    "version": version,
+                    "environment": "production",
+                    "output": "UNSAFE advice" if (start + i) % unsafe_every == 0 else "a careful answer",
+                }
+                for i in range(25)
+            ]
+            assert http.post("/v1/events", json={"events": events}).status_code == 200
+            while scorer.step():
+                pass
+
+        for start in range(0, 150, 25):
+            send(1, start, 1000)
+        http.post("/v1/prompts/answers/deployments", json={"environment": "production", "version": 2})
+        start = 150
+        while http.get("/v1/resolve/answers", params={"environment": "production"}).json()["version"] == 2:
+            assert start < 1000
+            send(2, start, 2)
+            start += 25
+
+    page = _sign_in(browser, live_server, "oncall@example.com")
+    page.get_by_role("link", name="Monitoring").click()
+    expect(page.get_by_test_id("monitors")).to_contain_text("answers")
+    page.get_by_role("link", name=f"#{monitor['id']}").click()
+    expect(page.locator("svg.chart title")).to_have_text(
+        "Score of the live version at each look (pass rate or mean)"
+    )
+    expect(page.locator("svg.chart path").first).to_be_visible()
+    expect(page.get_by_test_id("alerts")).to_contain_text("critical")
+    expect(page.get_by_test_id("rollback")).to_contain_text("rolled back to v1")
+    shots(page, "monitor")
+    page.get_by_role("link", name="failing outputs").first.click()
+    expect(page.get_by_test_id("examples")).to_contain_text("UNSAFE advice")
+    shots(page, "failing-outputs")
