@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import anyio
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Principal, Role
+from promptkeeper.access.service import Actor, Principal, Role
 from promptkeeper.api.context import AppContext
-from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized
+from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized, field_errors
 
 COOKIE = "pk_session"
+Handler = Callable[..., Awaitable[Response]]
 MAX_FORM_BYTES = 1_000_000
 EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -135,3 +140,73 @@ def set_session(response: Response, token: str, request: Request, max_age: int) 
     response.set_cookie(
         COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
     )
+
+
+def ui_page(handler: Handler) -> Handler:
+    """Sign-in redirects and error pages instead of the API's JSON errors."""
+
+    @wraps(handler)
+    async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(request, *args, **kwargs)
+        except LoginRequired as exc:
+            return redirect(f"/ui/login?next={exc.next_path}")
+        except PromptKeeperError as exc:
+            user = None
+            try:
+                user = await signed_in(request)
+            except LoginRequired:
+                pass
+            return error_page(request, user, exc)
+
+    return wrapped
+
+
+def actor_of(request: Request, user: User) -> Actor:
+    return user.principal.actor(request.headers.get("x-request-id"))
+
+
+def require_editor(user: User) -> None:
+    if not user.can_edit:
+        raise PermissionDenied(
+            f"a '{user.principal.role.value}' cannot change prompts or deployments; ask an editor"
+        )
+
+
+async def read(request: Request, fn: Callable[[Session], Any]) -> Any:
+    def run() -> Any:
+        with context_of(request).db.session() as session:
+            result = fn(session)
+            session.expunge_all()  # the page renders after the session closes: keep what was loaded
+            return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+async def write(request: Request, fn: Callable[[Session], Any]) -> Any:
+    def run() -> Any:
+        with context_of(request).db.write_session() as session:
+            result = fn(session)
+            session.commit()
+            return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def pydantic_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        message, _ = field_errors(list(errors()))
+        return message
+    return str(exc)
+
+
+def segment(name: str) -> str:
+    return name.replace("/", "%2F")
+
+
+def prompt_name_of(raw: str) -> str:
+    """The prompt name of a path segment (`%2F` back to `/`), checked like the API checks it."""
+    from promptkeeper.api.deps import decode_prompt_name  # imported late: api.deps needs the app context
+
+    return decode_prompt_name(raw)

@@ -1,4 +1,4 @@
-"""The admin web UI: server-rendered pages for people who edit, review and ship prompts.
+"""The admin web UI's prompt pages: sign-in, prompts, a prompt, versions, diffs, deploys and rollbacks.
 
 Pages (all under `/ui`, `/` redirects there): sign-in; prompts (search, tag filter, what each
 environment serves); a prompt (metadata, environments with deploy and roll back, "what ran at",
@@ -15,91 +15,40 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from promptkeeper.access import users
-from promptkeeper.access.service import Actor
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
-from promptkeeper.errors import NotFound, PermissionDenied, PromptKeeperError, ValidationFailed
-from promptkeeper.monitoring import service as monitor_service
-from promptkeeper.monitoring import status as monitor_status
+from promptkeeper.errors import NotFound, PromptKeeperError, ValidationFailed
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.schemas import PromptCreate
-from promptkeeper.ui import charts, diffview
+from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
     COOKIE,
-    LoginRequired,
-    User,
+    actor_of,
     context_of,
-    error_page,
     first,
     form_of,
     page,
+    prompt_name_of,
+    pydantic_message,
+    read,
     redirect,
+    require_editor,
+    segment,
     set_session,
     signed_in,
+    ui_page,
+    write,
 )
 from promptkeeper.workflow import deployments, reviews
 
 router = APIRouter(include_in_schema=False)
 Handler = Callable[..., Awaitable[Response]]
-
-
-def ui(handler: Handler) -> Handler:
-    """Sign-in redirects and error pages instead of the API's JSON errors."""
-
-    @wraps(handler)
-    async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
-        try:
-            return await handler(request, *args, **kwargs)
-        except LoginRequired as exc:
-            return redirect(f"/ui/login?next={exc.next_path}")
-        except PromptKeeperError as exc:
-            user = None
-            try:
-                user = await signed_in(request)
-            except LoginRequired:
-                pass
-            return error_page(request, user, exc)
-
-    return wrapped
-
-
-def _actor(request: Request, user: User) -> Actor:
-    return user.principal.actor(request.headers.get("x-request-id"))
-
-
-def _require_editor(user: User) -> None:
-    if not user.can_edit:
-        raise PermissionDenied(
-            f"a '{user.principal.role.value}' cannot change prompts or deployments; ask an editor"
-        )
-
-
-async def _read(request: Request, fn: Callable[[Session], Any]) -> Any:
-    def run() -> Any:
-        with context_of(request).db.session() as session:
-            result = fn(session)
-            session.expunge_all()  # the page renders after the session closes: keep what was loaded
-            return result
-
-    return await anyio.to_thread.run_sync(run)
-
-
-async def _write(request: Request, fn: Callable[[Session], Any]) -> Any:
-    def run() -> Any:
-        with context_of(request).db.write_session() as session:
-            result = fn(session)
-            session.commit()
-            return result
-
-    return await anyio.to_thread.run_sync(run)
 
 
 # -- sign-in -----------------------------------------------------------------------------------------
@@ -138,7 +87,7 @@ async def login(request: Request) -> Response:
         )
 
     try:
-        new, _, _, _ = await _write(request, run)
+        new, _, _, _ = await write(request, run)
     except PromptKeeperError as exc:
         return page(
             request,
@@ -155,13 +104,13 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/ui/logout")
-@ui
+@ui_page
 async def logout(request: Request) -> Response:
     user = await signed_in(request)
     await form_of(request, user)
     from promptkeeper.access import keys
 
-    await _write(request, lambda session: keys.end_session(session=session, actor=_actor(request, user)))
+    await write(request, lambda session: keys.end_session(session=session, actor=actor_of(request, user)))
     context_of(request).auth.forget()
     response = redirect("/ui/login")
     response.delete_cookie(COOKIE, path="/")
@@ -172,7 +121,7 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/ui/prompts")
-@ui
+@ui_page
 async def prompts(request: Request, search: str = "", tag: str = "") -> Response:
     user = await signed_in(request)
     project_id = user.principal.project_id
@@ -187,15 +136,15 @@ async def prompts(request: Request, search: str = "", tag: str = "") -> Response
         environments = [e.name for e in service.list_environments(session=session, project_id=project_id)]
         return {"prompts": rows, "live": live, "environments": environments, "total": total}
 
-    data = await _read(request, load)
+    data = await read(request, load)
     return page(request, "prompts.html", user, search=search, tag=tag, **data)
 
 
 @router.get("/ui/prompts/new")
-@ui
+@ui_page
 async def new_prompt_form(request: Request) -> Response:
     user = await signed_in(request)
-    _require_editor(user)
+    require_editor(user)
     return page(request, "new_prompt.html", user, error=None, values={})
 
 
@@ -223,11 +172,11 @@ def content_from_form(fields: dict[str, list[str]]) -> dict[str, Any]:
 
 
 @router.post("/ui/prompts")
-@ui
+@ui_page
 async def create_prompt(request: Request) -> Response:
     user = await signed_in(request)
     fields = await form_of(request, user)
-    _require_editor(user)
+    require_editor(user)
     name = first(fields, "name").strip()
     try:
         raw = {
@@ -238,45 +187,25 @@ async def create_prompt(request: Request) -> Response:
             "message": first(fields, "message"),
         }
         data = PromptCreate.model_validate(raw)
-        await _write(
+        await write(
             request,
-            lambda session: service.create_prompt(session=session, actor=_actor(request, user), data=data),
+            lambda session: service.create_prompt(session=session, actor=actor_of(request, user), data=data),
         )
     except (PromptKeeperError, ValueError) as exc:
-        message = exc.message if isinstance(exc, PromptKeeperError) else _pydantic_message(exc)
+        message = exc.message if isinstance(exc, PromptKeeperError) else pydantic_message(exc)
         values = {
             k: first(fields, k)
             for k in ("name", "description", "tags", "template", "config", "message", "type")
         }
         return page(request, "new_prompt.html", user, status_code=422, error=message, values=values)
-    return redirect(f"/ui/prompts/{_segment(name)}")
-
-
-def _pydantic_message(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        from promptkeeper.errors import field_errors
-
-        message, _ = field_errors(list(errors()))
-        return message
-    return str(exc)
-
-
-def _segment(name: str) -> str:
-    return name.replace("/", "%2F")
-
-
-def _name(raw: str) -> str:
-    from promptkeeper.api.deps import decode_prompt_name
-
-    return decode_prompt_name(raw)
+    return redirect(f"/ui/prompts/{segment(name)}")
 
 
 @router.get("/ui/prompts/{name}")
-@ui
+@ui_page
 async def prompt_page(request: Request, name: str, at: str = "") -> Response:
     user = await signed_in(request)
-    prompt_name = _name(name)
+    prompt_name = prompt_name_of(name)
     project_id = user.principal.project_id
     when = _parse_when(at) if at else None
 
@@ -318,8 +247,8 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
             "placeholders": content_placeholders(head.content),
         }
 
-    data = await _read(request, load)
-    return page(request, "prompt.html", user, at=at, when=when, segment=_segment(prompt_name), **data)
+    data = await read(request, load)
+    return page(request, "prompt.html", user, at=at, when=when, segment=segment(prompt_name), **data)
 
 
 def _parse_when(value: str) -> datetime:
@@ -331,7 +260,7 @@ def _parse_when(value: str) -> datetime:
 
 
 @router.post("/ui/preview")
-@ui
+@ui_page
 async def preview(request: Request) -> Response:
     """The editor's live preview: detected variables, highlighted template, rendered output or the
     template error (nothing is saved)."""
@@ -356,17 +285,17 @@ async def preview(request: Request) -> Response:
     except (PromptKeeperError, TemplateError) as exc:
         result["error"] = exc.message
     except ValueError as exc:
-        result["error"] = _pydantic_message(exc)
+        result["error"] = pydantic_message(exc)
     return page(request, "_preview.html", user, **result)
 
 
 @router.post("/ui/prompts/{name}/versions")
-@ui
+@ui_page
 async def create_version(request: Request, name: str) -> Response:
     user = await signed_in(request)
     fields = await form_of(request, user)
-    _require_editor(user)
-    prompt_name = _name(name)
+    require_editor(user)
+    prompt_name = prompt_name_of(name)
 
     def run(session: Session) -> int:
         prompt = service.get_prompt(
@@ -377,24 +306,24 @@ async def create_version(request: Request, name: str) -> Response:
             session=session,
             prompt=prompt,
             content=service.parse_content(content_from_form(fields)),
-            actor=_actor(request, user),
+            actor=actor_of(request, user),
             message=first(fields, "message"),
             base_version=int(base) if base.isdigit() else None,
         )
         return version.number
 
     try:
-        number = await _write(request, run)
+        number = await write(request, run)
     except ValueError as exc:
-        raise ValidationFailed(_pydantic_message(exc)) from None
-    return redirect(f"/ui/prompts/{_segment(prompt_name)}?saved={number}")
+        raise ValidationFailed(pydantic_message(exc)) from None
+    return redirect(f"/ui/prompts/{segment(prompt_name)}?saved={number}")
 
 
 @router.get("/ui/prompts/{name}/diff")
-@ui
+@ui_page
 async def diff(request: Request, name: str, left: int = 0, right: int = 0, view: str = "split") -> Response:
     user = await signed_in(request)
-    prompt_name = _name(name)
+    prompt_name = prompt_name_of(name)
 
     def load(session: Session) -> dict[str, Any]:
         prompt = service.get_prompt(session=session, project_id=user.principal.project_id, name=prompt_name)
@@ -410,22 +339,22 @@ async def diff(request: Request, name: str, left: int = 0, right: int = 0, view:
             "numbers": list(range(prompt.head_version, 0, -1)),
         }
 
-    data = await _read(request, load)
-    return page(request, "diff.html", user, view=view, segment=_segment(prompt_name), **data)
+    data = await read(request, load)
+    return page(request, "diff.html", user, view=view, segment=segment(prompt_name), **data)
 
 
 # -- deploy and roll back ----------------------------------------------------------------------------
 
 
 @router.get("/ui/prompts/{name}/confirm")
-@ui
+@ui_page
 async def confirm(
     request: Request, name: str, environment: str, version: int, action: str = "deploy"
 ) -> Response:
     """What a deploy or rollback would change, and whether the environment's policy allows it."""
     user = await signed_in(request)
-    _require_editor(user)
-    prompt_name = _name(name)
+    require_editor(user)
+    prompt_name = prompt_name_of(name)
 
     def load(session: Session) -> dict[str, Any]:
         project_id = user.principal.project_id
@@ -434,7 +363,7 @@ async def confirm(
             try:  # authorize only reads; it runs first since it may expire what it loaded
                 deployments.authorize(
                     session=session,
-                    actor=_actor(request, user),
+                    actor=actor_of(request, user),
                     prompt=service.get_prompt(session=session, project_id=project_id, name=prompt_name),
                     env=service.get_environment(session=session, project_id=project_id, name=environment),
                     version=version,
@@ -462,17 +391,17 @@ async def confirm(
             ),
         }
 
-    data = await _read(request, load)
-    return page(request, "confirm.html", user, action=action, segment=_segment(prompt_name), **data)
+    data = await read(request, load)
+    return page(request, "confirm.html", user, action=action, segment=segment(prompt_name), **data)
 
 
 @router.post("/ui/prompts/{name}/deploy")
-@ui
+@ui_page
 async def deploy(request: Request, name: str) -> Response:
     user = await signed_in(request)
     fields = await form_of(request, user)
-    _require_editor(user)
-    prompt_name = _name(name)
+    require_editor(user)
+    prompt_name = prompt_name_of(name)
     environment, version = first(fields, "environment"), first(fields, "version")
     action = "rollback" if first(fields, "action") == "rollback" else "deploy"
     if not version.isdigit():
@@ -484,7 +413,7 @@ async def deploy(request: Request, name: str) -> Response:
         if action == "rollback":
             deployments.rollback(
                 session=session,
-                actor=_actor(request, user),
+                actor=actor_of(request, user),
                 name=prompt_name,
                 environment=environment,
                 version=int(version),
@@ -494,7 +423,7 @@ async def deploy(request: Request, name: str) -> Response:
         review = first(fields, "review_id")
         deployments.deploy(
             session=session,
-            actor=_actor(request, user),
+            actor=actor_of(request, user),
             name=prompt_name,
             environment=environment,
             version=int(version),
@@ -502,192 +431,5 @@ async def deploy(request: Request, name: str) -> Response:
             review_id=int(review) if review.isdigit() else None,
         )
 
-    await _write(request, run)
-    return redirect(f"/ui/prompts/{_segment(prompt_name)}?deployed={environment}")
-
-
-# -- reviews -----------------------------------------------------------------------------------------
-
-
-@router.post("/ui/prompts/{name}/reviews")
-@ui
-async def request_review(request: Request, name: str) -> Response:
-    user = await signed_in(request)
-    fields = await form_of(request, user)
-    _require_editor(user)
-    prompt_name = _name(name)
-    version = first(fields, "version")
-    if not version.isdigit():
-        raise ValidationFailed("version: choose a version", details={"field": "version"})
-
-    def run(session: Session) -> int:
-        review = reviews.request_review(
-            session=session,
-            actor=_actor(request, user),
-            name=prompt_name,
-            environment=first(fields, "environment"),
-            version=int(version),
-            title=first(fields, "title"),
-            description=first(fields, "description"),
-        )
-        return review.id
-
-    review_id = await _write(request, run)
-    return redirect(f"/ui/prompts/{_segment(prompt_name)}/reviews/{review_id}")
-
-
-@router.get("/ui/prompts/{name}/reviews/{review_id}")
-@ui
-async def review_page(request: Request, name: str, review_id: int) -> Response:
-    user = await signed_in(request)
-    prompt_name = _name(name)
-
-    def load(session: Session) -> dict[str, Any]:
-        prompt, review = reviews.get_review(
-            session=session, project_id=user.principal.project_id, name=prompt_name, review_id=review_id
-        )
-        env = service.get_environment(
-            session=session, project_id=user.principal.project_id, name=_environment_name(session, review)
-        )
-        state = reviews.review_state(session=session, review=review, environment=env)
-        target = service.get_version(session=session, prompt=prompt, number=review.version_number)
-        release = releases.current_release(session=session, prompt=prompt, environment=env)
-        current = (
-            service.get_version(session=session, prompt=prompt, number=release.version_number)
-            if release
-            else None
-        )
-        return {
-            "prompt": prompt,
-            "review": review,
-            "env": env,
-            "state": state,
-            "events": reviews.events_of(session=session, review=review),
-            "target": target,
-            "current": current,
-            "sections": diffview.diff_contents(
-                current.content if current else {"type": target.content["type"]}, target.content
-            ),
-        }
-
-    data = await _read(request, load)
-    actor = _actor(request, user)
-    return page(
-        request,
-        "review.html",
-        user,
-        segment=_segment(prompt_name),
-        is_author=actor.identity == data["review"].author_identity,
-        can_decide=user.principal.role.value in ("approver", "admin"),
-        **data,
-    )
-
-
-def _environment_name(session: Session, review: Any) -> str:
-    from promptkeeper.prompts.models import Environment
-
-    env = session.get(Environment, review.environment_id)
-    assert env is not None
-    return env.name
-
-
-@router.post("/ui/prompts/{name}/reviews/{review_id}/act")
-@ui
-async def review_act(request: Request, name: str, review_id: int) -> Response:
-    user = await signed_in(request)
-    fields = await form_of(request, user)
-    prompt_name = _name(name)
-    kind = first(fields, "kind")
-    if kind not in ("comment", "approve", "request_changes", "withdraw"):
-        raise ValidationFailed(f"kind: '{kind}' is not a review action", details={"field": "kind"})
-
-    def run(session: Session) -> None:
-        prompt, review = reviews.get_review(
-            session=session, project_id=user.principal.project_id, name=prompt_name, review_id=review_id
-        )
-        reviews.act(
-            session=session,
-            actor=_actor(request, user),
-            prompt=prompt,
-            review=review,
-            kind=kind,
-            body=first(fields, "body"),
-        )
-
-    await _write(request, run)
-    return redirect(f"/ui/prompts/{_segment(prompt_name)}/reviews/{review_id}")
-
-
-# -- monitoring --------------------------------------------------------------------------------------
-
-
-@router.get("/ui/monitors")
-@ui
-async def monitors_page(request: Request) -> Response:
-    user = await signed_in(request)
-
-    def load(session: Session) -> dict[str, Any]:
-        rows, _ = monitor_service.list_monitors(
-            session=session,
-            project_id=user.principal.project_id,
-            prompt=None,
-            environment=None,
-            limit=500,
-            offset=0,
-        )
-        return {"monitors": [monitor_status.status(session, m, checks=1) for m in rows]}
-
-    return page(request, "monitors.html", user, **(await _read(request, load)))
-
-
-@router.get("/ui/monitors/{monitor_id}")
-@ui
-async def monitor_page(request: Request, monitor_id: int) -> Response:
-    user = await signed_in(request)
-
-    def load(session: Session) -> Any:
-        monitor = monitor_service.get_monitor(
-            session=session, project_id=user.principal.project_id, monitor_id=monitor_id
-        )
-        return monitor_status.status(session, monitor, checks=500)
-
-    status = await _read(request, load)
-    series: dict[str, list[tuple[float, float]]] = {}
-    for check in reversed(status.checks):
-        for finding in check.findings:
-            if finding.get("current") is not None:
-                series.setdefault(f"{finding['scorer']} v{check.version}", []).append(
-                    (float(check.id), float(finding["current"]))
-                )
-    chart = charts.line_chart(
-        "Score of the live version at each look (pass rate or mean)",
-        series,
-        y_min=0.0,
-        y_max=1.0,
-        x_label="looks",
-    )
-    return page(request, "monitor.html", user, status=status, chart=chart)
-
-
-@router.get("/ui/monitors/{monitor_id}/examples")
-@ui
-async def monitor_examples(
-    request: Request,
-    monitor_id: int,
-    version: int | None = None,
-    scorer: str | None = None,
-    failed: bool | None = None,
-) -> Response:
-    user = await signed_in(request)
-
-    def load(session: Session) -> dict[str, Any]:
-        monitor = monitor_service.get_monitor(
-            session=session, project_id=user.principal.project_id, monitor_id=monitor_id
-        )
-        rows = monitor_status.examples(
-            session, monitor, version=version, rule=scorer, failed=failed, limit=100, offset=0
-        )
-        return {"monitor": monitor_service.monitor_read(session, monitor), "examples": rows}
-
-    data = await _read(request, load)
-    return page(request, "examples.html", user, version=version, scorer=scorer, failed=failed, **data)
+    await write(request, run)
+    return redirect(f"/ui/prompts/{segment(prompt_name)}?deployed={environment}")
