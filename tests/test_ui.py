@@ -311,3 +311,67 @@ def test_monitoring_page_shows_scores_alerts_and_the_automatic_rollback(
     page.get_by_role("link", name="failing outputs").first.click()
     expect(page.get_by_test_id("examples")).to_contain_text("UNSAFE advice")
     shots(page, "failing-outputs")
+
+
+def test_experiment_created_started_watched_and_concluded(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    import random
+
+    with live_server.client() as http:
+        _user(http, "growth@example.com", "editor")
+        http.post(
+            "/v1/prompts",
+            json={"name": "onboarding", "content": {"type": "text", "template": "Welcome {{ n }}"}},
+        )
+        http.post(
+            "/v1/prompts/onboarding/versions", json={"content": {"type": "text", "template": "Hi {{ n }}!"}}
+        )
+        http.post("/v1/prompts/onboarding/deployments", json={"environment": "production", "version": 1})
+    page = _sign_in(browser, live_server, "growth@example.com")
+    page.get_by_role("link", name="Experiments").click()
+    page.get_by_role("link", name="New experiment").click()
+    page.get_by_label("Prompt").fill("onboarding")
+    page.get_by_label("Name", exact=True).fill("friendlier greeting")
+    page.get_by_label("Candidate versions").fill("2")
+    page.get_by_label("Control's expected rate").fill("0.3")
+    page.get_by_label("Minimum detectable effect").fill("0.05")
+    page.get_by_test_id("calculate").click()
+    expect(page.get_by_test_id("planned")).to_contain_text("units per variant")
+    shots(page, "sample-size")
+    page.get_by_test_id("create-experiment").click()
+    expect(page.get_by_test_id("experiment-status")).to_have_text("draft")
+    page.get_by_test_id("start").click()
+    expect(page.get_by_test_id("experiment-status")).to_have_text("running")
+    experiment_id = page.url.rsplit("/", 1)[1]
+
+    with live_server.client() as http:
+        experiment = http.get(f"/v1/experiments/{experiment_id}").json()
+        rng = random.Random(3)
+        events = []
+        for i in range(400):
+            key = "control" if i % 2 else experiment["variants"][1]["key"]
+            rate = 0.3 if key == "control" else 0.45
+            request_id = f"u{i}"
+            events.append(
+                {
+                    "type": "exposure",
+                    "request_id": request_id,
+                    "experiment_id": experiment["id"],
+                    "variant": key,
+                    "unit": f"user{i}",
+                }
+            )
+            events.append({"type": "outcome", "request_id": request_id, "completed": rng.random() < rate})
+        assert http.post("/v1/events", json={"events": events}).status_code == 200
+
+    page.reload()
+    expect(page.get_by_test_id("results")).to_contain_text("control")
+    expect(page.get_by_test_id("results-state")).to_contain_text("collecting")
+    expect(page.locator("[data-testid=metric-chart] svg path")).to_have_count(2)
+    shots(page, "results")
+    page.get_by_label("Decision").select_option("keep_control")
+    page.get_by_label("Reason").fill("too early to tell; keeping the control")
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("experiment-status")).to_have_text("stopped")
+    shots(page, "stopped")
