@@ -375,3 +375,49 @@ def test_experiment_created_started_watched_and_concluded(
     page.get_by_test_id("stop").click()
     expect(page.get_by_test_id("experiment-status")).to_have_text("stopped")
     shots(page, "stopped")
+
+
+def test_run_an_evaluation_and_see_its_chart(browser: Browser, live_server: LiveServer, shots: Shots) -> None:
+    with live_server.client() as http:
+        _user(http, "qa@example.com", "editor")
+        http.post(
+            "/v1/prompts", json={"name": "capitals", "content": {"type": "text", "template": "{{ country }}"}}
+        )
+        http.post(
+            "/v1/prompts/capitals/versions",
+            json={"content": {"type": "text", "template": "The capital of {{ country }}"}},
+        )
+        cases = [
+            {"key": "fr", "variables": {"country": "France"}, "expected": "France"},
+            {"key": "de", "variables": {"country": "Germany"}, "expected": "Germany"},
+        ]
+        suite = http.post(
+            "/v1/suites",
+            json={"name": "capitals-suite", "scorers": [{"name": "exact_match"}], "cases": cases},
+        )
+        assert suite.status_code == 201, suite.text
+    page = _sign_in(browser, live_server, "qa@example.com")
+    page.goto(f"{live_server.url}/ui/prompts/capitals")
+    page.get_by_test_id("evaluations-link").click()
+    for version in ("1", "2"):
+        page.get_by_label("Version", exact=True).select_option(version)
+        page.get_by_test_id("run-suite").click()
+        expect(page.get_by_test_id("run-status")).to_contain_text("of 2 done")
+        for _ in range(100):  # the server's in-process worker runs it
+            if "succeeded" in (page.get_by_test_id("run-status").text_content() or ""):
+                break
+            page.wait_for_timeout(100)
+            page.reload()
+        expect(page.get_by_test_id("run-status")).to_contain_text("succeeded")
+        expect(page.get_by_test_id("summary")).to_contain_text("exact_match")
+        shots(page, f"run-v{version}")
+        page.get_by_role("link", name="capitals").click()
+    expect(page.locator("[data-testid=score-chart] svg circle")).to_have_count(2)  # one point per version
+    expect(page.locator("[data-testid=score-chart] svg desc")).to_contain_text(
+        "exact_match: 2 points from 0.00 to 1.00"
+    )
+    shots(page, "score-chart")
+    page.get_by_role("link", name=re.compile("#2")).click()
+    page.get_by_test_id("compare-runs").click()
+    expect(page.get_by_test_id("comparison")).to_contain_text("exact_match")
+    shots(page, "compare")
