@@ -38,7 +38,14 @@ from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
-from promptkeeper.ui import eval_pages, experiment_pages, monitoring_pages, prompt_pages, review_pages
+from promptkeeper.ui import (
+    admin_pages,
+    eval_pages,
+    experiment_pages,
+    monitoring_pages,
+    prompt_pages,
+    review_pages,
+)
 from promptkeeper.workflow import draft_routes, review_routes
 
 log = logging.getLogger("promptkeeper")
@@ -161,5 +168,6 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(monitoring_pages.router)
     app.include_router(experiment_pages.router)
     app.include_router(eval_pages.router)
+    app.include_router(admin_pages.router)
     app.mount("/ui/static", StaticFiles(directory=str(UI_STATIC)), name="ui-static")
     return app

@@ -421,3 +421,44 @@ def test_run_an_evaluation_and_see_its_chart(browser: Browser, live_server: Live
     page.get_by_test_id("compare-runs").click()
     expect(page.get_by_test_id("comparison")).to_contain_text("exact_match")
     shots(page, "compare")
+
+
+def test_admin_settings_and_the_audit_log(browser: Browser, live_server: LiveServer, shots: Shots) -> None:
+    with live_server.client() as http:
+        _user(http, "admin@example.com", "admin")
+        _user(http, "reader@example.com", "viewer")
+    page = _sign_in(browser, live_server, "admin@example.com")
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("Key name").fill("checkout-service")
+    page.get_by_test_id("create-key").click()
+    secret = page.get_by_test_id("secret").text_content() or ""
+    assert secret.startswith("pk_")
+    with live_server.client(key=secret) as runtime:
+        assert runtime.get("/v1/prompts").status_code == 403  # a runtime key resolves, it does not browse
+    page.get_by_role("link", name="Back to settings").click()
+    page.get_by_label("Protect production").check()
+    page.get_by_label("Approvals for production").fill("2")
+    page.get_by_test_id("save-production").click()
+    expect(page.get_by_label("Protect production")).to_be_checked()
+    page.get_by_label("Member email").fill("newcomer@example.com")
+    page.get_by_label("Member password").fill(PASSWORD)
+    page.get_by_test_id("add-member").click()
+    expect(page.get_by_test_id("members")).to_contain_text("newcomer@example.com")
+    shots(page, "settings")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_test_id("audit")).to_contain_text("environment.updated")
+    expect(page.get_by_test_id("audit")).to_contain_text("key.created")
+    shots(page, "audit")
+    with live_server.client() as http:
+        production = next(e for e in http.get("/v1/environments").json() if e["name"] == "production")
+        assert production["protected"] and production["required_approvals"] == 2
+
+    reader = _sign_in(browser, live_server, "reader@example.com")
+    expect(reader.get_by_role("link", name="Settings")).to_have_count(0)
+    reader.goto(f"{live_server.url}/ui/settings")
+    expect(reader.get_by_test_id("error")).to_contain_text("cannot change settings")
+    csrf = reader.locator("input[name=csrf]").first.get_attribute("value") or ""
+    refused = reader.request.post(
+        f"{live_server.url}/ui/settings/key", form={"csrf": csrf, "name": "x", "role": "admin"}
+    )
+    assert refused.status == 403
