@@ -40,6 +40,7 @@ from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
 from promptkeeper.ui import (
     admin_pages,
+    draft_pages,
     eval_pages,
     experiment_pages,
     monitoring_pages,
@@ -169,5 +170,6 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(experiment_pages.router)
     app.include_router(eval_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(draft_pages.router)
     app.mount("/ui/static", StaticFiles(directory=str(UI_STATIC)), name="ui-static")
     return app

@@ -462,3 +462,51 @@ def test_admin_settings_and_the_audit_log(browser: Browser, live_server: LiveSer
         f"{live_server.url}/ui/settings/key", form={"csrf": csrf, "name": "x", "role": "admin"}
     )
     assert refused.status == 403
+
+
+def test_draft_saved_then_merged_through_a_conflict(
+    browser: Browser, live_server: LiveServer, shots: Shots
+) -> None:
+    with live_server.client() as http:
+        _user(http, "writer@example.com", "editor")
+        http.post(
+            "/v1/prompts",
+            json={
+                "name": "letters",
+                "content": {"type": "text", "template": "Dear {{ name }},\nThanks for writing.\nBest"},
+            },
+        )
+    page = _sign_in(browser, live_server, "writer@example.com")
+    page.goto(f"{live_server.url}/ui/prompts/letters")
+    page.get_by_label("Template").fill("Dear {{ name }},\nThank you so much for writing!\nBest")
+    page.get_by_label("Commit message").fill("warmer thanks")
+    page.get_by_test_id("save-draft").click()
+    expect(page.get_by_test_id("draft-state")).to_contain_text("open · forked from v1")
+    draft_url = page.url
+
+    with live_server.client() as http:  # meanwhile someone changes the same line
+        http.post(
+            "/v1/prompts/letters/versions",
+            json={
+                "content": {
+                    "type": "text",
+                    "template": "Dear {{ name }},\nThanks a lot for your letter.\nBest",
+                }
+            },
+        ).raise_for_status()
+
+    page.goto(draft_url)
+    page.get_by_test_id("merge").click()
+    expect(page.get_by_test_id("conflicts")).to_contain_text("Thanks a lot for your letter.")
+    expect(page.get_by_test_id("conflicts")).to_contain_text("Thank you so much for writing!")
+    shots(page, "conflict")
+    page.get_by_label("Template").fill("Dear {{ name }},\nThank you so much for your letter!\nBest")
+    page.get_by_test_id("rebase").check()
+    page.get_by_test_id("save-draft").click()
+    expect(page.get_by_test_id("draft-state")).to_contain_text("forked from v2")
+    page.get_by_test_id("merge").click()
+    expect(page.get_by_test_id("history")).to_contain_text("v3")
+    shots(page, "merged")
+    with live_server.client() as http:
+        v3 = http.get("/v1/prompts/letters/versions/3").json()["content"]["template"]
+        assert v3 == "Dear {{ name }},\nThank you so much for your letter!\nBest"

@@ -45,7 +45,7 @@ from promptkeeper.ui.web import (
     ui_page,
     write,
 )
-from promptkeeper.workflow import deployments, reviews
+from promptkeeper.workflow import deployments, drafts, reviews
 
 router = APIRouter(include_in_schema=False)
 Handler = Callable[..., Awaitable[Response]]
@@ -234,7 +234,9 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
         open_reviews, _ = reviews.list_reviews(
             session=session, project_id=project_id, name=prompt_name, status="open", limit=50
         )
+        open_drafts, _ = drafts.list_drafts(session=session, prompt=prompt, status="open", limit=50, offset=0)
         return {
+            "open_drafts": open_drafts,
             "open_reviews": [(review, env) for review, _, env in open_reviews],
             "prompt": prompt,
             "versions": versions,

@@ -95,7 +95,11 @@ async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise PermissionDenied("the form is too large")
-    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    fields = {
+        # browsers send a textarea's line breaks as CRLF (the HTML form encoding): prompts keep LF
+        name: [value.replace("\r\n", "\n") for value in values]
+        for name, values in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()
+    }
     if user is not None:
         sent = (fields.get("csrf") or [""])[0]
         if not hmac.compare_digest(sent, user.csrf):
