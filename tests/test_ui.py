@@ -101,6 +101,7 @@ def test_create_edit_preview_diff_promote_and_roll_back(
     page.get_by_label("Sample variables for the preview").fill('{"product": "Acme", "language": "French"}')
     expect(page.get_by_test_id("rendered")).to_contain_text("You kindly help customers of Acme, in French.")
     expect(page.get_by_test_id("preview-body")).to_contain_text("{{ language }}")  # detected variables
+    expect(page.get_by_test_id("highlighted").locator("mark").first).to_have_text("{{ product }}")
     page.get_by_label("Commit message").fill("kinder, and in the user's language")
     shots(page, "edit-v2")
     page.get_by_test_id("save-version").click()
@@ -510,3 +511,52 @@ def test_draft_saved_then_merged_through_a_conflict(
     with live_server.client() as http:
         v3 = http.get("/v1/prompts/letters/versions/3").json()["content"]["template"]
         assert v3 == "Dear {{ name }},\nThank you so much for your letter!\nBest"
+
+
+def test_every_ui_form_needs_the_csrf_token(live_server: LiveServer) -> None:
+    """Every POST page (all of them, from the UI's routers) refuses a signed-in request without
+    the token, before doing anything."""
+    from promptkeeper.ui import (
+        admin_pages,
+        draft_pages,
+        eval_pages,
+        experiment_pages,
+        monitoring_pages,
+        prompt_pages,
+        review_pages,
+    )
+
+    routers = (
+        admin_pages,
+        draft_pages,
+        eval_pages,
+        experiment_pages,
+        monitoring_pages,
+        prompt_pages,
+        review_pages,
+    )
+    posts = sorted(
+        route.path
+        for module in routers
+        for route in module.router.routes
+        if "POST" in getattr(route, "methods", set()) and route.path != "/ui/login"
+    )
+    assert len(posts) >= 12, posts
+    with live_server.client() as http:
+        _user(http, "boss@example.com", "admin")
+        http.post("/v1/prompts", json={"name": "p", "content": {"type": "text", "template": "x"}})
+        before = http.get("/v1/audit", params={"limit": 500}).json()["total"]
+    with httpx.Client(base_url=live_server.url) as browserless:
+        signed = browserless.post(
+            "/ui/login", data={"email": "boss@example.com", "password": PASSWORD, "next": "/ui/prompts"}
+        )
+        assert signed.status_code == 303
+        for path in posts:
+            concrete = re.sub(r"\{name\}", "p", re.sub(r"\{\w+_id\}|\{what\}", "1", path))
+            response = browserless.post(
+                concrete, data={"environment": "production", "version": "1", "name": "x"}
+            )
+            assert response.status_code == 403 and "CSRF" in response.text, (path, response.status_code)
+    with live_server.client() as http:
+        after = http.get("/v1/audit", params={"limit": 500}).json()["total"]
+    assert after == before + 1  # only the sign-in's session was recorded; no form did anything

@@ -131,3 +131,29 @@ async def run_page(request: Request, run_id: int, baseline: int | None = None) -
 
     data = await read(request, load)
     return page(request, "run.html", user, baseline=baseline, segment=segment(data["prompt_name"]), **data)
+
+
+@router.get("/ui/suites")
+@ui_page
+async def suites_page(request: Request) -> Response:
+    user = await signed_in(request)
+
+    def load(session: Session) -> dict[str, Any]:
+        found = suites.list_suites(session=session, project_id=user.principal.project_id)
+        return {"suites": [(s, suites.get_suite_version(session=session, suite=s)) for s in found]}
+
+    return page(request, "suites.html", user, **(await read(request, load)))
+
+
+@router.get("/ui/suites/{name}")
+@ui_page
+async def suite_page(request: Request, name: str, tag: str = "") -> Response:
+    user = await signed_in(request)
+
+    def load(session: Session) -> dict[str, Any]:
+        suite = suites.get_suite(session=session, project_id=user.principal.project_id, name=name)
+        version = suites.get_suite_version(session=session, suite=suite)
+        cases, total = suites.list_cases(session=session, version=version, tag=tag or None, limit=500)
+        return {"suite": suite, "version": version, "cases": cases, "total": total}
+
+    return page(request, "suite.html", user, tag=tag, **(await read(request, load)))

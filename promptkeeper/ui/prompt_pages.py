@@ -13,12 +13,14 @@ the signed-in user's `Actor`; a viewer sees no edit controls and gets 403 if it 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from promptkeeper.access import users
@@ -122,22 +124,28 @@ async def logout(request: Request) -> Response:
 
 @router.get("/ui/prompts")
 @ui_page
-async def prompts(request: Request, search: str = "", tag: str = "") -> Response:
+async def prompts(
+    request: Request, search: str = "", tag: str = "", owner: str = "", live_in: str = ""
+) -> Response:
     user = await signed_in(request)
     project_id = user.principal.project_id
 
     def load(session: Session) -> dict[str, Any]:
-        rows, total = service.list_prompts(
+        rows, _ = service.list_prompts(
             session=session, project_id=project_id, tag=tag or None, search=search or None, limit=500
         )
         live = service.releases_by_environment(
             session=session, project_id=project_id, prompt_ids=[p.id for p in rows]
         )
         environments = [e.name for e in service.list_environments(session=session, project_id=project_id)]
-        return {"prompts": rows, "live": live, "environments": environments, "total": total}
+        if owner:
+            rows = [p for p in rows if (p.owner or "") == owner]
+        if live_in:
+            rows = [p for p in rows if live[p.id].get(live_in) is not None]
+        return {"prompts": rows, "live": live, "environments": environments, "total": len(rows)}
 
     data = await read(request, load)
-    return page(request, "prompts.html", user, search=search, tag=tag, **data)
+    return page(request, "prompts.html", user, search=search, tag=tag, owner=owner, live_in=live_in, **data)
 
 
 @router.get("/ui/prompts/new")
@@ -160,15 +168,24 @@ def content_from_form(fields: dict[str, list[str]]) -> dict[str, Any]:
         ) from None
     if not isinstance(config, dict):
         raise ValidationFailed("config: must be a JSON object", details={"field": "config"})
+    examples_text = first(fields, "examples").strip()
+    try:
+        examples = json.loads(examples_text) if examples_text else []
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            f"examples: not valid JSON ({exc.msg})", details={"field": "examples"}
+        ) from None
+    if not isinstance(examples, list):
+        raise ValidationFailed("examples: must be a JSON list of objects", details={"field": "examples"})
     if kind == "text":
-        return {"type": "text", "template": first(fields, "template"), "config": config}
+        return {"type": "text", "template": first(fields, "template"), "config": config, "examples": examples}
     messages: list[dict[str, Any]] = []
     for role, text in zip(fields.get("m_role", []), fields.get("m_content", []), strict=False):
         if role == "placeholder":
             messages.append({"type": "placeholder", "name": text.strip()})
         else:
             messages.append({"role": role, "content": text})
-    return {"type": "chat", "messages": messages, "config": config}
+    return {"type": "chat", "messages": messages, "config": config, "examples": examples}
 
 
 @router.post("/ui/prompts")
@@ -269,11 +286,18 @@ async def preview(request: Request) -> Response:
     user = await signed_in(request)
     fields = await form_of(request, user)
     sample_text = first(fields, "sample").strip()
-    result: dict[str, Any] = {"variables": [], "placeholders": [], "rendered": None, "error": None}
+    result: dict[str, Any] = {
+        "variables": [],
+        "placeholders": [],
+        "rendered": None,
+        "error": None,
+        "highlighted": None,
+    }
     try:
         content = content_from_form(fields)
         document, variables, placeholders = service.checked_content(service.parse_content(content))
         result["variables"], result["placeholders"] = variables, placeholders
+        result["highlighted"] = highlight(document)
         sample = json.loads(sample_text) if sample_text else {}
         if not isinstance(sample, dict):
             raise ValidationFailed("sample variables: must be a JSON object", details={"field": "sample"})
@@ -289,6 +313,32 @@ async def preview(request: Request) -> Response:
     except ValueError as exc:
         result["error"] = pydantic_message(exc)
     return page(request, "_preview.html", user, **result)
+
+
+_TAGS = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.DOTALL)
+
+
+def highlight(document: dict[str, Any]) -> Markup:
+    """The template source with `{{ ... }}` and `{% ... %}` marked, for the editor's preview."""
+    texts = (
+        [str(document.get("template", ""))]
+        if document.get("type") == "text"
+        else [
+            f"[{m.get('role')}] {m.get('content', '')}"
+            if m.get("type") != "placeholder"
+            else f"[placeholder {m.get('name')}]"
+            for m in document.get("messages", [])
+        ]
+    )
+    parts = []
+    for text in texts:
+        pieces = _TAGS.split(text)
+        parts.append(
+            "".join(
+                f"<mark>{escape(p)}</mark>" if index % 2 else str(escape(p)) for index, p in enumerate(pieces)
+            )
+        )
+    return Markup("\n".join(parts))
 
 
 @router.post("/ui/prompts/{name}/versions")
