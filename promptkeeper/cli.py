@@ -67,9 +67,22 @@ def _seed(settings: Settings) -> None:
         generated = bootstrap(database=database, settings=settings)
         if generated is not None:  # the server finds the file and prints it
             write_admin_key(settings.admin_key_file, generated)
-        created = demo.seed(database)
+        created, password = demo.seed(database)
         if created:
             typer.echo(f"Seeded {created} sample prompts.", err=True)
+        if password:
+            typer.echo(
+                f"Web UI: http://{settings.host}:{settings.port}/ui - sign in as {demo.DEMO_USER} "
+                f"with password {password}",
+                err=True,
+            )
+        else:
+            reset = f"promptkeeper users add {demo.DEMO_USER} --project default --role admin"
+            typer.echo(
+                f"Web UI: http://{settings.host}:{settings.port}/ui (sample user {demo.DEMO_USER}; "
+                f"reset its password: {reset})",
+                err=True,
+            )
     finally:
         database.dispose()
 

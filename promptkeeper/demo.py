@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import DEFAULT_PROJECT, Actor, get_project
+from promptkeeper.access.service import DEFAULT_PROJECT, Actor, Role, get_project
+from promptkeeper.access.users import ensure_user
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
@@ -21,6 +23,8 @@ from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.schemas import PromptCreate
 
 AUTHOR = "sample-data"
+#: The web UI's sign-in for the sample data (an admin of the default project).
+DEMO_USER = "admin@example.com"
 
 SAMPLES: list[dict[str, Any]] = [
     {
@@ -71,14 +75,27 @@ SAMPLES: list[dict[str, Any]] = [
 ]
 
 
-def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
-    """Create the sample prompts when the project has none; returns how many were created."""
+def seed(database: Database, project: str = DEFAULT_PROJECT) -> tuple[int, str | None]:
+    """Create the sample prompts (and a web UI user) when the project has none.
+
+    Returns how many prompts were created and the UI user's generated password (None when the
+    project already had prompts: nothing is created or changed then).
+    """
     with database.write_session() as session:
         project_row = get_project(session=session, name=project)
         if session.scalar(
             select(func.count()).select_from(Prompt).where(Prompt.project_id == project_row.id)
         ):
-            return 0
+            return 0, None
+        password = secrets.token_urlsafe(12)
+        ensure_user(
+            session=session,
+            project=project,
+            email=DEMO_USER,
+            password=password,
+            role=Role.admin,
+            name="Admin",
+        )
         actor = Actor.system(AUTHOR, project_row.id)
         for sample in SAMPLES:
             first, *rest = sample["versions"]
@@ -115,7 +132,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> int:
         _seed_experiment(session, actor)
         _seed_monitor(session, actor)
         session.commit()
-        return len(SAMPLES)
+        return len(SAMPLES), password
 
 
 def _seed_evaluation(session: Session, actor: Actor) -> None:

@@ -88,6 +88,17 @@ def test_readme_quickstart_runs(served: tuple[str, subprocess.Popen[str]], tmp_p
     headers = {"Authorization": f"Bearer {key}"}
     samples = httpx.get(f"{url}/v1/prompts", headers=headers).json()
     assert samples["total"] >= 2  # --sample-data seeded the project
+    assert process.stdout is not None
+    printed = ""
+    while "Web UI:" not in printed or key not in printed:  # both printed before it answered /healthz
+        printed += process.stdout.readline()
+    found = re.search(r"sign in as (\S+) with password (\S+)", printed)
+    assert found, printed
+    with httpx.Client(base_url=url) as browser:
+        signed = browser.post(
+            "/ui/login", data={"email": found[1], "password": found[2], "next": "/ui/prompts"}
+        )
+        assert signed.status_code == 303 and "support/reply" in browser.get("/ui/prompts").text
     running = httpx.get(f"{url}/v1/experiments", params={"status": "running"}, headers=headers).json()
     assert [e["name"] for e in running["items"]] == ["friendlier tone"]  # ... and started an experiment
     # ... and queued an evaluation run, which the server's in-process worker executes.
@@ -139,5 +150,5 @@ def test_readme_quickstart_runs(served: tuple[str, subprocess.Popen[str]], tmp_p
     assert sdk.stdout.strip() == "1 Hello Ada, welcome to PromptKeeper!"
     assert (tmp_path / ".promptkeeper" / "snapshot.json").exists()
     process.terminate()
-    log = process.communicate(timeout=15)[0]
+    log = printed + process.communicate(timeout=15)[0]
     assert key in log  # the key was printed for the operator
