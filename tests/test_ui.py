@@ -128,7 +128,17 @@ def test_create_edit_preview_diff_promote_and_roll_back(
     expect(page.get_by_role("heading", name=re.compile("Roll back"))).to_be_visible()
     page.get_by_test_id("confirm").click()
     expect(page.get_by_test_id("live-production")).to_have_text("v1")
+    page.get_by_text("Deployment timeline").click()
+    expect(page.get_by_test_id("timeline").locator("tbody tr")).to_have_count(3)
+    expect(page.get_by_test_id("timeline").locator("tbody tr").first).to_contain_text("rollback")
     shots(page, "rolled-back")
+    page.get_by_role("link", name="Prompts", exact=True).click()
+    page.get_by_label("Head status").select_option("testing")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("link", name="support/reply")).to_have_count(0)  # v2 is no longer live anywhere
+    page.get_by_label("Head status").select_option("archived")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("link", name="support/reply")).to_have_count(1)
 
     with live_server.client() as http:
         history = http.get("/v1/prompts/support%2Freply/deployments").json()["items"]

@@ -125,7 +125,7 @@ async def logout(request: Request) -> Response:
 @router.get("/ui/prompts")
 @ui_page
 async def prompts(
-    request: Request, search: str = "", tag: str = "", owner: str = "", live_in: str = ""
+    request: Request, search: str = "", tag: str = "", owner: str = "", live_in: str = "", status: str = ""
 ) -> Response:
     user = await signed_in(request)
     project_id = user.principal.project_id
@@ -142,10 +142,17 @@ async def prompts(
             rows = [p for p in rows if (p.owner or "") == owner]
         if live_in:
             rows = [p for p in rows if live[p.id].get(live_in) is not None]
+        if status:  # the head version's derived status (draft, testing, production, archived)
+            rows = [
+                p
+                for p in rows
+                if service.version_status(session=session, prompt=p)(p.head_version)[0] == status
+            ]
         return {"prompts": rows, "live": live, "environments": environments, "total": len(rows)}
 
     data = await read(request, load)
-    return page(request, "prompts.html", user, search=search, tag=tag, owner=owner, live_in=live_in, **data)
+    filters: dict[str, Any] = {"search": search, "tag": tag, "owner": owner, "live_in": live_in, "status": status}
+    return page(request, "prompts.html", user, **filters, **data)
 
 
 @router.get("/ui/prompts/new")
@@ -252,8 +259,12 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
             session=session, project_id=project_id, name=prompt_name, status="open", limit=50
         )
         open_drafts, _ = drafts.list_drafts(session=session, prompt=prompt, status="open", limit=50, offset=0)
+        timeline, _ = releases.list_deployments(
+            session=session, project_id=project_id, name=prompt_name, limit=100
+        )
         return {
             "open_drafts": open_drafts,
+            "timeline": timeline,
             "open_reviews": [(review, env) for review, _, env in open_reviews],
             "prompt": prompt,
             "versions": versions,
