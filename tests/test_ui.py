@@ -511,7 +511,9 @@ def test_draft_saved_then_merged_through_a_conflict(
     expect(page.get_by_test_id("conflicts")).to_contain_text("Thanks a lot for your letter.")
     expect(page.get_by_test_id("conflicts")).to_contain_text("Thank you so much for writing!")
     shots(page, "conflict")
-    page.get_by_label("Template", exact=True).fill("Dear {{ name }},\nThank you so much for your letter!\nBest")
+    page.get_by_label("Template", exact=True).fill(
+        "Dear {{ name }},\nThank you so much for your letter!\nBest"
+    )
     page.get_by_test_id("rebase").check()
     page.get_by_test_id("save-draft").click()
     expect(page.get_by_test_id("draft-state")).to_contain_text("forked from v2")

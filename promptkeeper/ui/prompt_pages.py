@@ -151,7 +151,13 @@ async def prompts(
         return {"prompts": rows, "live": live, "environments": environments, "total": len(rows)}
 
     data = await read(request, load)
-    filters: dict[str, Any] = {"search": search, "tag": tag, "owner": owner, "live_in": live_in, "status": status}
+    filters: dict[str, Any] = {
+        "search": search,
+        "tag": tag,
+        "owner": owner,
+        "live_in": live_in,
+        "status": status,
+    }
     return page(request, "prompts.html", user, **filters, **data)
 
 
@@ -436,26 +442,23 @@ async def confirm(
         session.expire_all()
         prompt = service.get_prompt(session=session, project_id=project_id, name=prompt_name)
         env = service.get_environment(session=session, project_id=project_id, name=environment)
-        target = service.get_version(session=session, prompt=prompt, number=version)
-        release = releases.current_release(session=session, prompt=prompt, environment=env)
-        current = (
-            service.get_version(session=session, prompt=prompt, number=release.version_number)
-            if release
-            else None
-        )
-        return {
-            "prompt": prompt,
-            "env": env,
-            "target": target,
-            "current": current,
-            "blocked": blocked,
-            "sections": diffview.diff_contents(
-                current.content if current else {"type": target.content["type"]}, target.content
-            ),
-        }
+        return {"prompt": prompt, "env": env, "blocked": blocked, **change_to(session, prompt, env, version)}
 
     data = await read(request, load)
     return page(request, "confirm.html", user, action=action, segment=segment(prompt_name), **data)
+
+
+def change_to(session: Session, prompt: Any, env: Any, version: int) -> dict[str, Any]:
+    """What deploying `version` to `env` changes: the target, what runs now, and their diff."""
+    target = service.get_version(session=session, prompt=prompt, number=version)
+    release = releases.current_release(session=session, prompt=prompt, environment=env)
+    current = (
+        service.get_version(session=session, prompt=prompt, number=release.version_number)
+        if release
+        else None
+    )
+    before = current.content if current else {"type": target.content["type"]}
+    return {"target": target, "current": current, "sections": diffview.diff_contents(before, target.content)}
 
 
 @router.post("/ui/prompts/{name}/deploy")

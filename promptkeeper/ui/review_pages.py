@@ -9,9 +9,9 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from promptkeeper.errors import ValidationFailed
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment
-from promptkeeper.ui import diffview
+from promptkeeper.ui.prompt_pages import change_to
 from promptkeeper.ui.web import (
     actor_of,
     first,
@@ -74,24 +74,13 @@ async def review_page(request: Request, name: str, review_id: int) -> Response:
             name=_environment_name(session, review),
         )
         state = reviews.review_state(session=session, review=review, environment=env)
-        target = service.get_version(session=session, prompt=prompt, number=review.version_number)
-        release = releases.current_release(session=session, prompt=prompt, environment=env)
-        current = (
-            service.get_version(session=session, prompt=prompt, number=release.version_number)
-            if release
-            else None
-        )
         return {
             "prompt": prompt,
             "review": review,
             "env": env,
             "state": state,
             "events": reviews.events_of(session=session, review=review),
-            "target": target,
-            "current": current,
-            "sections": diffview.diff_contents(
-                current.content if current else {"type": target.content["type"]}, target.content
-            ),
+            **change_to(session, prompt, env, review.version_number),
         }
 
     data = await read(request, load)
