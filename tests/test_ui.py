@@ -132,6 +132,15 @@ def test_create_edit_preview_diff_promote_and_roll_back(
     expect(page.get_by_test_id("timeline").locator("tbody tr")).to_have_count(3)
     expect(page.get_by_test_id("timeline").locator("tbody tr").first).to_contain_text("rollback")
     shots(page, "rolled-back")
+    from datetime import UTC, datetime, timedelta
+
+    after_rollback = datetime.now(UTC) + timedelta(seconds=1)  # the field has whole seconds
+    page.get_by_label("What ran at").fill(after_rollback.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_test_id("ran-production")).to_have_text("v1")
+    page.get_by_label("What ran at").fill("2020-01-01T00:00:00")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_test_id("ran-production")).to_have_text("nothing")
     page.get_by_role("link", name="Prompts", exact=True).click()
     page.get_by_label("Head status").select_option("testing")
     page.get_by_role("button", name="Filter").click()
