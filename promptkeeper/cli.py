@@ -132,13 +132,14 @@ def db_current() -> None:
 
 
 def _register_operator_commands() -> None:
-    from promptkeeper import cli_access, cli_eval, cli_experiments, cli_files, cli_monitors
+    from promptkeeper import cli_access, cli_eval, cli_experiments, cli_files, cli_monitors, cli_prompts
 
     cli_access.register(app)
     cli_eval.register(app)
     cli_experiments.register(app)
     cli_monitors.register(app)
     cli_files.register(app)
+    cli_prompts.register(app)
 
 
 _register_operator_commands()

@@ -6,6 +6,9 @@ usage (Typer's own).
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
@@ -55,12 +58,46 @@ Url = Annotated[str, typer.Option("--url", envvar="PROMPTKEEPER_URL", help="Serv
 Key = Annotated[str, typer.Option("--key", envvar="PROMPTKEEPER_API_KEY", help="API key (editor or above).")]
 
 
+DEFAULT_URL = "http://127.0.0.1:8700"
+
+
+def config_path() -> Path:
+    """Where `promptkeeper login` keeps the URL and key (mode 0600)."""
+    explicit = os.environ.get("PROMPTKEEPER_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return (
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        / "promptkeeper"
+        / "credentials.json"
+    )
+
+
+def saved_credentials() -> dict[str, str]:
+    path = config_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise fail(f"{path}: cannot read the saved login ({exc}); run promptkeeper login again") from None
+    return {k: str(v) for k, v in data.items() if k in ("url", "key")} if isinstance(data, dict) else {}
+
+
 class Remote:
-    """A thin HTTP client that turns every error into one readable line."""
+    """A thin HTTP client that turns every error into one readable line.
+
+    Without a key (flag or environment), the saved login is used, with its URL when the URL is
+    the default one."""
 
     def __init__(self, url: str, key: str) -> None:
         if not key:
-            raise fail("no API key: pass --key or set PROMPTKEEPER_API_KEY")
+            saved = saved_credentials()
+            key = saved.get("key", "")
+            if url.rstrip("/") == DEFAULT_URL and saved.get("url"):
+                url = saved["url"]
+        if not key:
+            raise fail("no API key: pass --key, set PROMPTKEEPER_API_KEY, or run promptkeeper login")
         self._client = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
         )

@@ -76,6 +76,12 @@ def cheap_password_hashing() -> Iterator[None]:
     users._hasher = production
 
 
+@pytest.fixture(autouse=True)
+def no_saved_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """CLI commands must not pick up a developer's `promptkeeper login` from their home folder."""
+    monkeypatch.setenv("PROMPTKEEPER_CONFIG", str(tmp_path / "no-saved-login.json"))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A schema of our own in the test database, migrated once."""
