@@ -10,6 +10,19 @@ from promptkeeper.core.templates import content_placeholders, content_variables,
 Source = Literal["server", "snapshot", "fallback"]
 
 
+#: `config` keys passed to the provider SDKs by `model_params`.
+MODEL_PARAMS = (
+    "model",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+)
+
+
 class Prompt:
     """One resolved prompt version. Immutable; `render()` fills in variables.
 
@@ -122,6 +135,43 @@ class Prompt:
     def render_mapping(self, variables: Mapping[str, Any]) -> str | list[dict[str, Any]]:
         """`render` for variables whose names are not Python identifiers."""
         return render_content(self.content, variables)
+
+    def openai_messages(self, **variables: Any) -> list[dict[str, Any]]:
+        """Rendered messages for OpenAI's Chat Completions (`messages=`); a text prompt becomes one
+        user message. Placeholders are filled from the variable of the same name."""
+        rendered = render_content(self.content, variables)
+        if isinstance(rendered, str):
+            return [{"role": "user", "content": rendered}]
+        return rendered
+
+    def anthropic_messages(self, **variables: Any) -> tuple[str | None, list[dict[str, Any]]]:
+        """`(system, messages)` for Anthropic's Messages API: system and developer messages are
+        joined into the separate `system` text (Anthropic has no system role in `messages`)."""
+        system: list[str] = []
+        messages: list[dict[str, Any]] = []
+        for message in self.openai_messages(**variables):
+            if message["role"] in ("system", "developer"):
+                system.append(str(message["content"]))
+            else:
+                messages.append({"role": message["role"], "content": message["content"]})
+        return ("\n\n".join(system) or None), messages
+
+    def model_params(self, api: Literal["openai", "anthropic"] = "openai") -> dict[str, Any]:
+        """The version's model settings as keyword arguments for the `openai` or `anthropic` SDK
+        (`model`, `temperature`, `max_tokens`, ...), leaving out other config keys (such as tools).
+        For Anthropic, `stop` becomes `stop_sequences`, sampling settings the SDK takes no keyword for
+        (`temperature`, `top_p`) travel in `extra_body`, and parameters the API lacks are dropped."""
+        params = {key: value for key, value in self.config.items() if key in MODEL_PARAMS}
+        if api == "anthropic":
+            for key in ("seed", "presence_penalty", "frequency_penalty"):
+                params.pop(key, None)
+            if "stop" in params:
+                stop = params.pop("stop")
+                params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+            sampling = {key: params.pop(key) for key in ("temperature", "top_p") if key in params}
+            if sampling:
+                params["extra_body"] = sampling
+        return params
 
     def to_dict(self) -> dict[str, Any]:
         return {
