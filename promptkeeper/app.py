@@ -16,9 +16,10 @@ from fastapi.staticfiles import StaticFiles
 from promptkeeper import __version__
 from promptkeeper.access import routes as access_routes
 from promptkeeper.access.authenticator import Authenticator
-from promptkeeper.api import health
+from promptkeeper.api import health, metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
+from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import EncodedSlashMiddleware
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
@@ -152,9 +153,14 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.metrics = RequestMetrics()
+    # inside EncodedSlashMiddleware, which may hand on a rewritten copy of the scope: the route the
+    # router matched is recorded in that copy
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(EncodedSlashMiddleware)
     app.include_router(runtime_routes.router)  # first: routes are matched in order, resolve is the hot path
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(prompt_routes.router)
     app.include_router(draft_routes.router)
     app.include_router(review_routes.router)

@@ -281,6 +281,7 @@ def _new_prompt(w: World) -> Request:
 ROUTES: list[Route] = [
     Route("GET", "/healthz", None, lambda w: Request("GET", "/healthz"), scoped=False),
     Route("GET", "/readyz", None, lambda w: Request("GET", "/readyz"), scoped=False),
+    Route("GET", "/metrics", None, lambda w: Request("GET", "/metrics"), scoped=False),
     # runtime
     Route(
         "GET",
