@@ -16,7 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import ADMIN_KEY, WrkResult, database, header, row, save, server, wrk  # noqa: E402
 
-from promptkeeper.access.service import DEFAULT_PROJECT, get_project  # noqa: E402
+from promptkeeper.access.service import (  # noqa: E402
+    DEFAULT_PROJECT,
+    Actor,  # noqa: E402
+    get_project,
+)
 from promptkeeper.bootstrap import bootstrap  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
@@ -50,14 +54,15 @@ def seed(url: str, count: int) -> list[str]:
                     },
                 }
             )
-            service.create_prompt(session=session, project_id=project.id, data=data, author="bench")
+            actor = Actor.system("bench", project.id)
+            service.create_prompt(session=session, actor=actor, data=data)
             releases.deploy(
                 session=session,
                 project_id=project.id,
                 name=name,
                 environment="production",
                 version=1,
-                actor="bench",
+                actor=actor,
             )
             names.append(name)
         session.commit()

@@ -28,23 +28,40 @@ from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion
 from promptkeeper.runtime.resolver import Key, Payload, Split
 
-_RUNNING = (
-    select(Experiment)
-    .join(Prompt, Prompt.id == Experiment.prompt_id)
-    .join(Environment, Environment.id == Experiment.environment_id)
-    .where(
-        Prompt.project_id == bindparam("project_id"),
-        Prompt.name == bindparam("name"),
-        Environment.name == bindparam("environment"),
-        Experiment.status == "running",
+
+def _running(column: Any) -> Any:
+    """The running experiment of a (project, prompt, environment), selecting `column`."""
+    return (
+        select(column)
+        .join(Prompt, Prompt.id == Experiment.prompt_id)
+        .join(Environment, Environment.id == Experiment.environment_id)
+        .where(
+            Prompt.project_id == bindparam("project_id"),
+            Prompt.name == bindparam("name"),
+            Environment.name == bindparam("environment"),
+            Experiment.status == "running",
+        )
     )
-)
+
+
+_RUNNING = _running(Experiment)
+_RUNNING_ID = _running(Experiment.id)
 
 
 def load_payload(database: Database, key: Key) -> Payload:
-    """The resolver's loader: the release, and the experiment running on it."""
-    resolved = releases.load_resolved(database, key)
+    """The resolver's loader: the release, and the experiment running on it.
+
+    The usual case, no experiment, costs two statements on one read connection without a
+    transaction; only a running experiment opens a session to load its variants.
+    """
     project_id, name, environment = key
+    with database.read_connection() as connection:
+        resolved = releases.load_resolved(database, key, connection)
+        running = connection.execute(
+            _RUNNING_ID, {"project_id": project_id, "name": name, "environment": environment}
+        ).scalar()
+    if running is None:
+        return releases.payload_of(resolved)
     with database.session() as session:
         experiment = session.scalar(
             _RUNNING, {"project_id": project_id, "name": name, "environment": environment}

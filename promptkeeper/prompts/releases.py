@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import Connection, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
@@ -385,12 +385,16 @@ def payload_of(
     )
 
 
-def load_resolved(database: Database, key: Key) -> Resolved:
-    """The resolver's read: a single statement outside a transaction on the happy path."""
+def load_resolved(database: Database, key: Key, connection: Connection | None = None) -> Resolved:
+    """The resolver's read: a single statement outside a transaction on the happy path (on the
+    caller's read connection when given, so a loader's statements share one checkout)."""
     project_id, name, environment = key
-    with database.read_connection() as connection:
-        params = {"project_id": project_id, "name": name, "environment": environment}
+    params = {"project_id": project_id, "name": name, "environment": environment}
+    if connection is not None:
         row = connection.execute(_RESOLVE, params).first()
+    else:
+        with database.read_connection() as own:
+            row = own.execute(_RESOLVE, params).first()
     if row is None:
         with database.session() as session:
             raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
