@@ -32,8 +32,10 @@ def test_metrics_count_requests_and_cache_hits(client: TestClient) -> None:
     samples = _samples(text)
     resolve = 'route="/v1/resolve/{name:path}",method="GET"'
     assert samples[f"promptkeeper_http_requests_total{{{resolve},status=\"2xx\"}}"] == 3
-    assert samples['promptkeeper_http_requests_total{route="/v1/prompts/{name}",method="GET",status="4xx"}'] == 1
-    buckets = [v for k, v in samples.items() if k.startswith(f"promptkeeper_http_request_seconds_bucket{{{resolve}")]
+    missing = 'route="/v1/prompts/{name}",method="GET",status="4xx"'
+    assert samples[f"promptkeeper_http_requests_total{{{missing}}}"] == 1
+    bucket = f"promptkeeper_http_request_seconds_bucket{{{resolve}"
+    buckets = [v for k, v in samples.items() if k.startswith(bucket)]
     assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative, +Inf holds every request
     assert samples[f"promptkeeper_http_request_seconds_count{{{resolve}}}"] == 3
     assert samples["promptkeeper_cache_hits_total"] >= 2 and samples["promptkeeper_cache_misses_total"] >= 1
