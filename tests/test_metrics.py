@@ -31,7 +31,7 @@ def test_metrics_count_requests_and_cache_hits(client: TestClient) -> None:
     assert "# TYPE promptkeeper_http_request_seconds histogram" in text
     samples = _samples(text)
     resolve = 'route="/v1/resolve/{name:path}",method="GET"'
-    assert samples[f"promptkeeper_http_requests_total{{{resolve},status=\"2xx\"}}"] == 3
+    assert samples[f'promptkeeper_http_requests_total{{{resolve},status="2xx"}}'] == 3
     missing = 'route="/v1/prompts/{name}",method="GET",status="4xx"'
     assert samples[f"promptkeeper_http_requests_total{{{missing}}}"] == 1
     bucket = f"promptkeeper_http_request_seconds_bucket{{{resolve}"
