@@ -38,9 +38,9 @@ def serve(
     from promptkeeper.app import create_app
 
     settings = load_settings(host=host, port=port)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from promptkeeper.logs import configure_logging
+
+    configure_logging(settings)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if sample_data:
         _seed(settings)
@@ -55,6 +55,17 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,  # event streams never end by themselves
     )
+
+
+@app.command()
+def demo() -> None:
+    """Seed the sample project into the configured database (an empty project only), then exit.
+
+    The same data as `serve --sample-data`: prompts with histories and environments, a running
+    experiment, an evaluation run and a monitor with production outputs (the server's worker
+    executes the run and scores the outputs when it starts), and a web UI admin.
+    """
+    _seed(load_settings())
 
 
 def _seed(settings: Settings) -> None:

@@ -239,7 +239,6 @@ def worker(
     Several workers share the load; a dead worker's job is resumed.
     """
     import asyncio
-    import logging
 
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.evaluations.worker import Worker
@@ -247,9 +246,9 @@ def worker(
     from promptkeeper.runtime.redis_link import Announcer
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from promptkeeper.logs import configure_logging
+
+    configure_logging(settings)
     database = open_database(settings)
     try:
         ensure_schema(database.engine, auto_migrate=settings.auto_migrate)

@@ -7,6 +7,7 @@ tests build the settings they need instead of patching the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,6 +122,9 @@ class Settings(BaseSettings):
         description="Seconds between bandit weight updates and guardrail checks of running experiments.",
     )
     log_level: str = Field(default="info", description="Python log level name.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` lines, or one JSON object per line (`json`) for log pipelines."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -70,3 +70,15 @@ def test_login_saves_a_private_credentials_file(live_server: LiveServer, tmp_pat
     env.pop("PROMPTKEEPER_API_KEY")
     listed = runner.invoke(cli_app, ["prompts", "list"], env=env)  # no --url, no --key: the saved login
     assert listed.exit_code == 0 and listed.stdout.strip() == "no prompts", listed.stderr
+
+
+def test_demo_seeds_an_empty_database_once(tmp_path: Path) -> None:
+    env = {
+        "PROMPTKEEPER_DATABASE_URL": f"sqlite:///{tmp_path}/demo.db",
+        "PROMPTKEEPER_ADMIN_KEY_FILE": str(tmp_path / "key"),
+    }
+    first = CliRunner().invoke(cli_app, ["demo"], env=env)
+    assert first.exit_code == 0 and "Seeded 2 sample prompts." in first.stderr, first.stderr
+    assert "sign in as admin@example.com with password " in first.stderr
+    again = CliRunner().invoke(cli_app, ["demo"], env=env)
+    assert again.exit_code == 0 and "Seeded" not in again.stderr and "reset its password" in again.stderr

@@ -100,3 +100,39 @@ def test_a_text_prompt_is_one_user_message(live_server: LiveServer) -> None:
         assert prompt.openai_messages(x="this") == [{"role": "user", "content": "Sum up this"}]
         assert prompt.anthropic_messages(x="this") == (None, [{"role": "user", "content": "Sum up this"}])
         assert prompt.model_params() == {}
+
+
+def test_to_langchain_renders_like_promptkeeper(live_server: LiveServer) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    with live_server.client() as http:
+        http.post(
+            "/v1/prompts", json={"name": "support", "content": {**CHAT, "config": {}}}
+        ).raise_for_status()
+        http.post(
+            "/v1/prompts/support/deployments", json={"environment": "production", "version": 1}
+        ).raise_for_status()
+        text = {"type": "text", "template": "Sum up {{ x }}{% if short %} briefly{% endif %}"}
+        http.post("/v1/prompts", json={"name": "t", "content": text}).raise_for_status()
+        http.post(
+            "/v1/prompts/t/deployments", json={"environment": "production", "version": 1}
+        ).raise_for_status()
+    with Client(live_server.url, ADMIN_KEY, stream=False) as sdk:
+        chat = sdk.get("support").to_langchain()
+        history = [HumanMessage("Hi"), AIMessage("Hello!")]
+        messages = chat.format_messages(**{**VARIABLES, "history": history})
+        assert [type(m) for m in messages] == [
+            SystemMessage,
+            SystemMessage,
+            HumanMessage,
+            AIMessage,
+            HumanMessage,
+        ]
+        ours = sdk.get("support").openai_messages(**VARIABLES)
+        assert [m.content for m in messages] == [m["content"] for m in ours]
+        template = sdk.get("t").to_langchain()
+        assert (
+            template.format(x="this", short=True)
+            == sdk.get("t").render(x="this", short=True)
+            == "Sum up this briefly"
+        )

@@ -173,6 +173,28 @@ class Prompt:
                 params["extra_body"] = sampling
         return params
 
+    def to_langchain(self) -> Any:
+        """A LangChain `PromptTemplate` (text) or `ChatPromptTemplate` (chat; placeholders become
+        `MessagesPlaceholder`s), with Jinja2 templates like ours. Needs the `langchain` extra."""
+        try:
+            from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder, PromptTemplate
+        except ImportError:
+            raise ImportError(
+                "to_langchain needs langchain-core: pip install 'promptkeeper[langchain]'"
+            ) from None
+        if self.type == "text":
+            return PromptTemplate.from_template(str(self.template), template_format="jinja2")
+        roles = {"system": "system", "developer": "system", "user": "human", "assistant": "ai"}
+        parts: list[Any] = []
+        for message in self.messages:
+            if message.get("type") == "placeholder":
+                parts.append(MessagesPlaceholder(message["name"]))
+            elif message["role"] in roles:
+                parts.append((roles[message["role"]], message["content"]))
+            else:
+                raise ValueError(f"LangChain prompt templates have no '{message['role']}' messages")
+        return ChatPromptTemplate.from_messages(parts, template_format="jinja2")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
