@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from typing import Any
 
@@ -13,8 +14,9 @@ from promptkeeper.access.users import ensure_user
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
+from promptkeeper.experiments import events as experiment_events
 from promptkeeper.experiments import service as experiments
-from promptkeeper.experiments.schemas import EventIn, ExperimentCreate
+from promptkeeper.experiments.schemas import EventIn, ExperimentCreate, ExperimentStop
 from promptkeeper.monitoring import ingest as monitoring_ingest
 from promptkeeper.monitoring import service as monitors
 from promptkeeper.monitoring.schemas import MonitorCreate
@@ -129,6 +131,7 @@ def seed(database: Database, project: str = DEFAULT_PROJECT) -> tuple[int, str |
                     reason="sample data",
                 )
         _seed_evaluation(session, actor)
+        _seed_finished_experiment(session, actor)
         _seed_experiment(session, actor)
         _seed_monitor(session, actor)
         session.commit()
@@ -192,6 +195,59 @@ def _seed_experiment(session: Session, actor: Actor) -> None:
     )
     experiments.start_experiment(
         session=session, actor=actor, experiment_id=experiment.id, reason="sample data"
+    )
+
+
+def _seed_finished_experiment(session: Session, actor: Actor) -> None:
+    """A concluded 50/50 experiment in staging with 600 users' events, so the results page has
+    numbers and charts (control v2, candidate v1; stopped keeping the control)."""
+    experiment = experiments.create_experiment(
+        session=session,
+        actor=actor,
+        data=ExperimentCreate.model_validate(
+            {
+                "prompt": SAMPLES[0]["name"],
+                "environment": "staging",
+                "name": "premium call-back offer (staging dry run)",
+                "hypothesis": "offering premium customers a call back lowers completion",
+                "candidates": [{"version": 1, "weight": 1, "key": "no_offer"}],
+                "primary_metric": "completion",
+                "baseline": 0.45,
+                "mde": 0.1,
+            }
+        ),
+    )
+    experiments.start_experiment(
+        session=session, actor=actor, experiment_id=experiment.id, reason="sample data"
+    )
+    rng = random.Random(7)
+    batch: list[EventIn] = []
+    for user in range(600):
+        key = "control" if user % 2 else "no_offer"
+        request_id = f"sample-exp-{user}"
+        batch.append(
+            EventIn(
+                type="exposure",
+                request_id=request_id,
+                experiment_id=experiment.id,
+                variant=key,
+                unit=f"user-{user}",
+            )
+        )
+        batch.append(
+            EventIn(
+                type="outcome",
+                request_id=request_id,
+                completed=rng.random() < (0.47 if key == "control" else 0.44),
+                latency_ms=rng.gauss(900, 150),
+            )
+        )
+    experiment_events.ingest(session=session, project_id=actor.project_id, events=batch)
+    experiments.stop_experiment(
+        session=session,
+        actor=actor,
+        experiment_id=experiment.id,
+        data=ExperimentStop(decision="keep_control", reason="no significant difference; keeping v2"),
     )
 
 
