@@ -60,3 +60,17 @@ def test_docs_link_to_existing_files() -> None:
         text = page.read_text()
         for target in re.findall(r"\]\(([^)#:]+\.md)", text):
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_cli_reference_is_generated_from_the_code() -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    current = (DOCS / "cli-reference.md").read_text()
+    assert module.render() == current, "docs/cli-reference.md is stale: run python scripts/cli_reference.py"
+    for command in _commands(cli_app):
+        assert f"## `{command}`" in current
