@@ -59,6 +59,12 @@ Key = Annotated[str, typer.Option("--key", envvar="PROMPTKEEPER_API_KEY", help="
 
 
 DEFAULT_URL = "http://127.0.0.1:8700"
+AsJson = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+
+
+def print_result(body: Any, as_json: bool, summary: str) -> None:
+    """The server's JSON answer with --json, else the one-line summary."""
+    typer.echo(json.dumps(body, indent=2) if as_json else summary)
 
 
 def config_path() -> Path:

@@ -11,15 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, fail
+from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, fail, print_result
 
 experiments_app = typer.Typer(
     help="A/B experiments and bandits: create, start, change weights, read results, stop.",
     no_args_is_help=True,
 )
 
-DEFAULT_URL = "http://127.0.0.1:8700"
-AsJson = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 ExperimentId = Annotated[int, typer.Argument(min=1, help="Experiment id.")]
 
 
@@ -32,10 +30,6 @@ def _weight_pairs(pairs: list[str], what: str) -> list[tuple[str, float]]:
         except ValueError:
             raise fail(f"{what} '{pair}': the weight must be a number") from None
     return parsed
-
-
-def _print(body: Any, as_json: bool, summary: str) -> None:
-    typer.echo(json.dumps(body, indent=2) if as_json else summary)
 
 
 def _summary(experiment: dict[str, Any]) -> str:
@@ -102,7 +96,7 @@ def create(
     }
     with Remote(url, key) as remote:
         experiment = remote.call("POST", "/v1/experiments", json=body)
-    _print(experiment, as_json, "created " + _summary(experiment))
+    print_result(experiment, as_json, "created " + _summary(experiment))
 
 
 @experiments_app.command("list")
@@ -117,7 +111,7 @@ def list_experiments(
     params = {k: v for k, v in {"prompt": prompt, "status": status, "limit": 200}.items() if v is not None}
     with Remote(url, key) as remote:
         page = remote.call("GET", "/v1/experiments", params=params)
-    _print(page, as_json, "\n".join(_summary(e) for e in page["items"]) or "no experiments")
+    print_result(page, as_json, "\n".join(_summary(e) for e in page["items"]) or "no experiments")
 
 
 @experiments_app.command("show")
@@ -125,7 +119,7 @@ def show(experiment_id: ExperimentId, url: Url = DEFAULT_URL, key: Key = "", as_
     """One experiment's definition and state."""
     with Remote(url, key) as remote:
         experiment = remote.call("GET", f"/v1/experiments/{experiment_id}")
-    _print(experiment, as_json, _summary(experiment))
+    print_result(experiment, as_json, _summary(experiment))
 
 
 @experiments_app.command("start")
@@ -139,7 +133,7 @@ def start(
     """Start serving the variants (live on every server within the propagation time)."""
     with Remote(url, key) as remote:
         experiment = remote.call("POST", f"/v1/experiments/{experiment_id}/start", json={"reason": reason})
-    _print(experiment, as_json, "started " + _summary(experiment))
+    print_result(experiment, as_json, "started " + _summary(experiment))
 
 
 @experiments_app.command("weights")
@@ -157,7 +151,7 @@ def weights(
         experiment = remote.call(
             "PUT", f"/v1/experiments/{experiment_id}/weights", json={"weights": pairs, "reason": reason}
         )
-    _print(experiment, as_json, "updated " + _summary(experiment))
+    print_result(experiment, as_json, "updated " + _summary(experiment))
 
 
 @experiments_app.command("stop")
@@ -177,7 +171,7 @@ def stop(
     body = {"decision": decision, "variant": variant, "reason": reason, "review_id": review}
     with Remote(url, key) as remote:
         experiment = remote.call("POST", f"/v1/experiments/{experiment_id}/stop", json=body)
-    _print(experiment, as_json, "stopped " + _summary(experiment))
+    print_result(experiment, as_json, "stopped " + _summary(experiment))
 
 
 def _cell(value: float | None, fmt: str = "{:.4g}") -> str:

@@ -13,25 +13,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.progress import Progress
 
 from promptkeeper import files
-from promptkeeper.cli_common import Key, Remote, Url, fail
+from promptkeeper.cli_common import DEFAULT_URL, Key, Remote, Url, fail
 from promptkeeper.core.content import content_document, content_hash
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import parse_content
 
-DEFAULT_URL = "http://127.0.0.1:8700"
 Directory = Annotated[Path, typer.Argument(help="The folder of prompt files.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only errors and the summary.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
-
-
-def _segment(name: str) -> str:
-    """A name as one path segment (`/` travels as %2F)."""
-    return quote(name, safe="")
 
 
 def _normalized(content: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +64,7 @@ def pull(
                         progress.advance(task)
                         continue
                     number = release["version"]
-                version = remote.call("GET", f"/v1/prompts/{_segment(name)}/versions/{number}")
+                version = remote.call("GET", f"/v1/prompts/{path_segment(name)}/versions/{number}")
                 document = files.to_document(name, version["content"], number, prompt)
                 path = files.path_of(directory, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +86,7 @@ def _plan(remote: Remote, loaded: list[files.PromptFile], force: bool) -> tuple[
     changes: list[Change] = []
     conflicts: list[str] = []
     for file in loaded:
-        segment = _segment(file.name)
+        segment = path_segment(file.name)
         if not remote.exists(f"/v1/prompts/{segment}"):
             changes.append(Change(file, "create", None, "new prompt"))
             continue
@@ -177,7 +171,7 @@ def push(
                     if deploy and number is not None:
                         remote.call(
                             "POST",
-                            f"/v1/prompts/{_segment(change.file.name)}/deployments",
+                            f"/v1/prompts/{path_segment(change.file.name)}/deployments",
                             json={
                                 "environment": deploy,
                                 "version": number,
@@ -204,7 +198,7 @@ def push(
 
 def _apply(remote: Remote, change: Change, message: str) -> int | None:
     file = change.file
-    segment = _segment(file.name)
+    segment = path_segment(file.name)
     if change.kind == "create":
         body = {
             "name": file.name,

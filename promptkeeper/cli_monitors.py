@@ -12,19 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, fail
+from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, fail, print_result
 
 monitors_app = typer.Typer(
     help="Online monitors: score production outputs, alert on regressions, roll back.", no_args_is_help=True
 )
 
-DEFAULT_URL = "http://127.0.0.1:8700"
-AsJson = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 MonitorId = Annotated[int, typer.Argument(min=1, help="Monitor id.")]
-
-
-def _print(body: Any, as_json: bool, summary: str) -> None:
-    typer.echo(json.dumps(body, indent=2) if as_json else summary)
 
 
 def _summary(monitor: dict[str, Any]) -> str:
@@ -86,7 +80,7 @@ def create(
         }
     with Remote(url, key) as remote:
         monitor = remote.call("POST", "/v1/monitors", json=body)
-    _print(monitor, as_json, "created " + _summary(monitor))
+    print_result(monitor, as_json, "created " + _summary(monitor))
 
 
 @monitors_app.command("list")
@@ -100,7 +94,7 @@ def list_monitors(
     params = {k: v for k, v in {"prompt": prompt, "limit": 200}.items() if v is not None}
     with Remote(url, key) as remote:
         page = remote.call("GET", "/v1/monitors", params=params)
-    _print(page, as_json, "\n".join(_summary(m) for m in page["items"]) or "no monitors")
+    print_result(page, as_json, "\n".join(_summary(m) for m in page["items"]) or "no monitors")
 
 
 @monitors_app.command("set")
@@ -123,7 +117,7 @@ def update(
         raise fail("nothing to change: give --auto-rollback, --enable/--disable or --sample-rate")
     with Remote(url, key) as remote:
         monitor = remote.call("PATCH", f"/v1/monitors/{monitor_id}", json=body)
-    _print(monitor, as_json, "updated " + _summary(monitor))
+    print_result(monitor, as_json, "updated " + _summary(monitor))
 
 
 @monitors_app.command("status")
@@ -132,7 +126,7 @@ def status(monitor_id: MonitorId, url: Url = DEFAULT_URL, key: Key = "", as_json
     with Remote(url, key) as remote:
         body = remote.call("GET", f"/v1/monitors/{monitor_id}/status")
     if as_json:
-        _print(body, True, "")
+        print_result(body, True, "")
         return
     live, baseline_version = body["live_version"], body["baseline_version"]
     lines = [f"{body['state']}: {body['message']} (live v{live}, baseline v{baseline_version})"]

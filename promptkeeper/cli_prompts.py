@@ -12,27 +12,17 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, config_path, fail
+from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, config_path, fail, print_result
+from promptkeeper.prompts.schemas import path_segment
 
 prompts_app = typer.Typer(
     help="Prompts: list, show, create, version, diff, deploy, roll back, history.", no_args_is_help=True
 )
-DEFAULT_URL = "http://127.0.0.1:8700"
-AsJson = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 Name = Annotated[str, typer.Argument(help="Prompt name (e.g. support/reply).")]
 Environment = Annotated[str, typer.Option("--env", "-e", help="Environment.")]
-
-
-def _segment(name: str) -> str:
-    return quote(name, safe="")
-
-
-def _print(body: Any, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(body, indent=2) if as_json else text)
 
 
 def login(
@@ -79,7 +69,7 @@ def list_prompts(
     for p in page["items"]:
         live = ", ".join(f"{env}=v{r['version']}" for env, r in p["environments"].items() if r)
         lines.append(f"{p['name']}  v{p['latest_version']}  {live or 'not deployed'}")
-    _print(page, as_json, "\n".join(lines) or "no prompts")
+    print_result(page, as_json, "\n".join(lines) or "no prompts")
 
 
 @prompts_app.command("show")
@@ -92,12 +82,12 @@ def show(
 ) -> None:
     """A prompt's metadata and the content of its latest (or a given) version."""
     with Remote(url, key) as remote:
-        prompt = remote.call("GET", f"/v1/prompts/{_segment(name)}")
+        prompt = remote.call("GET", f"/v1/prompts/{path_segment(name)}")
         row = remote.call(
-            "GET", f"/v1/prompts/{_segment(name)}/versions/{version or prompt['latest_version']}"
+            "GET", f"/v1/prompts/{path_segment(name)}/versions/{version or prompt['latest_version']}"
         )
     if as_json:
-        _print({"prompt": prompt, "version": row}, True, "")
+        print_result({"prompt": prompt, "version": row}, True, "")
         return
     content = row["content"]
     body = (
@@ -157,7 +147,7 @@ def create(
     body = {"name": name, "content": _content(template, file, kind), "message": message, "tags": tag or []}
     with Remote(url, key) as remote:
         created = remote.call("POST", "/v1/prompts", json=body)
-    _print(created, as_json, f"created {name} v1")
+    print_result(created, as_json, f"created {name} v1")
 
 
 @prompts_app.command("version")
@@ -172,15 +162,15 @@ def new_version(
 ) -> None:
     """Append a version (refused when identical to the latest)."""
     with Remote(url, key) as remote:
-        kind = remote.call("GET", f"/v1/prompts/{_segment(name)}/versions", params={"limit": 1})["items"][0][
-            "content"
-        ]["type"]
+        kind = remote.call("GET", f"/v1/prompts/{path_segment(name)}/versions", params={"limit": 1})["items"][
+            0
+        ]["content"]["type"]
         version = remote.call(
             "POST",
-            f"/v1/prompts/{_segment(name)}/versions",
+            f"/v1/prompts/{path_segment(name)}/versions",
             json={"content": _content(template, file, kind), "message": message},
         )
-    _print(version, as_json, f"created {name} v{version['number']}")
+    print_result(version, as_json, f"created {name} v{version['number']}")
 
 
 @prompts_app.command("diff")
@@ -194,9 +184,9 @@ def diff(
 ) -> None:
     """What changed between two versions (unified diff per field)."""
     with Remote(url, key) as remote:
-        body = remote.call("GET", f"/v1/prompts/{_segment(name)}/diff", params={"from": old, "to": new})
+        body = remote.call("GET", f"/v1/prompts/{path_segment(name)}/diff", params={"from": old, "to": new})
     text = "\n".join(f"--- {field}\n{patch}" for field, patch in (body.get("unified") or {}).items())
-    _print(body, as_json, text or "no changes")
+    print_result(body, as_json, text or "no changes")
 
 
 @prompts_app.command("deploy")
@@ -213,10 +203,10 @@ def deploy(
     with Remote(url, key) as remote:
         row = remote.call(
             "POST",
-            f"/v1/prompts/{_segment(name)}/deployments",
+            f"/v1/prompts/{path_segment(name)}/deployments",
             json={"environment": environment, "version": version, "reason": reason},
         )
-    _print(row, as_json, f"{environment} serves {name} v{row['version']} (revision {row['revision']})")
+    print_result(row, as_json, f"{environment} serves {name} v{row['version']} (revision {row['revision']})")
 
 
 @prompts_app.command("rollback")
@@ -236,8 +226,8 @@ def rollback(
     if version is not None:
         body["version"] = version
     with Remote(url, key) as remote:
-        row = remote.call("POST", f"/v1/prompts/{_segment(name)}/rollback", json=body)
-    _print(row, as_json, f"{environment} rolled back to {name} v{row['version']}")
+        row = remote.call("POST", f"/v1/prompts/{path_segment(name)}/rollback", json=body)
+    print_result(row, as_json, f"{environment} rolled back to {name} v{row['version']}")
 
 
 @prompts_app.command("history")
@@ -251,12 +241,12 @@ def history(
     """The deployment history, newest first."""
     params: dict[str, Any] = {"limit": 200, **({"environment": environment} if environment else {})}
     with Remote(url, key) as remote:
-        page = remote.call("GET", f"/v1/prompts/{_segment(name)}/deployments", params=params)
+        page = remote.call("GET", f"/v1/prompts/{path_segment(name)}/deployments", params=params)
     lines = [
         f"{d['at']}  {d['environment']:12} v{d['version']}  {d['action']:16} {d['actor']}  {d['reason']}"
         for d in page["items"]
     ]
-    _print(page, as_json, "\n".join(lines) or "never deployed")
+    print_result(page, as_json, "\n".join(lines) or "never deployed")
 
 
 def resolve(
@@ -270,8 +260,8 @@ def resolve(
     """The version an environment serves now, or served at --at."""
     params = {"environment": environment, **({"at": at} if at else {})}
     with Remote(url, key) as remote:
-        body = remote.call("GET", f"/v1/resolve/{_segment(name)}", params=params)
-    _print(body, as_json, f"{name} v{body['version']} in {environment}" + (f" at {at}" if at else ""))
+        body = remote.call("GET", f"/v1/resolve/{path_segment(name)}", params=params)
+    print_result(body, as_json, f"{name} v{body['version']} in {environment}" + (f" at {at}" if at else ""))
 
 
 def render(
@@ -297,7 +287,7 @@ def render(
         text = body["text"]
     else:
         text = "\n".join(f"[{m['role']}] {m['content']}" for m in body["messages"])
-    _print(body, as_json, text)
+    print_result(body, as_json, text)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.errors import Conflict, ValidationFailed
 from promptkeeper.prompts import service
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui import diffview
 from promptkeeper.ui.prompt_pages import content_from_form
 from promptkeeper.ui.web import (
@@ -24,7 +25,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    segment,
     signed_in,
     ui_page,
     write,
@@ -65,7 +65,7 @@ async def create_draft(request: Request, name: str) -> Response:
         ).id
 
     draft_id = await write(request, run)
-    return redirect(f"/ui/prompts/{segment(prompt_name)}/drafts/{draft_id}")
+    return redirect(f"/ui/prompts/{path_segment(prompt_name)}/drafts/{draft_id}")
 
 
 def _load(session: Session, project_id: int, prompt_name: str, draft_id: int) -> dict[str, Any]:
@@ -90,7 +90,9 @@ async def draft_page(request: Request, name: str, draft_id: int) -> Response:
     data = await read(
         request, lambda session: _load(session, user.principal.project_id, prompt_name, draft_id)
     )
-    return page(request, "draft.html", user, segment=segment(prompt_name), conflicts=None, error=None, **data)
+    return page(
+        request, "draft.html", user, segment=path_segment(prompt_name), conflicts=None, error=None, **data
+    )
 
 
 @router.post("/ui/prompts/{name}/drafts/{draft_id}")
@@ -112,12 +114,12 @@ async def draft_action(request: Request, name: str, draft_id: int) -> Response:
         )
         if intent == "discard":
             drafts.discard_draft(session=session, actor=actor, prompt=prompt, draft_id=draft_id)
-            return f"/ui/prompts/{segment(prompt_name)}"
+            return f"/ui/prompts/{path_segment(prompt_name)}"
         if intent == "merge":
             _, version = drafts.merge_draft(
                 session=session, actor=actor, prompt=prompt, draft_id=draft_id, expected_revision=expected
             )
-            return f"/ui/prompts/{segment(prompt_name)}?saved={version.number}"
+            return f"/ui/prompts/{path_segment(prompt_name)}?saved={version.number}"
         rebase = first(fields, "rebase") == "on"
         data = DraftUpdate(
             content=_content(fields),
@@ -126,7 +128,7 @@ async def draft_action(request: Request, name: str, draft_id: int) -> Response:
             expected_revision=expected,
         )
         drafts.update_draft(session=session, actor=actor, prompt=prompt, draft_id=draft_id, data=data)
-        return f"/ui/prompts/{segment(prompt_name)}/drafts/{draft_id}"
+        return f"/ui/prompts/{path_segment(prompt_name)}/drafts/{draft_id}"
 
     try:
         return redirect(await write(request, run))
@@ -141,9 +143,15 @@ async def draft_action(request: Request, name: str, draft_id: int) -> Response:
             for c in exc.details["conflicts"]
         ]
         return page(
-            request, "draft.html", user, status_code=409, segment=segment(prompt_name), conflicts=conflicts,
-            error=exc.message, **data,
-        )  # fmt: skip
+            request,
+            "draft.html",
+            user,
+            status_code=409,
+            segment=path_segment(prompt_name),
+            conflicts=conflicts,
+            error=exc.message,
+            **data,
+        )
 
 
 def _show(value: Any) -> str:

@@ -13,6 +13,7 @@ from promptkeeper.errors import ValidationFailed
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate
 from promptkeeper.prompts import service
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui import charts
 from promptkeeper.ui.web import (
     actor_of,
@@ -25,7 +26,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    segment,
     signed_in,
     ui_page,
     write,
@@ -66,7 +66,7 @@ async def evaluations(request: Request, name: str) -> Response:
     history = score_history(data["runs"])
     title = "Mean score per prompt version (latest finished run)"
     chart = charts.line_chart(title, history, y_min=0.0, y_max=1.0, x_label="prompt version")
-    return page(request, "evaluations.html", user, chart=chart, segment=segment(prompt_name), **data)
+    return page(request, "evaluations.html", user, chart=chart, segment=path_segment(prompt_name), **data)
 
 
 @router.post("/ui/prompts/{name}/evaluations")
@@ -130,7 +130,9 @@ async def run_page(request: Request, run_id: int, baseline: int | None = None) -
         }
 
     data = await read(request, load)
-    return page(request, "run.html", user, baseline=baseline, segment=segment(data["prompt_name"]), **data)
+    return page(
+        request, "run.html", user, baseline=baseline, segment=path_segment(data["prompt_name"]), **data
+    )
 
 
 @router.get("/ui/suites")

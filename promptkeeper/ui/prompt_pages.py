@@ -27,7 +27,7 @@ from promptkeeper.access import users
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
 from promptkeeper.errors import NotFound, PromptKeeperError, ValidationFailed
 from promptkeeper.prompts import releases, service
-from promptkeeper.prompts.schemas import PromptCreate
+from promptkeeper.prompts.schemas import PromptCreate, path_segment
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
     COOKIE,
@@ -41,7 +41,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    segment,
     set_session,
     signed_in,
     ui_page,
@@ -228,7 +227,7 @@ async def create_prompt(request: Request) -> Response:
             for k in ("name", "description", "tags", "template", "config", "message", "type")
         }
         return page(request, "new_prompt.html", user, status_code=422, error=message, values=values)
-    return redirect(f"/ui/prompts/{segment(name)}")
+    return redirect(f"/ui/prompts/{path_segment(name)}")
 
 
 @router.get("/ui/prompts/{name}")
@@ -284,7 +283,7 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
         }
 
     data = await read(request, load)
-    return page(request, "prompt.html", user, at=at, when=when, segment=segment(prompt_name), **data)
+    return page(request, "prompt.html", user, at=at, when=when, segment=path_segment(prompt_name), **data)
 
 
 def _parse_when(value: str) -> datetime:
@@ -385,7 +384,7 @@ async def create_version(request: Request, name: str) -> Response:
         number = await write(request, run)
     except ValueError as exc:
         raise ValidationFailed(pydantic_message(exc)) from None
-    return redirect(f"/ui/prompts/{segment(prompt_name)}?saved={number}")
+    return redirect(f"/ui/prompts/{path_segment(prompt_name)}?saved={number}")
 
 
 @router.get("/ui/prompts/{name}/diff")
@@ -409,7 +408,7 @@ async def diff(request: Request, name: str, left: int = 0, right: int = 0, view:
         }
 
     data = await read(request, load)
-    return page(request, "diff.html", user, view=view, segment=segment(prompt_name), **data)
+    return page(request, "diff.html", user, view=view, segment=path_segment(prompt_name), **data)
 
 
 # -- deploy and roll back ----------------------------------------------------------------------------
@@ -445,7 +444,7 @@ async def confirm(
         return {"prompt": prompt, "env": env, "blocked": blocked, **change_to(session, prompt, env, version)}
 
     data = await read(request, load)
-    return page(request, "confirm.html", user, action=action, segment=segment(prompt_name), **data)
+    return page(request, "confirm.html", user, action=action, segment=path_segment(prompt_name), **data)
 
 
 def change_to(session: Session, prompt: Any, env: Any, version: int) -> dict[str, Any]:
@@ -498,4 +497,4 @@ async def deploy(request: Request, name: str) -> Response:
         )
 
     await write(request, run)
-    return redirect(f"/ui/prompts/{segment(prompt_name)}?deployed={environment}")
+    return redirect(f"/ui/prompts/{path_segment(prompt_name)}?deployed={environment}")

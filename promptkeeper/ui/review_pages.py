@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment
+from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui.prompt_pages import change_to
 from promptkeeper.ui.web import (
     actor_of,
@@ -21,7 +22,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    segment,
     signed_in,
     ui_page,
     write,
@@ -55,7 +55,7 @@ async def request_review(request: Request, name: str) -> Response:
         return review.id
 
     review_id = await write(request, run)
-    return redirect(f"/ui/prompts/{segment(prompt_name)}/reviews/{review_id}")
+    return redirect(f"/ui/prompts/{path_segment(prompt_name)}/reviews/{review_id}")
 
 
 @router.get("/ui/prompts/{name}/reviews/{review_id}")
@@ -89,7 +89,7 @@ async def review_page(request: Request, name: str, review_id: int) -> Response:
         request,
         "review.html",
         user,
-        segment=segment(prompt_name),
+        segment=path_segment(prompt_name),
         is_author=actor.identity == data["review"].author_identity,
         can_decide=user.principal.role.value in ("approver", "admin"),
         **data,
@@ -127,4 +127,4 @@ async def review_act(request: Request, name: str, review_id: int) -> Response:
         )
 
     await write(request, run)
-    return redirect(f"/ui/prompts/{segment(prompt_name)}/reviews/{review_id}")
+    return redirect(f"/ui/prompts/{path_segment(prompt_name)}/reviews/{review_id}")

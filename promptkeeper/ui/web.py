@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import anyio
 from fastapi import Request
@@ -25,16 +25,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Actor, Principal, Role
+from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
+from promptkeeper.api.deps import EDIT_ROLES, decode_prompt_name
 from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized, field_errors
+from promptkeeper.prompts.schemas import path_segment
 
 COOKIE = "pk_session"
 Handler = Callable[..., Awaitable[Response]]
 MAX_FORM_BYTES = 1_000_000
-EDIT_ROLES = frozenset({Role.editor, Role.approver, Role.admin})
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.filters["segment"] = lambda name: quote(str(name).replace("/", "%2F"), safe="%")
+templates.env.filters["segment"] = lambda name: path_segment(str(name))
 
 #: Sent with every page: no framing, no sniffing, scripts and styles only from this server.
 SECURITY_HEADERS = {
@@ -205,12 +206,6 @@ def pydantic_message(exc: Exception) -> str:
     return str(exc)
 
 
-def segment(name: str) -> str:
-    return name.replace("/", "%2F")
-
-
 def prompt_name_of(raw: str) -> str:
     """The prompt name of a path segment (`%2F` back to `/`), checked like the API checks it."""
-    from promptkeeper.api.deps import decode_prompt_name  # imported late: api.deps needs the app context
-
     return decode_prompt_name(raw)
