@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from promptkeeper import __version__
+from promptkeeper import __version__, tracing
 from promptkeeper.access import routes as access_routes
 from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.api import health, metrics
@@ -39,6 +39,7 @@ from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import routes as runtime_routes
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
+from promptkeeper.tracing import TracingMiddleware
 from promptkeeper.ui import (
     admin_pages,
     draft_pages,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
             await context.dispatcher.stop()
             await context.runtime.stop()
             context.db.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="PromptKeeper",
@@ -154,6 +156,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     )
     install_error_handlers(app)
     app.state.metrics = RequestMetrics()
+    if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
+        app.add_middleware(TracingMiddleware)
     # inside EncodedSlashMiddleware, which may hand on a rewritten copy of the scope: the route the
     # router matched is recorded in that copy
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -47,8 +47,15 @@ def serve(
     typer.echo(
         f"PromptKeeper on http://{settings.host}:{settings.port} (database: {safe_url(settings)})", err=True
     )
+    from promptkeeper.tracing import TracingUnavailable
+
+    try:
+        application = create_app(settings, announce=True)
+    except TracingUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
-        create_app(settings, announce=True),
+        application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

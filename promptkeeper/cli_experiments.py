@@ -234,3 +234,5 @@ def results(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(experiments_app, name="experiments")
+    # The issue and many users say `experiment`; one spelling is documented, both work.
+    app.add_typer(experiments_app, name="experiment", hidden=True)

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="`text` lines, or one JSON object per line (`json`) for log pipelines."
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector (`http://collector:4318`) to send OpenTelemetry traces to; "
+        "needs the `otel` extra. Unset: no tracing.",
+    )
+    otel_service_name: str = Field(default="promptkeeper", description="`service.name` of the spans.")
 
     @field_validator("database_url")
     @classmethod

@@ -27,6 +27,8 @@ def _commands(command: Any, path: str) -> list[tuple[str, Any]]:
     children = getattr(command, "commands", None)
     if children:
         for name in sorted(children):
+            if getattr(children[name], "hidden", False):  # aliases are documented once
+                continue
             found += _commands(children[name], f"{path} {name}")
     else:
         found.append((path, command))

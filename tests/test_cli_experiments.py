@@ -33,6 +33,8 @@ def test_experiment_lifecycle_from_the_cli(live_server: LiveServer) -> None:
     assert code == 0 and "control=v1 50%" in out and "v2=v2 50%" in out
     code, out, _ = _cli(live_server, "experiments", "list", "--status", "running")
     assert code == 0 and f"experiment {eid}" in out
+    code, alias_out, _ = _cli(live_server, "experiment", "list", "--status", "running")  # the alias
+    assert code == 0 and alias_out == out
 
     with live_server.client() as client:
         events = []

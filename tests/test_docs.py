@@ -39,7 +39,8 @@ def _commands(group: typer.Typer, prefix: str = "promptkeeper") -> list[str]:
         sub = getattr(command, "commands", None)
         if sub:
             for name, child in sub.items():
-                walk(child, f"{path} {name}")
+                if not getattr(child, "hidden", False):
+                    walk(child, f"{path} {name}")
         else:
             names.append(path)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 from fastapi.testclient import TestClient
 
+from promptkeeper.runtime.lag import PropagationLag
 from tests.helpers import create_prompt, deploy
 
 
@@ -41,3 +43,22 @@ def test_metrics_count_requests_and_cache_hits(client: TestClient) -> None:
     assert samples["promptkeeper_cache_hits_total"] >= 2 and samples["promptkeeper_cache_misses_total"] >= 1
     assert "promptkeeper_eval_runs_completed_total" in samples  # the in-process worker's figures
     assert not re.search(r"metrics/p", text)  # route templates only, never prompt names
+
+
+def test_propagation_lag_histogram_is_exposed(client: TestClient) -> None:
+    client.app.state.context.runtime.lag.observe("check", time.time() - 0.3)  # type: ignore[attr-defined]
+    samples = _samples(client.get("/metrics").text)
+    check = 'path="check"'
+    assert samples[f"promptkeeper_invalidation_lag_seconds_count{{{check}}}"] == 1
+    assert 0.3 <= samples[f"promptkeeper_invalidation_lag_seconds_sum{{{check}}}"] < 5
+    assert samples[f'promptkeeper_invalidation_lag_seconds_bucket{{{check},le="0.25"}}'] == 0
+    assert samples[f'promptkeeper_invalidation_lag_seconds_bucket{{{check},le="0.5"}}'] == 1
+    assert samples['promptkeeper_invalidation_lag_seconds_count{path="pubsub"}'] == 0
+
+
+def test_lag_ignores_events_without_a_time() -> None:
+    lag = PropagationLag()
+    lag.observe("pubsub", 0.0)  # an event from a sender that predates the field
+    lag.observe("pubsub", 100.0, now=100.02)
+    buckets, total = lag.snapshot()["pubsub"]
+    assert sum(buckets) == 1 and abs(total - 0.02) < 1e-9

@@ -127,6 +127,22 @@ def test_change_through_one_instance_is_served_by_the_other_and_its_sdk(
     assert status_b["invalidation"]["pubsub_messages"] >= 3
     assert status_b["invalidation"]["check_invalidations"] == 0
     assert status_b["cache"]["hits"] >= 1
+    # Each change reached B over pub/sub, and B's /metrics says how late: well under a second here
+    metrics = httpx.get(f"{b.url}/metrics", timeout=5).text
+    lag = {
+        line.split("{")[0]: float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("promptkeeper_invalidation_lag_seconds_")
+        and 'path="pubsub"' in line
+        and "_bucket" not in line
+    }
+    assert lag["promptkeeper_invalidation_lag_seconds_count"] >= 3
+    assert (
+        0
+        <= lag["promptkeeper_invalidation_lag_seconds_sum"]
+        / lag["promptkeeper_invalidation_lag_seconds_count"]
+        < 1.0
+    )
 
 
 def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path, pg_url: str) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptkeeper.runtime.lag import BUCKETS as LAG_BUCKETS
+
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 router = APIRouter(tags=["health"])
 
@@ -76,6 +78,20 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
 
 
+def _histogram(
+    name: str, labels: dict[str, Any], bounds: tuple[float, ...], values: list[int], total: float
+) -> list[str]:
+    samples: list[str] = []
+    running = 0
+    for bound, count in zip((*bounds, float("inf")), values, strict=True):
+        running += count
+        le = "+Inf" if bound == float("inf") else f"{bound:g}"
+        samples.append(_line(f"{name}_bucket", {**labels, "le": le}, running))
+    samples.append(_line(f"{name}_sum", labels, total))
+    samples.append(_line(f"{name}_count", labels, running))
+    return samples
+
+
 def exposition(metrics: RequestMetrics, context: Any) -> str:
     lines: list[str] = []
     with metrics._lock:
@@ -93,28 +109,20 @@ def exposition(metrics: RequestMetrics, context: Any) -> str:
     )
     histogram: list[str] = []
     for (route, method), values in sorted(buckets.items()):
-        running = 0
-        for bound, count in zip((*BUCKETS, float("inf")), values, strict=True):
-            running += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            histogram.append(
-                _line(
-                    "promptkeeper_http_request_seconds_bucket",
-                    {"route": route, "method": method, "le": le},
-                    running,
-                )
-            )
-        histogram.append(
-            _line(
-                "promptkeeper_http_request_seconds_sum",
-                {"route": route, "method": method},
-                sums[(route, method)],
-            )
-        )
-        histogram.append(
-            _line("promptkeeper_http_request_seconds_count", {"route": route, "method": method}, running)
-        )
+        labels = {"route": route, "method": method}
+        total = sums[(route, method)]
+        histogram += _histogram("promptkeeper_http_request_seconds", labels, BUCKETS, values, total)
     lines += _family("promptkeeper_http_request_seconds", "histogram", "HTTP request latency.", histogram)
+    lag: list[str] = []
+    for path, (values, total) in context.runtime.lag.snapshot().items():
+        lag += _histogram("promptkeeper_invalidation_lag_seconds", {"path": path}, LAG_BUCKETS, values, total)
+    lines += _family(
+        "promptkeeper_invalidation_lag_seconds",
+        "histogram",
+        "From a release change being recorded to this instance dropping its cached copy, by path "
+        "(pubsub, or the periodic check that catches missed messages).",
+        lag,
+    )
     status = context.runtime.status()
     cache, invalidation = status["cache"], status["invalidation"]
     worker = context.worker

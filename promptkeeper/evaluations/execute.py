@@ -32,6 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
 from promptkeeper.core.stats import summarize, variance
@@ -359,7 +360,8 @@ class Executor:
             cached = cache.get(key)
             if cached is not None:
                 return cached.text
-            completion = provider.complete(request, timeout=self._providers.timeout)
+            with tracing.span("promptkeeper.llm.judge", **{"gen_ai.request.model": model}):
+                completion = provider.complete(request, timeout=self._providers.timeout)
             cache.put(key, completion)
             return completion.text
 

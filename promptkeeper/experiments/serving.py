@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
+from promptkeeper import tracing
 from promptkeeper.core.assignment import assign
 from promptkeeper.db.engine import Database
 from promptkeeper.experiments.models import Assignment, Experiment
@@ -54,6 +55,11 @@ def load_payload(database: Database, key: Key) -> Payload:
     The usual case, no experiment, costs two statements on one read connection without a
     transaction; only a running experiment opens a session to load its variants.
     """
+    with tracing.span("promptkeeper.resolve.load", **{"promptkeeper.environment": key[2]}):
+        return _load_payload(database, key)
+
+
+def _load_payload(database: Database, key: Key) -> Payload:
     project_id, name, environment = key
     with database.read_connection() as connection:
         resolved = releases.load_resolved(database, key, connection)

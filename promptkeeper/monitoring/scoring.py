@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
 from promptkeeper.db.base import utcnow
@@ -220,7 +221,8 @@ class MonitorScorer:
             providers = provider_settings(self._settings)
             provider = get_provider(provider_name, providers)
             request = ProviderRequest(model=model, messages=messages, params={"temperature": 0})
-            completion = provider.complete(request, timeout=providers.timeout)
+            with tracing.span("promptkeeper.llm.judge", **{"gen_ai.request.model": model}):
+                completion = provider.complete(request, timeout=providers.timeout)
             self.judge_calls += 1
             spent = cost_usd(price_of(model), completion.input_tokens, completion.output_tokens, cached=False)
             cost[0] += spent or 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, select
@@ -150,6 +150,7 @@ def change_release(
             revision=revision,
             version=version,
             seq=deployment.id,
+            at=_epoch(deployment.at),
         ),
     )
     return deployment
@@ -416,6 +417,7 @@ _CHANGES = (
         Deployment.revision,
         Deployment.version_number,
         Deployment.id,
+        Deployment.at,
     )
     .select_from(Deployment)
     .join(Prompt, Prompt.id == Deployment.prompt_id)
@@ -423,10 +425,21 @@ _CHANGES = (
 )
 
 
+def _epoch(at: datetime) -> float:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
 def _changes(rows: Any) -> list[ReleaseChanged]:
     return [
         ReleaseChanged(
-            project_id=row[0], prompt=row[1], environment=row[2], revision=row[3], version=row[4], seq=row[5]
+            project_id=row[0],
+            prompt=row[1],
+            environment=row[2],
+            revision=row[3],
+            version=row[4],
+            seq=row[5],
+            at=_epoch(row[6]),
         )
         for row in rows
     ]

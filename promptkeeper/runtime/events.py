@@ -10,7 +10,8 @@ class ReleaseChanged:
     """What `(prompt, environment)` serves changed; `revision` is the release's new revision.
 
     `seq` is the id of the deployment row that recorded the change: a global, increasing
-    position used by SSE clients to resume (`Last-Event-ID`).
+    position used by SSE clients to resume (`Last-Event-ID`). `at` is when the change was
+    recorded (Unix seconds), so a receiving instance can tell how late it learnt of it.
     """
 
     project_id: int
@@ -19,3 +20,4 @@ class ReleaseChanged:
     revision: int
     version: int
     seq: int
+    at: float = 0.0

@@ -210,6 +210,7 @@ def _event_dict(event: ReleaseChanged) -> dict[str, Any]:
         "revision": event.revision,
         "version": event.version,
         "seq": event.seq,
+        "at": event.at,
     }
 
 
@@ -223,6 +224,7 @@ def _parse_event(data: Any) -> ReleaseChanged | None:
             revision=int(raw["revision"]),
             version=int(raw["version"]),
             seq=int(raw["seq"]),
+            at=float(raw.get("at", 0.0)),
         )
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring a malformed invalidation message")

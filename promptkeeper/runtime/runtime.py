@@ -30,6 +30,7 @@ import anyio.to_thread
 from promptkeeper.config import Settings
 from promptkeeper.db.base import utcnow
 from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.lag import PropagationLag
 from promptkeeper.runtime.redis_link import RedisLink
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Key, Payload, Resolver
 from promptkeeper.runtime.stream import Broadcaster
@@ -67,6 +68,7 @@ class Runtime:
         self.check_invalidations = 0
         self.remote_events = 0
         self.reconnects = 0
+        self.lag = PropagationLag()
 
     # -- events --------------------------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class Runtime:
 
     def _on_remote(self, event: ReleaseChanged) -> None:
         self.remote_events += 1
+        self.lag.observe("pubsub", event.at)
         self.apply(event)
 
     async def _after_reconnect(self) -> None:
@@ -130,7 +133,11 @@ class Runtime:
             # We could not look for too long: changes may have left the window unseen.
             self.resolver.expire_all()
             self._load_floors()
-        applied = sum(1 for event in changes if self.apply(event))
+        applied = 0
+        for event in changes:
+            if self.apply(event):  # a change this instance had not heard of yet
+                applied += 1
+                self.lag.observe("check", event.at)
         self._last_check = started
         self._last_success = time.monotonic()
         self.checks += 1

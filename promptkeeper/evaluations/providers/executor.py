@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from promptkeeper import tracing
 from promptkeeper.evaluations.providers.base import (
     Completion,
     Provider,
@@ -128,8 +129,9 @@ async def _run_one(
     while True:
         attempts += 1
         try:
-            async with asyncio.timeout(timeout):
-                completion = await provider.acomplete(call.request, timeout=timeout)
+            with tracing.span("promptkeeper.llm.call", **{"gen_ai.request.model": call.request.model}):
+                async with asyncio.timeout(timeout):
+                    completion = await provider.acomplete(call.request, timeout=timeout)
         except ProviderError as provider_error:
             error = provider_error
         except TimeoutError:
