@@ -19,6 +19,7 @@ from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.api import health, metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
+from promptkeeper.api.idempotency import IdempotencyMiddleware
 from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import EncodedSlashMiddleware
 from promptkeeper.audit import routes as audit_routes
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.state.metrics = RequestMetrics()
     if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
         app.add_middleware(TracingMiddleware)
+    app.add_middleware(IdempotencyMiddleware)
     # inside EncodedSlashMiddleware, which may hand on a rewritten copy of the scope: the route the
     # router matched is recorded in that copy
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

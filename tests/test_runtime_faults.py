@@ -287,3 +287,115 @@ def test_two_processes_on_one_sqlite_file_without_redis(servers: list[ServerProc
         _post(a, "/v1/prompts/p/deployments", {"environment": "production", "version": 2}).status_code == 201
     )
     wait_until(lambda: _version(b) == 2, timeout=5, message="B sees v2 through the periodic check")
+
+
+def _version_numbers(server: ServerProcess, name: str = "p") -> list[int]:
+    body = httpx.get(f"{server.url}/v1/prompts/{name}/versions", headers=AUTH, timeout=5).json()
+    return sorted(v["number"] for v in body["items"])
+
+
+def test_instance_killed_mid_write_the_sdk_fails_over_and_writes_once(
+    servers: list[ServerProcess], tmp_path: Path, pg_url: str
+) -> None:
+    """A create in flight on A when A is killed: the SDK retries on B with the same Idempotency-Key.
+    A never committed, so B does the write: one new version, not two and not none."""
+    a, b = _start(servers, tmp_path, 2, PROMPTKEEPER_DATABASE_URL=pg_url)
+    assert _post(a, "/v1/prompts", {"name": "p", "content": text_content("v1")}).status_code == 201
+    engine = create_engine(pg_url)
+    result: dict[str, Any] = {}
+    try:
+        with engine.connect() as blocker:
+            blocker.exec_driver_sql("BEGIN")
+            blocker.exec_driver_sql("SELECT id FROM prompts WHERE name = 'p' FOR UPDATE")  # A will wait here
+            with Client([a.url, b.url], ADMIN_KEY, stream=False) as sdk:
+
+                def write() -> None:
+                    try:
+                        result["body"] = sdk.create_version("p", text_content("v2"), message="from the SDK")
+                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                        result["error"] = exc
+
+                writer = threading.Thread(target=write)
+                writer.start()
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe:
+                    wait_until(
+                        lambda: probe.exec_driver_sql(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query LIKE '%%prompts%%FOR UPDATE%%' AND pid <> pg_backend_pid()"
+                        ).scalar(),
+                        message="A's write waiting on the prompt's row",
+                    )
+                assert a.process is not None
+                a.process.kill()  # mid-request: A has read the body and holds a transaction
+                a.process.wait()
+                time.sleep(0.3)  # the SDK has seen A's connection drop and moved on to B
+                blocker.exec_driver_sql("ROLLBACK")
+                writer.join(timeout=30)
+    finally:
+        engine.dispose()
+    assert "error" not in result, result
+    assert result["body"]["number"] == 2 and result["body"]["message"] == "from the SDK"
+    assert _version_numbers(b) == [1, 2]
+
+
+class _AnswerDropper:
+    """A TCP proxy in front of a server that forwards requests and drops the answers: the write
+    happens, the client never hears of it (a connection cut after the commit)."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.dropped = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with client, socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
+                client.settimeout(5)
+                request = client.recv(65536)
+                while b"\r\n\r\n" not in request:
+                    request += client.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += client.recv(65536)
+                upstream.sendall(head + b"\r\n\r\n" + body)
+                upstream.settimeout(10)
+                upstream.recv(65536)  # the server answered: it has committed; the client gets nothing
+                self.dropped += 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_answer_lost_after_commit_is_replayed_not_repeated(
+    servers: list[ServerProcess], tmp_path: Path, pg_url: str
+) -> None:
+    """The write succeeded on A but the answer never arrived: the SDK's retry (on B) gets A's answer
+    back from the idempotency record instead of creating version 3."""
+    a, b = _start(servers, tmp_path, 2, PROMPTKEEPER_DATABASE_URL=pg_url)
+    assert _post(a, "/v1/prompts", {"name": "p", "content": text_content("v1")}).status_code == 201
+    dropper = _AnswerDropper(a.port)
+    try:
+        with Client([dropper.url, b.url], ADMIN_KEY, stream=False) as sdk:
+            created = sdk.create_version("p", text_content("v2"))
+            deployed = sdk.deploy("p", "production", created["number"], reason="failover test")
+    finally:
+        dropper.close()
+    assert dropper.dropped == 2  # both writes reached A and were applied there
+    assert created["number"] == 2 and _version_numbers(b) == [1, 2]
+    history = httpx.get(f"{b.url}/v1/prompts/p/deployments", headers=AUTH, timeout=5).json()["items"]
+    assert [d["version"] for d in history] == [2] and deployed["version"] == 2

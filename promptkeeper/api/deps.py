@@ -21,6 +21,7 @@ from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.access.service import Actor, Principal, Role
 from promptkeeper.api.context import AppContext
 from promptkeeper.errors import PermissionDenied, ValidationFailed
+from promptkeeper.idempotency import service as idempotency
 from promptkeeper.prompts.schemas import check_prompt_name
 
 ENCODED_SLASH = "%2F"
@@ -41,8 +42,11 @@ def read_session(context: ContextDep) -> Iterator[Session]:
         yield session
 
 
-def write_session(context: ContextDep) -> Iterator[Session]:
+def write_session(context: ContextDep, request: Request) -> Iterator[Session]:
     with context.db.write_session() as session:
+        claim = getattr(request.state, "idempotency", None)
+        if claim is not None:  # the request carries an Idempotency-Key: it is taken with the write
+            idempotency.bind(session, claim)
         yield session
 
 

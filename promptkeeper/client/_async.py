@@ -11,7 +11,22 @@ from typing import Any
 import httpx
 
 from promptkeeper.client._base import NETWORK_ERRORS, STREAM_READ_TIMEOUT, ClientBase
-from promptkeeper.client._core import check_response, log, prompt_from, resolve_params, resolve_path
+from promptkeeper.client._core import (
+    IDEMPOTENCY_HEADER,
+    WRITE_DELAYS,
+    WRITE_TIMEOUT,
+    Write,
+    batch_key,
+    check_response,
+    check_write_response,
+    deploy_write,
+    log,
+    prompt_from,
+    prompt_write,
+    resolve_params,
+    resolve_path,
+    version_write,
+)
 from promptkeeper.client._events import BATCH_SIZE
 from promptkeeper.client._prompt import Prompt
 
@@ -98,6 +113,45 @@ class AsyncClient(ClientBase):
             return pinned
         return await self._first(name, None, version)
 
+    # -- registry writes ------------------------------------------------------------------------------
+
+    async def create_prompt(self, name: str, content: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+        """See `Client.create_prompt`."""
+        return await self._write(prompt_write(name, content, fields))
+
+    async def create_version(
+        self,
+        name: str,
+        content: Mapping[str, Any],
+        *,
+        message: str | None = None,
+        base_version: int | None = None,
+    ) -> dict[str, Any]:
+        """See `Client.create_version`."""
+        return await self._write(version_write(name, content, message, base_version))
+
+    async def deploy(
+        self, name: str, environment: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """See `Client.deploy`."""
+        return await self._write(deploy_write(name, environment, version, reason))
+
+    async def _write(self, write: Write) -> dict[str, Any]:
+        headers = {IDEMPOTENCY_HEADER: write.key}
+        last: BaseException | None = None
+        for delay in WRITE_DELAYS:
+            await asyncio.sleep(delay)
+            for base in self.urls:
+                try:
+                    response = await self._http.post(
+                        base + write.path, json=write.body, headers=headers, timeout=WRITE_TIMEOUT
+                    )
+                    return check_write_response(response)
+                except NETWORK_ERRORS as exc:
+                    last = exc
+        assert last is not None
+        raise last
+
     async def flush(self, timeout: float = 5.0) -> bool:
         """See `Client.flush`."""
         deadline = time.monotonic() + timeout
@@ -156,9 +210,12 @@ class AsyncClient(ClientBase):
         batch = self.events.take()
         if not batch:
             return True
+        key = batch_key(batch)
         for base in self.urls:
             try:
-                response = await self._http.post(base + "/v1/events", json={"events": batch})
+                response = await self._http.post(
+                    base + "/v1/events", json={"events": batch}, headers={IDEMPOTENCY_HEADER: key}
+                )
             except httpx.TransportError:
                 continue
             if self._events_delivered(response, batch):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,71 @@ class Entry:
 
 def resolve_path(name: str) -> str:
     return "/v1/resolve/" + quote(name, safe="")
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Writes wait longer than reads (a deploy may run gates), and retry on a schedule that outlasts the
+#: server's "in progress" answer (Retry-After: 1) for a concurrent attempt with the same key.
+WRITE_TIMEOUT = 30.0
+WRITE_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One registry write: sent with one `Idempotency-Key` however often it is retried, on whichever
+    server URL, so it is applied once."""
+
+    path: str
+    body: dict[str, Any]
+    key: str
+
+
+def prompt_path(name: str) -> str:
+    return "/v1/prompts/" + quote(name, safe="")
+
+
+def prompt_write(name: str, content: Mapping[str, Any], fields: Mapping[str, Any]) -> Write:
+    return Write("/v1/prompts", {"name": name, "content": dict(content), **fields}, uuid.uuid4().hex)
+
+
+def version_write(
+    name: str, content: Mapping[str, Any], message: str | None, base_version: int | None
+) -> Write:
+    body: dict[str, Any] = {"content": dict(content)}
+    if message is not None:
+        body["message"] = message
+    if base_version is not None:
+        body["base_version"] = base_version
+    return Write(prompt_path(name) + "/versions", body, uuid.uuid4().hex)
+
+
+def deploy_write(name: str, environment: str, version: int, reason: str | None) -> Write:
+    body: dict[str, Any] = {"environment": environment, "version": version}
+    if reason is not None:
+        body["reason"] = reason
+    return Write(prompt_path(name) + "/deployments", body, uuid.uuid4().hex)
+
+
+def batch_key(batch: list[dict[str, Any]]) -> str:
+    """An event batch's Idempotency-Key, from its content: a batch re-sent after a lost answer is
+    the same batch (each event carries its time), so the server answers it without counting it
+    twice; a batch that grew meanwhile is a new request with a new key."""
+    canonical = json.dumps(batch, sort_keys=True, separators=(",", ":"), default=str)
+    return "events-" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_write_response(response: httpx.Response) -> dict[str, Any]:
+    """The created object; `_Retryable` while another attempt with the same key is in flight."""
+    if response.status_code == 409:
+        try:
+            in_progress = response.json()["error"]["code"] == "idempotency_in_progress"
+        except (ValueError, KeyError, TypeError):
+            in_progress = False
+        if in_progress:
+            raise _Retryable("HTTP 409: the same write is in progress")
+    check_response(response)
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def resolve_params(environment: str | None, version: int | None) -> dict[str, str]:

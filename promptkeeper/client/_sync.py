@@ -14,11 +14,20 @@ import httpx
 
 from promptkeeper.client._base import NETWORK_ERRORS, STREAM_READ_TIMEOUT, ClientBase
 from promptkeeper.client._core import (
+    IDEMPOTENCY_HEADER,
+    WRITE_DELAYS,
+    WRITE_TIMEOUT,
+    Write,
+    batch_key,
     check_response,
+    check_write_response,
+    deploy_write,
     log,
     prompt_from,
+    prompt_write,
     resolve_params,
     resolve_path,
+    version_write,
 )
 from promptkeeper.client._events import BATCH_SIZE
 from promptkeeper.client._prompt import Prompt
@@ -125,6 +134,48 @@ class Client(ClientBase):
             return pinned
         return self._first(name, None, version)
 
+    # -- registry writes ------------------------------------------------------------------------------
+
+    def create_prompt(self, name: str, content: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+        """Create a prompt and its version 1 (an editor key); `fields` are the other body fields
+        (`description`, `tags`, `message`...). Retried across the server URLs with one
+        Idempotency-Key, so a lost answer never creates twice."""
+        return self._write(prompt_write(name, content, fields))
+
+    def create_version(
+        self,
+        name: str,
+        content: Mapping[str, Any],
+        *,
+        message: str | None = None,
+        base_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Append a version (`base_version`: refuse with `Conflict` unless it is still the head).
+        Safe to retry like `create_prompt`."""
+        return self._write(version_write(name, content, message, base_version))
+
+    def deploy(
+        self, name: str, environment: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Deploy a version to an environment (the environment's policy applies). Safe to retry."""
+        return self._write(deploy_write(name, environment, version, reason))
+
+    def _write(self, write: Write) -> dict[str, Any]:
+        headers = {IDEMPOTENCY_HEADER: write.key}
+        last: BaseException | None = None
+        for delay in WRITE_DELAYS:
+            time.sleep(delay)
+            for base in self.urls:
+                try:
+                    response = self._http.post(
+                        base + write.path, json=write.body, headers=headers, timeout=WRITE_TIMEOUT
+                    )
+                    return check_write_response(response)
+                except NETWORK_ERRORS as exc:
+                    last = exc
+        assert last is not None
+        raise last
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Send every queued event now; True when none is left (False: the server is unreachable)."""
         deadline = time.monotonic() + timeout
@@ -197,9 +248,12 @@ class Client(ClientBase):
             batch = self.events.take()
             if not batch:
                 return True
+            key = batch_key(batch)
             for base in self.urls:
                 try:
-                    response = self._http.post(base + "/v1/events", json={"events": batch})
+                    response = self._http.post(
+                        base + "/v1/events", json={"events": batch}, headers={IDEMPOTENCY_HEADER: key}
+                    )
                 except httpx.TransportError:
                     continue
                 if self._events_delivered(response, batch):

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,3 +138,13 @@ def _run_commit_hooks(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_commit_hooks(session: Session) -> None:
     session.info.pop(_HOOKS, None)
+
+
+def insert_ignoring_duplicates(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
+) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING on the unique `keys`, on either backend; rows inserted."""
+    dialect = session.connection().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    result = session.execute(statement.on_conflict_do_nothing(index_elements=keys).returning(model.id), rows)
+    return len(result.all())

@@ -5,6 +5,7 @@ from promptkeeper.audit import models as audit_models
 from promptkeeper.db.base import Base
 from promptkeeper.evaluations import models as evaluation_models
 from promptkeeper.experiments import models as experiment_models
+from promptkeeper.idempotency import models as idempotency_models
 from promptkeeper.monitoring import models as monitoring_models
 from promptkeeper.prompts import models as prompt_models
 from promptkeeper.workflow import models as workflow_models
@@ -15,6 +16,7 @@ __all__ = [
     "audit_models",
     "evaluation_models",
     "experiment_models",
+    "idempotency_models",
     "metadata",
     "monitoring_models",
     "prompt_models",

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import insert_ignoring_duplicates
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments import events as experiment_events
 from promptkeeper.experiments.schemas import EventIn
@@ -49,16 +49,6 @@ def _monitors(session: Session, project_id: int) -> dict[tuple[str, str], tuple[
         .where(Monitor.project_id == project_id, Monitor.enabled.is_(True))
     )
     return {(row[0], row[1]): (row[2], row[3]) for row in rows}
-
-
-def insert_ignoring_duplicates(
-    session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
-) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING on the unique `keys`, on either backend; rows inserted."""
-    dialect = session.connection().dialect.name
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    result = session.execute(statement.on_conflict_do_nothing(index_elements=keys).returning(model.id), rows)
-    return len(result.all())
 
 
 def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:

@@ -30,12 +30,11 @@ from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import Database
+from promptkeeper.db.engine import Database, insert_ignoring_duplicates
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.execute import provider_settings
 from promptkeeper.evaluations.providers import ProviderRequest, get_provider
 from promptkeeper.monitoring import detection
-from promptkeeper.monitoring.ingest import insert_ignoring_duplicates
 from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
 from promptkeeper.monitoring.service import FEEDBACK
 
