@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(
         default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
     )
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        description="Failed authentications (bad keys, tokens or passwords) a client address may make "
+        "per `auth_failure_window` on one instance before it gets 429; 0 turns the limit off.",
+    )
+    auth_failure_window: float = Field(
+        default=60.0, gt=0, description="Seconds over which failed authentications are counted."
+    )
     session_ttl: float = Field(
         default=43_200.0, gt=0, description="Seconds a login session (`POST /v1/auth/login`) stays valid."
     )

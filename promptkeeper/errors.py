@@ -8,6 +8,7 @@
     ├── Conflict               409 conflict
     │   └── GateFailed         409 gate_failed
     ├── ValidationFailed       422 validation_failed
+    ├── TooManyRequests        429 too_many_requests
     └── Unavailable            503 unavailable
 
 Services raise these; one exception handler in `promptkeeper.api.errors` turns them into
@@ -67,6 +68,13 @@ class ValidationFailed(PromptKeeperError):
     code = "validation_failed"
 
 
+class TooManyRequests(PromptKeeperError):
+    """`details.retry_after` (seconds) is also sent as the `Retry-After` header."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
 class Unavailable(PromptKeeperError):
     status_code = 503
     code = "unavailable"
@@ -110,6 +118,7 @@ ERRORS_BY_CODE: dict[str, type[PromptKeeperError]] = {
         Conflict,
         GateFailed,
         ValidationFailed,
+        TooManyRequests,
         Unavailable,
     )
 }

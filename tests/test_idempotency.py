@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from promptkeeper.db.base import utcnow
+from promptkeeper.experiments import jobs
 from promptkeeper.idempotency import service
 from promptkeeper.idempotency.models import IdempotencyRecord
 from tests.conftest import ADMIN_KEY, LiveServer
@@ -130,7 +131,14 @@ def test_old_keys_are_purged(client: TestClient) -> None:
     with database.write_session() as session:
         assert service.purge(session=session) == 0
         assert service.purge(session=session, now=utcnow() + timedelta(hours=25)) == 1
+        session.rollback()
+        old = utcnow() - timedelta(hours=25)
+        session.add(IdempotencyRecord(scope="s", key="old", fingerprint="f", created_at=old))
         session.commit()
+    jobs.tick(database, 300)  # the scheduler's periodic housekeeping forgets expired keys
+    with database.session() as session:
+        keys = session.scalars(select(IdempotencyRecord.key)).all()
+    assert keys == [KEY["Idempotency-Key"]]
 
 
 def test_concurrent_attempts_write_once(live_server: LiveServer) -> None:

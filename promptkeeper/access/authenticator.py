@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from promptkeeper.access.service import Principal, authenticate, touch_key
+from promptkeeper.access.throttle import FailureThrottle
 from promptkeeper.db.engine import Database
 from promptkeeper.errors import Unauthorized
 
@@ -27,18 +28,25 @@ class _Remembered:
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl: float) -> None:
+    def __init__(self, db: Database, ttl: float, throttle: FailureThrottle | None = None) -> None:
         self._db = db
         self._ttl = ttl
         self._known: dict[str, _Remembered] = {}
         self._touched: dict[int, float] = {}
+        self.throttle = throttle if throttle is not None else FailureThrottle(0, 0.0)
 
-    async def __call__(self, secret: str) -> Principal:
+    async def __call__(self, secret: str, address: str | None = None) -> Principal:
+        """The key's principal; `address` (the client's) counts failures for the throttle."""
         digest = hashlib.sha256(secret.encode()).digest().hex()
         remembered = self._known.get(digest)
         if remembered is not None and remembered.expires > time.monotonic():
             return remembered.principal
-        principal = await anyio.to_thread.run_sync(self._load, secret)
+        self.throttle.check(address)
+        try:
+            principal = await anyio.to_thread.run_sync(self._load, secret)
+        except Unauthorized:
+            self.throttle.failed(address)
+            raise
         self._known[digest] = _Remembered(principal, time.monotonic() + self._ttl)
         return principal
 

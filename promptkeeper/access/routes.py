@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from promptkeeper.access import keys, users
 from promptkeeper.access.models import ApiKey, Project, User
@@ -22,7 +22,17 @@ from promptkeeper.access.schemas import (
     UserRead,
 )
 from promptkeeper.access.service import Actor, Role
-from promptkeeper.api.deps import RESOLVE_ROLES, Admin, ContextDep, ReadDB, WriteDB, request_id, require
+from promptkeeper.api.deps import (
+    RESOLVE_ROLES,
+    Admin,
+    ContextDep,
+    ReadDB,
+    WriteDB,
+    client_address,
+    request_id,
+    require,
+)
+from promptkeeper.errors import Unauthorized
 
 router = APIRouter(prefix="/v1", tags=["access"])
 
@@ -57,16 +67,24 @@ def _member_read(member: users.Member) -> MemberRead:
 
 
 @router.post("/auth/login", status_code=status.HTTP_201_CREATED, response_model=LoginRead)
-def login(body: LoginCreate, session: WriteDB, context: ContextDep, request_id: RequestId) -> LoginRead:
+def login(
+    body: LoginCreate, session: WriteDB, context: ContextDep, request_id: RequestId, request: Request
+) -> LoginRead:
     """Exchange an email and password for a session token (no API key needed)."""
-    new, user, project, role = users.login(
-        session=session,
-        email=body.email,
-        password=body.password,
-        project=body.project,
-        ttl_seconds=context.settings.session_ttl,
-        request_id=request_id,
-    )
+    address = client_address(request)
+    context.auth.throttle.check(address)
+    try:
+        new, user, project, role = users.login(
+            session=session,
+            email=body.email,
+            password=body.password,
+            project=body.project,
+            ttl_seconds=context.settings.session_ttl,
+            request_id=request_id,
+        )
+    except Unauthorized:
+        context.auth.throttle.failed(address)
+        raise
     session.commit()
     assert new.key.expires_at is not None
     return LoginRead(

@@ -54,11 +54,17 @@ ReadDB = Annotated[Session, Depends(read_session)]
 WriteDB = Annotated[Session, Depends(write_session)]
 
 
+def client_address(request: Request) -> str | None:
+    """The caller's address (behind a proxy: as uvicorn's `--forwarded-allow-ips` lets it tell)."""
+    return request.client.host if request.client is not None else None
+
+
 async def current_principal(
     context: ContextDep,
+    request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Principal:
-    return await context.auth(bearer_secret(authorization))
+    return await context.auth(bearer_secret(authorization), client_address(request))
 
 
 CallerDep = Annotated[Principal, Depends(current_principal)]

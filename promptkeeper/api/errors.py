@@ -85,6 +85,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptKeeperError)
     async def _domain(request: Request, exc: PromptKeeperError) -> JSONResponse:
         response = error_response(exc.status_code, exc.code, exc.message, exc.details)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
         return _shaped(request, _with_request_id(request, response))
 
     @app.exception_handler(RequestValidationError)

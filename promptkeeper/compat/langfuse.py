@@ -47,6 +47,7 @@ from promptkeeper.api.deps import (
     ReadDB,
     WriteDB,
     check_role,
+    client_address,
     request_id,
 )
 from promptkeeper.errors import Conflict, NotFound, Unauthorized, ValidationFailed, field_errors
@@ -99,10 +100,11 @@ def _credentials(authorization: str | None) -> tuple[str | None, str]:
 
 async def _principal(
     context: ContextDep,
+    request: Request,
     authorization: Annotated[str | None, Header(description="Basic <public:secret> or Bearer <key>")] = None,
 ) -> Principal:
     public, secret = _credentials(authorization)
-    principal = await context.auth(secret)
+    principal = await context.auth(secret, client_address(request))
     if public is not None and public != public_key(secret):
         raise Unauthorized(
             "the public key does not belong to this secret key (expected its 'pk_<prefix>' part)"

@@ -29,6 +29,7 @@ from promptkeeper.db.engine import Database
 from promptkeeper.experiments import aggregation, analysis, metrics, service
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import ExperimentStop
+from promptkeeper.idempotency import service as idempotency
 from promptkeeper.runtime.resolver import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ def check_guardrails(database: Database, experiment_id: int) -> bool:
 
 
 def tick(database: Database, interval: float) -> None:
+    with database.write_session() as session:  # housekeeping that needs a clock, not a queue
+        idempotency.purge(session=session)
+        session.commit()
     for experiment_id in due(database):
         try:
             update_bandit(database, experiment_id, interval)

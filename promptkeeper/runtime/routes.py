@@ -20,6 +20,7 @@ from promptkeeper.api.deps import (
     Reader,
     RuntimeCaller,
     check_role,
+    client_address,
     decode_prompt_name,
 )
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
@@ -145,7 +146,9 @@ async def resolve(request: Request) -> Response:
     FastAPI's dependency system, which costs several times the cache lookup itself (docs/benchmarks.md).
     """
     context: AppContext = request.app.state.context
-    principal = await context.auth(bearer_secret(request.headers.get("authorization")))
+    principal = await context.auth(
+        bearer_secret(request.headers.get("authorization")), client_address(request)
+    )
     check_role(principal, RESOLVE_ROLES, "resolve prompts")
     name = decode_prompt_name(request.path_params["name"])
     query = request.query_params

@@ -24,8 +24,9 @@ from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from promptkeeper.access import users
+from promptkeeper.api.deps import client_address
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
-from promptkeeper.errors import NotFound, PromptKeeperError, ValidationFailed
+from promptkeeper.errors import NotFound, PromptKeeperError, Unauthorized, ValidationFailed
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.schemas import PromptCreate, path_segment
 from promptkeeper.ui import diffview
@@ -87,9 +88,13 @@ async def login(request: Request) -> Response:
             request_id=None,
         )
 
+    throttle = context.auth.throttle
     try:
+        throttle.check(client_address(request))
         new, _, _, _ = await write(request, run)
     except PromptKeeperError as exc:
+        if isinstance(exc, Unauthorized):
+            throttle.failed(client_address(request))
         return page(
             request,
             "login.html",

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
-from promptkeeper.api.deps import EDIT_ROLES, decode_prompt_name
+from promptkeeper.api.deps import EDIT_ROLES, client_address, decode_prompt_name
 from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized, field_errors
 from promptkeeper.prompts.schemas import path_segment
 
@@ -83,7 +83,7 @@ async def signed_in(request: Request) -> User:
     if not token:
         raise LoginRequired(request.url.path)
     try:
-        principal = await context_of(request).auth(token)
+        principal = await context_of(request).auth(token, client_address(request))
     except Unauthorized:
         raise LoginRequired(request.url.path) from None
     if principal.kind != "session":
