@@ -22,7 +22,7 @@ from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
 from promptkeeper.api.idempotency import IdempotencyMiddleware
 from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
-from promptkeeper.api.middleware import EncodedSlashMiddleware
+from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
         app.add_middleware(TracingMiddleware)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # inside EncodedSlashMiddleware, which may hand on a rewritten copy of the scope: the route the
     # router matched is recorded in that copy
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(
         default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
     )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Largest request body accepted; bigger ones get 413 before being read. 0: no limit.",
+    )
     auth_failure_limit: int = Field(
         default=20,
         ge=0,

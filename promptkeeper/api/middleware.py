@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.deps import ENCODED_SLASH
+from promptkeeper.api.errors import error_response
 
 
 class EncodedSlashMiddleware:
@@ -30,3 +31,71 @@ class EncodedSlashMiddleware:
                 scope = dict(scope)
                 scope["path"] = "/".join(segments)
         await self.app(scope, receive, send)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413 before they are read into memory.
+
+    A declared `Content-Length` over the limit is refused at once; a body without one (chunked) is
+    read here up to the limit and refused as soon as it passes it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.max_bytes or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)  # the resolve hot path (GET) pays one comparison
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await _refuse(
+                        scope, receive, send, 400, "bad_request", "header Content-Length: not a size"
+                    )
+                    return
+                if declared > self.max_bytes:
+                    await _refuse(scope, receive, send, 413, "payload_too_large", self._message(declared))
+                    return
+                await self.app(scope, receive, send)
+                return
+        # No declared length (chunked): read it here, up to the limit, and hand it on whole
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _refuse(scope, receive, send, 413, "payload_too_large", self._message(len(body)))
+                return
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _message(self, size: int) -> str:
+        return (
+            f"body: {size:,} bytes is over the limit of {self.max_bytes:,} "
+            "(PROMPTKEEPER_MAX_BODY_BYTES); send fewer items per request"
+        )
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    await error_response(status, code, message, {"field": "body"})(scope, receive, send)
