@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,10 +11,13 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.models import Project
 from promptkeeper.access.service import DEFAULT_PROJECT, ensure_admin_key, ensure_project
+from promptkeeper.audit import webhooks
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.db.migrate import ensure_schema
 from promptkeeper.prompts.service import create_default_environments
+
+log = logging.getLogger("promptkeeper")
 
 
 def create_project(*, session: Session, name: str) -> Project:
@@ -33,7 +37,10 @@ def bootstrap(*, database: Database, settings: Settings) -> str | None:
             with database.write_session() as session:
                 project = create_project(session=session, name=DEFAULT_PROJECT)
                 secret = ensure_admin_key(session=session, project=project, admin_key=admin_key)
+                sealed = webhooks.seal_secrets(session=session, box=database.secrets)
                 session.commit()
+            if sealed:
+                log.warning("encrypted %d webhook secret(s) stored in plain text", sealed)
             return secret
         except IntegrityError:
             if attempt:

@@ -149,6 +149,32 @@ def db_current() -> None:
     typer.echo(f"{current or 'empty'} (latest: {head})")
 
 
+@db_app.command("rotate-secrets")
+def db_rotate_secrets() -> None:
+    """Re-encrypt every stored secret with the first key of PROMPTKEEPER_SECRET_KEY.
+
+    To rotate: set `PROMPTKEEPER_SECRET_KEY=new,old`, run this, then drop `old` from the setting.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from promptkeeper.audit import webhooks
+    from promptkeeper.core.secrets import SecretKeyError
+
+    settings = load_settings()
+    database = open_database(settings)
+    try:
+        with database.write_session() as session:
+            count = webhooks.seal_secrets(session=session, box=database.secrets, reseal=True)
+            session.commit()
+    except OperationalError as exc:
+        raise fail(f"cannot reach the database {safe_url(settings)}: {exc.orig}") from None
+    except SecretKeyError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        database.dispose()
+    typer.echo(f"re-encrypted {count} secret(s) with the first key")
+
+
 def _register_operator_commands() -> None:
     from promptkeeper import cli_access, cli_eval, cli_experiments, cli_files, cli_monitors, cli_prompts
 

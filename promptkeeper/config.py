@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         default=Path(".promptkeeper/admin-key"),
         description="Where a generated admin key is written (mode 0600).",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key(s) that encrypt stored secrets such as webhook signing secrets (32+ characters; "
+        "comma-separated to rotate: the first encrypts, all decrypt). Unset: a key is generated into "
+        "`secret_key_file`. Every instance and worker needs the same key.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="Where a generated secret key is kept (mode 0600); default: `secret-key` beside "
+        "`admin_key_file`.",
+    )
     host: str = Field(default="127.0.0.1", description="Interface `promptkeeper serve` binds to.")
     port: int = Field(default=8700, ge=1, le=65535, description="Port `promptkeeper serve` listens on.")
     auto_migrate: bool = Field(

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import text
 
 from promptkeeper import __version__
 from promptkeeper.access.service import DEFAULT_PROJECT, Actor, Role, create_api_key, get_project
@@ -30,6 +32,7 @@ from promptkeeper.audit.schemas import WebhookCreate
 from promptkeeper.audit.signing import retry_delay, sign, verify
 from promptkeeper.bootstrap import create_project
 from promptkeeper.config import Settings
+from promptkeeper.core.secrets import SecretBox
 from promptkeeper.db.engine import Database
 from tests.conftest import ADMIN_KEY
 from tests.helpers import add_version, create_prompt, deploy, error_of
@@ -621,3 +624,83 @@ def test_two_dispatchers_share_the_work(settings: Settings, receiver: Receiver) 
     ids = [r.headers["x-promptkeeper-delivery"] for r in receiver.received()]
     assert len(ids) == len(set(ids)) == 60
     assert sorted(r.json["n"] for r in receiver.received()) == list(range(60))
+
+
+# --- secrets at rest -----------------------------------------------------------------------------
+
+
+def _stored_secrets(settings: Settings) -> list[str]:
+    from sqlalchemy import select
+
+    from promptkeeper.audit.models import Webhook
+
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            return list(session.scalars(select(Webhook.secret).order_by(Webhook.id)))
+    finally:
+        database.dispose()
+
+
+def test_secrets_are_encrypted_at_rest_and_still_sign(
+    settings: Settings, receiver: Receiver, tmp_path: Any
+) -> None:
+    keyed = settings.model_copy(update={"secret_key": SecretStr("k" * 40), **FAST})
+    with TestClient(create_app(keyed), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        hook = new_webhook(api, receiver.url(), ["prompt.created"], secret="my-own-secret-of-some-length")
+        (stored,) = _stored_secrets(keyed)
+        assert stored.startswith("enc:v1:") and "my-own-secret" not in stored
+        create_prompt(api, "greeting")
+        request = wait_for(lambda: receiver.received(event="prompt.created"), what="a delivery")[0]
+        headers = request.headers
+        assert verify(
+            hook["secret"],
+            headers["x-promptkeeper-timestamp"],
+            request.body,
+            headers["x-promptkeeper-signature"],
+        )
+    # A database holding a plaintext secret (from before encryption): the next start encrypts it
+    database = Database(keyed)
+    try:
+        with database.write_session() as session:
+            session.execute(text("UPDATE webhooks SET secret = 'legacy-plaintext-secret-0123456789'"))
+            session.commit()
+    finally:
+        database.dispose()
+    with TestClient(create_app(keyed)):
+        pass
+    (stored,) = _stored_secrets(keyed)
+    assert (
+        stored.startswith("enc:v1:")
+        and SecretBox(["k" * 40]).open(stored) == "legacy-plaintext-secret-0123456789"
+    )
+    # An instance with another key cannot sign: the delivery fails, saying why, and nothing is sent
+    other = settings.model_copy(update={"secret_key": SecretStr("z" * 40), **FAST})
+    sent = len(receiver.requests)
+    with TestClient(create_app(other), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        create_prompt(api, "second")
+        log = wait_for(lambda: settled(api, hook["id"]), what="the failed delivery")
+        failed = [d for d in log if d["status"] == "failed"]
+        assert failed and "PROMPTKEEPER_SECRET_KEY" in failed[0]["last_error"]
+    assert len(receiver.requests) == sent
+
+
+def test_rotate_secrets_command(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from promptkeeper.cli import app as cli_app
+
+    old, new = "o" * 40, "n" * 40
+    keyed = settings.model_copy(update={"secret_key": SecretStr(old)})
+    with TestClient(create_app(keyed), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        new_webhook(api, NOWHERE, secret="rotate-me-please-0123456789")
+    monkeypatch.setenv("PROMPTKEEPER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PROMPTKEEPER_SECRET_KEY", f"{new},{old}")
+    result = CliRunner().invoke(cli_app, ["db", "rotate-secrets"])
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted 1 secret(s)" in result.output
+    (stored,) = _stored_secrets(keyed)
+    assert SecretBox([new]).open(stored) == "rotate-me-please-0123456789"
+    monkeypatch.setenv("PROMPTKEEPER_SECRET_KEY", "x" * 40)  # a key that opens nothing: one clear line
+    result = CliRunner().invoke(cli_app, ["db", "rotate-secrets"])
+    assert result.exit_code != 0 and "cannot be decrypted" in result.output

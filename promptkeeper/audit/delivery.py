@@ -39,6 +39,7 @@ from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.service import DeliveriesQueued, record
 from promptkeeper.audit.signing import encode_body, request_headers, retry_delay, where
 from promptkeeper.config import Settings
+from promptkeeper.core.secrets import SecretKeyError
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 
@@ -263,6 +264,13 @@ class Dispatcher:
                     row.status = "failed"
                     row.last_error = "webhook is inactive"
                     continue
+                try:
+                    secret = self._db.secrets.open(hook.secret)
+                except SecretKeyError as exc:  # a wrong key on this instance: say so, send nothing
+                    log.error("webhook %s: %s", hook.id, exc)
+                    row.status = "failed"
+                    row.last_error = str(exc)
+                    continue
                 row.attempts += 1
                 row.next_attempt_at = lease
                 jobs.append(
@@ -271,7 +279,7 @@ class Dispatcher:
                         webhook_id=hook.id,
                         project_id=row.project_id,
                         url=hook.url,
-                        secret=hook.secret,
+                        secret=secret,
                         event=row.event,
                         payload=dict(row.payload),
                         attempts=row.attempts,

@@ -20,8 +20,9 @@ from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import WebhookCreate, WebhookUpdate
 from promptkeeper.audit.service import DeliveriesQueued, record
+from promptkeeper.core.secrets import PREFIX, SecretBox
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import emit
+from promptkeeper.db.engine import emit, secret_box
 from promptkeeper.errors import Conflict, NotFound
 
 PING = "ping"
@@ -61,7 +62,7 @@ def create_webhook(*, session: Session, actor: Actor, data: WebhookCreate) -> tu
         url=data.url,
         events=list(data.events),
         description=data.description,
-        secret=secret,
+        secret=secret_box(session).seal(secret),  # encrypted at rest; signing needs it back
         active=data.active,
         created_by=actor.name,
         created_at=utcnow(),
@@ -70,6 +71,19 @@ def create_webhook(*, session: Session, actor: Actor, data: WebhookCreate) -> tu
     session.flush()
     _record(session, actor, "webhook.created", webhook, after=_settings_of(webhook))
     return webhook, secret
+
+
+def seal_secrets(*, session: Session, box: SecretBox, reseal: bool = False) -> int:
+    """Encrypt secrets stored before encryption existed (at start-up), or every secret with the
+    first key (`reseal`, after a key rotation); returns how many were rewritten."""
+    query = select(Webhook)
+    if not reseal:
+        query = query.where(Webhook.secret.not_like(f"{PREFIX}%"))
+    changed = 0
+    for webhook in session.scalars(query.with_for_update()):
+        webhook.secret = box.reseal(webhook.secret)
+        changed += 1
+    return changed
 
 
 def list_webhooks(*, session: Session, project_id: int) -> list[Webhook]:

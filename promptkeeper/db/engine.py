@@ -13,9 +13,11 @@ registered with `on_commit(session, fn)` and runs after the commit; a rollback d
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -24,12 +26,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from promptkeeper.config import Settings
+from promptkeeper.core.secrets import SecretBox, SecretKeyError
 
 log = logging.getLogger(__name__)
 
 _WRITE_OPTION = "promptkeeper_write"
 _HOOKS = "promptkeeper_on_commit"
 _LISTENERS = "promptkeeper_listeners"
+_DATABASE = "promptkeeper_database"
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -83,6 +87,12 @@ class Database:
         )
         #: Called with every event a service emits (`emit`), after its transaction committed.
         self.listeners: list[Callable[[object], None]] = []
+        self._settings = settings
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        """Encrypts and decrypts stored secrets (loaded on first use: most commands need none)."""
+        return SecretBox(secret_keys(self._settings))
 
     @property
     def is_postgres(self) -> bool:
@@ -91,11 +101,13 @@ class Database:
     def session(self) -> Session:
         session = self._read()
         session.info[_LISTENERS] = self.listeners
+        session.info[_DATABASE] = self
         return session
 
     def write_session(self) -> Session:
         session = self._write()
         session.info[_LISTENERS] = self.listeners
+        session.info[_DATABASE] = self
         return session
 
     @contextmanager
@@ -113,6 +125,37 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def secret_box(session: Session) -> SecretBox:
+    """The encryption of stored secrets for a session made by `Database`."""
+    database: Database = session.info[_DATABASE]
+    return database.secrets
+
+
+def secret_keys(settings: Settings) -> list[str]:
+    """The configured keys, or the generated one kept in `secret_key_file` (created on first use,
+    mode 0600, like the admin key file)."""
+    if settings.secret_key is not None:
+        keys = [key.strip() for key in settings.secret_key.get_secret_value().split(",") if key.strip()]
+        if not keys:
+            raise SecretKeyError("PROMPTKEEPER_SECRET_KEY is set but empty")
+        return keys
+    path = settings.secret_key_file or settings.admin_key_file.parent / "secret-key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(draft, path)  # atomic, and refuses to replace: two processes agree on one key
+            log.warning("generated a secret key in %s: keep it with your backups", path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return [path.read_text().strip()]
 
 
 def on_commit(session: Session, fn: Callable[[], None]) -> None:
