@@ -14,7 +14,7 @@ from promptkeeper.app import create_app
 from promptkeeper.config import Settings
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
-from tests.conftest import Backend, make_settings
+from tests.conftest import ADMIN_KEY, Backend, make_settings
 from tests.helpers import create_prompt, deploy, error_of, text_content
 
 
@@ -121,3 +121,25 @@ def test_configured_admin_key(backend: Backend, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 16"):
         with TestClient(create_app(make_settings(backend, tmp_path, admin_key="short"))):
             pass
+
+
+def test_secrets_never_reach_the_logs_or_the_audit_log(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    created = client.post("/v1/keys", json={"name": "ci", "role": "editor"})
+    secret = created.json()["secret"]
+    password = "a password nobody should see 42"
+    client.post("/v1/users", json={"email": "ada@example.com", "role": "viewer", "password": password})
+    guessed = "pk_" + secret.split("_")[1] + "_" + "g" * 43  # a real prefix with a wrong secret
+    for key in (secret, guessed, "not-even-a-key"):
+        client.get("/v1/prompts", headers={"Authorization": f"Bearer {key}"})
+        client.get("/v1/resolve/nope", headers={"Authorization": f"Bearer {key}"})
+    client.post("/v1/auth/login", json={"email": "ada@example.com", "password": password}, headers={})
+    client.post("/v1/auth/login", json={"email": "ada@example.com", "password": password + "x"}, headers={})
+    audit = client.get("/v1/audit", params={"limit": 200}).text
+    for value in (secret, secret.split("_")[-1], guessed, password, ADMIN_KEY):
+        assert value not in caplog.text
+        assert value not in audit

@@ -233,6 +233,26 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
         )
         _prepare(server)
         assert _version(server) == 1
+        # load on the cached prompt through the whole outage and the recovery
+        failures: list[str] = []
+        answered = [0]
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(headers=AUTH, timeout=10) as http:
+                while not stop.is_set():
+                    try:
+                        response = http.get(f"{server.url}/v1/resolve/p")
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                        continue
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text}")
+                    else:
+                        answered[0] += 1
+
+        load = threading.Thread(target=hammer, daemon=True)
+        load.start()
         cluster.stop()
         time.sleep(0.6)  # the cached entry is now past its TTL
         stale = _resolve(server)
@@ -266,6 +286,10 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
             == 201
         )
         wait_until(lambda: _version(server) == 2, timeout=5, message="serves v2 after recovery")
+        stop.set()
+        load.join(timeout=15)
+        assert failures == [], failures[:5]  # not one resolve of the cached prompt failed
+        assert answered[0] > 20
     finally:
         cluster.destroy()
 
