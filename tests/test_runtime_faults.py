@@ -210,6 +210,9 @@ def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path
         load.join(timeout=10)
         assert failures == [], failures[:5]
         assert answered[0] > before_restart > 0
+        print(
+            f"\nredis outage: {answered[0]} resolves answered, {len(failures)} failed"
+        )  # docs/reliability.md
         for server in (a, b):
             warnings = server.log().count("Redis unavailable")
             assert warnings == 1, f"{server.url} logged {warnings} outage warnings:\n{server.log()[-2000:]}"
@@ -290,6 +293,7 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
         load.join(timeout=15)
         assert failures == [], failures[:5]  # not one resolve of the cached prompt failed
         assert answered[0] > 20
+        print(f"\npostgres outage: {answered[0]} resolves answered, {len(failures)} failed")
     finally:
         cluster.destroy()
 
