@@ -44,7 +44,6 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP) services
-	command -v wrk >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -q wrk >/dev/null) || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/resolve_http.py
 	$(BIN)/python bench/sdk_cache_hit.py
 	$(BIN)/python bench/propagation.py

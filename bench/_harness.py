@@ -36,18 +36,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def database(backend: str) -> Iterator[str]:
-    """A fresh, empty database URL for `backend` (sqlite file or a PostgreSQL schema)."""
+def database(backend: str, *, schema: str = "pk_bench", postgres_url: str = POSTGRES_URL) -> Iterator[str]:
+    """A fresh, empty database URL for `backend` (sqlite file or a PostgreSQL schema), dropped after.
+
+    Benches that may run beside another (the soak's CI form runs inside the test suite) pass a
+    `schema` of their own."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    schema = "pk_bench"
-    admin = create_engine(POSTGRES_URL)
+    admin = create_engine(postgres_url)
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:

@@ -2,7 +2,8 @@
 # Make sure the services the test suite needs are answering:
 #   PostgreSQL on 127.0.0.1:5432 with a database `test` (trust auth for local TCP),
 #   Redis on 127.0.0.1:6379,
-#   Chromium at /usr/bin/chromium (Debian's package; the web UI's Playwright tests drive it).
+#   Chromium at /usr/bin/chromium (Debian's package; the web UI's Playwright tests drive it),
+#   wrk (Debian's package; tests/test_soak.py and the benchmarks generate load with it).
 # Started when installed but stopped; installed from the distribution's packages when missing and
 # we are root; otherwise the exact command to run is printed and the script fails.
 set -uo pipefail
@@ -102,8 +103,17 @@ ensure_chromium() {
     say "Chromium is at /usr/bin/chromium"
 }
 
+ensure_wrk() {
+    if ! have wrk && ! apt_install wrk; then
+        say "wrk is not installed. Run: sudo apt-get install -y wrk"
+        return 1
+    fi
+    say "wrk is at $(command -v wrk)"
+}
+
 status=0
 ensure_postgres || status=1
 ensure_redis || status=1
 ensure_chromium || status=1
+ensure_wrk || status=1
 exit $status
