@@ -99,7 +99,8 @@ class IdempotencyMiddleware:
         status = int(start["status"])
         if status >= 400 and not claim.claimed and await _answered(scope, claim, replay_body, send):
             return  # refused because a concurrent attempt with this key did the write: say so
-        if claim.claimed or 200 <= status < 300:
+        # a 5xx after the commit is not an answer worth replaying: retries learn the write happened
+        if (claim.claimed and status < 500) or 200 <= status < 300:
             await self._store(scope, claim, status, content, _content_type(start))
         await send(start)
         await send({"type": "http.response.body", "body": content, "more_body": False})
