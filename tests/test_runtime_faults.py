@@ -85,6 +85,39 @@ def _prepare(server: ServerProcess, versions: int = 3) -> None:
     )
 
 
+class _Hammer:
+    """Resolves of prompt `p` in a loop against the servers, counting answers and failures."""
+
+    def __init__(self, targets: list[ServerProcess]) -> None:
+        self.targets = targets
+        self.answered = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> _Hammer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        with httpx.Client(headers=AUTH, timeout=10) as http:
+            while not self._stop.is_set():
+                for server in self.targets:
+                    try:
+                        response = http.get(f"{server.url}/v1/resolve/p")
+                    except httpx.HTTPError as exc:
+                        self.failures.append(repr(exc))
+                        continue
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text}")
+                    else:
+                        self.answered += 1
+
+
 def _status(server: ServerProcess) -> dict[str, Any]:
     response = httpx.get(f"{server.url}/v1/runtime/status", headers=AUTH, timeout=5)
     assert response.status_code == 200
@@ -159,25 +192,7 @@ def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path
         )
         _prepare(a)
         assert _version(b) == 1
-        failures: list[str] = []
-        answered = [0]
-        stop = threading.Event()
-
-        def hammer() -> None:
-            with httpx.Client(headers=AUTH, timeout=5) as http:
-                while not stop.is_set():
-                    for server in (a, b):
-                        try:
-                            response = http.get(f"{server.url}/v1/resolve/p")
-                            if response.status_code != 200:
-                                failures.append(f"{response.status_code} {response.text}")
-                            else:
-                                answered[0] += 1
-                        except httpx.HTTPError as exc:
-                            failures.append(repr(exc))
-
-        load = threading.Thread(target=hammer, daemon=True)
-        load.start()
+        load = _Hammer([a, b]).start()
         time.sleep(0.3)
         redis_server.kill()
         time.sleep(0.5)
@@ -191,7 +206,7 @@ def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path
         lag = time.monotonic() - started
         assert lag < 600  # far inside the TTL: the periodic check caught the lost message
         assert _status(b)["invalidation"]["check_invalidations"] >= 1
-        before_restart = answered[0]
+        before_restart = load.answered
         redis_server.start()
         wait_until(
             lambda: _status(b)["redis"]["up"] and _status(a)["redis"]["up"], timeout=15, message="Redis back"
@@ -206,13 +221,10 @@ def test_redis_killed_and_restarted(servers: list[ServerProcess], tmp_path: Path
         )
         wait_until(lambda: _version(b) == 3, timeout=5, message="B sees v3")
         assert _status(b)["invalidation"]["pubsub_messages"] > messages  # pub/sub delivers again
-        stop.set()
-        load.join(timeout=10)
-        assert failures == [], failures[:5]
-        assert answered[0] > before_restart > 0
-        print(
-            f"\nredis outage: {answered[0]} resolves answered, {len(failures)} failed"
-        )  # docs/reliability.md
+        load.stop()
+        assert load.failures == [], load.failures[:5]
+        assert load.answered > before_restart > 0
+        print(f"\nredis outage: {load.answered} resolves answered, {len(load.failures)} failed")
         for server in (a, b):
             warnings = server.log().count("Redis unavailable")
             assert warnings == 1, f"{server.url} logged {warnings} outage warnings:\n{server.log()[-2000:]}"
@@ -237,25 +249,7 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
         _prepare(server)
         assert _version(server) == 1
         # load on the cached prompt through the whole outage and the recovery
-        failures: list[str] = []
-        answered = [0]
-        stop = threading.Event()
-
-        def hammer() -> None:
-            with httpx.Client(headers=AUTH, timeout=10) as http:
-                while not stop.is_set():
-                    try:
-                        response = http.get(f"{server.url}/v1/resolve/p")
-                    except httpx.HTTPError as exc:
-                        failures.append(repr(exc))
-                        continue
-                    if response.status_code != 200:
-                        failures.append(f"{response.status_code} {response.text}")
-                    else:
-                        answered[0] += 1
-
-        load = threading.Thread(target=hammer, daemon=True)
-        load.start()
+        load = _Hammer([server]).start()
         cluster.stop()
         time.sleep(0.6)  # the cached entry is now past its TTL
         stale = _resolve(server)
@@ -289,11 +283,10 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
             == 201
         )
         wait_until(lambda: _version(server) == 2, timeout=5, message="serves v2 after recovery")
-        stop.set()
-        load.join(timeout=15)
-        assert failures == [], failures[:5]  # not one resolve of the cached prompt failed
-        assert answered[0] > 20
-        print(f"\npostgres outage: {answered[0]} resolves answered, {len(failures)} failed")
+        load.stop()
+        assert load.failures == [], load.failures[:5]  # not one resolve of the cached prompt failed
+        assert load.answered > 20
+        print(f"\npostgres outage: {load.answered} resolves answered, {len(load.failures)} failed")
     finally:
         cluster.destroy()
 
