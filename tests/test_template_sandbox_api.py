@@ -26,6 +26,8 @@ BOUND = RENDER_TIMEOUT + 3.0
         ),
         # regression: a number literal over Python's int() limit was a 500
         (text_content("{{ 1" + "0" * 5000 + " }}"), "content.template", "integer string conversion"),
+        # regression: an unknown filter escaped variable discovery (a 500)
+        (text_content("line 1\n{{ name|nosuch }}"), "content.template", "line 2: No filter named 'nosuch'"),
         # regression: deeply nested parentheses overflowed the parser's stack (a 500)
         (
             text_content("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"),

@@ -26,13 +26,15 @@ import math
 import re
 import string
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes, pass_environment
+from jinja2 import StrictUndefined, Template, nodes, pass_environment
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter
+from jinja2.meta import TrackingCodeGenerator
 from jinja2.runtime import Context, LoopContext, Macro, TemplateReference, Undefined
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 from jinja2.utils import Cycler, Joiner, Namespace, generate_lorem_ipsum
@@ -45,8 +47,10 @@ __all__ = [
     "RENDER_TIMEOUT",
     "LimitExceeded",
     "SANDBOX",
+    "compile_template",
     "guard_loops",
     "render_deadline",
+    "undeclared_variables",
 ]
 
 #: Rendered output beyond this many characters is an error rather than a memory problem.
@@ -314,6 +318,8 @@ def _printable(value: Any) -> Any:
         return value  # printing it raises the missing-variable error
     if callable(value) or isinstance(value, _UNPRINTABLE):
         raise SecurityError(f"a {type(value).__name__} cannot be printed")
+    if isinstance(value, Iterator):
+        raise SecurityError(f"a {type(value).__name__} cannot be printed (add '|list')")
     return value
 
 
@@ -377,6 +383,31 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         check_deadline()
         return super().getattr(obj, attribute)
+
+
+class _VariableTracker(TrackingCodeGenerator, _NoFoldingCodeGenerator):
+    """`meta.find_undeclared_variables` without its constant folding, which evaluates expressions and
+    let `{{ (1).name ~ 'x' }}` raise an `UndefinedError` out of a save."""
+
+    def __init__(self, environment: PromptSandbox) -> None:
+        super().__init__(environment)
+        self.optimizer = None
+
+
+def undeclared_variables(ast: nodes.Template) -> set[str]:
+    """Names a template reads without setting them."""
+    tracker = _VariableTracker(SANDBOX)
+    tracker.visit(ast)
+    return tracker.undeclared_identifiers
+
+
+def compile_template(ast: nodes.Template) -> Template:
+    """The template compiled to Python. The generated code for a literal subscript (`{{ 1[0] }}`) makes
+    Python's compiler warn, which becomes an error wherever warnings are errors: the warning is
+    dropped so a save behaves the same everywhere (rendering reports the `TypeError`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return SANDBOX.from_string(ast)
 
 
 def guard_loops(ast: nodes.Template) -> None:

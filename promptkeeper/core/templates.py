@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 
@@ -36,9 +36,11 @@ from promptkeeper.core.sandbox import (
     SANDBOX,
     LimitExceeded,
     check_deadline,
+    compile_template,
     end_render,
     guard_loops,
     render_deadline,
+    undeclared_variables,
 )
 
 __all__ = [
@@ -130,7 +132,9 @@ def _parse(source: str) -> tuple[tuple[str, ...], Any]:
                 f"line {node.lineno}: '{label}' is not allowed in prompt templates", line=node.lineno
             )
     try:
-        undeclared = meta.find_undeclared_variables(ast)
+        undeclared = undeclared_variables(ast)  # also checks that every filter and test exists
+    except TemplateSyntaxError as exc:
+        raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
     except RecursionError:
         raise InvalidTemplate("the whole template: expressions nested too deeply") from None
     ordered: list[str] = []
@@ -140,7 +144,7 @@ def _parse(source: str) -> tuple[tuple[str, ...], Any]:
             ordered.append(name)
     guard_loops(ast)
     try:
-        template = _ENV.from_string(ast)
+        template = compile_template(ast)
     except TemplateSyntaxError as exc:  # pragma: no cover - parse already succeeded
         raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
     except RecursionError:

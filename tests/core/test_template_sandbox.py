@@ -124,6 +124,12 @@ PAYLOADS: list[tuple[str, str, str]] = [
     ("{{ (10**4000) * (10**4000) }}", "failed", "more than 4300 digits"),
     ("{{ 1" + "0" * 5000 + " }}", "invalid", "integer string conversion"),
     ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "invalid", "nested too deeply"),
+    # Found by the property tests (tests/core/test_properties.py): each escaped as a non-template error
+    ("{{ a|nosuch }}", "invalid", "No filter named 'nosuch'"),
+    ("{% for v in items|upper.name %}{% endfor %}", "invalid", "No filter named 'upper.name'"),
+    ("{{ (1).name ~ 'x' }}", "failed", "'int object' has no attribute 'name'"),
+    ("{{ 1[1:] }}", "failed", "TypeError"),
+    ("{{ [1, 2]|unique }}", "failed", "cannot be printed (add '|list')"),
     # Harmless look-alikes render as text
     ("{{ '{{ 7*7 }}' }}", "ok", "{{ 7*7 }}"),
     ("{% raw %}{{ ''.__class__ }}{% endraw %}", "ok", "{{ ''.__class__ }}"),
