@@ -23,6 +23,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -38,6 +40,18 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("PROMPTKEEPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ("sqlite", "postgresql")
+
+# Property tests run the same examples on every run (derandomize, no example database), so CI is
+# deterministic and a failure reproduces locally; each test sets its own example count.
+hypothesis_settings.register_profile(
+    "promptkeeper",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("promptkeeper")
 
 
 def service_missing(what: str, error: Exception) -> None:

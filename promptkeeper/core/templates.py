@@ -1,7 +1,8 @@
 """Sandboxed Jinja2 templates: parsing, variable discovery and rendering.
 
-Shared by the server and the SDK, so it does no I/O and imports nothing of ours. Prompt content is
-handled here as plain JSON (`dict`), the shape stored in a version and returned by `/v1/resolve`:
+Shared by the server and the SDK, so it does no I/O and imports nothing of ours but `core.sandbox`.
+Prompt content is handled here as plain JSON (`dict`), the shape stored in a version and returned by
+`/v1/resolve`:
 
     {"type": "text", "template": "...", "examples": [...], "config": {...}}
     {"type": "chat", "messages": [{"role": "system", "content": "..."},
@@ -10,28 +11,45 @@ handled here as plain JSON (`dict`), the shape stored in a version and returned 
 Why a sandbox: templates are written by people who are not the operators of the server, and they
 are rendered in the server and in every application. `ImmutableSandboxedEnvironment` blocks access to
 Python internals (`__class__`, `__globals__`, ...) and mutation of arguments; on top of it we
-forbid `include`/`import`/`extends` (a prompt is self-contained), bound the output size and give each
-render a deadline, so a hostile template can neither execute code nor hold a worker.
+forbid `include`/`import`/`extends` (a prompt is self-contained), and `core.sandbox` bounds the size of
+every value and gives each render a deadline, so a hostile template can neither execute code nor hold a
+worker (neither when it is saved nor when it is rendered).
 """
 
 from __future__ import annotations
 
-import contextvars
 import re
-import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from promptkeeper.core.sandbox import (
+    MAX_INT_DIGITS,
+    MAX_ITEMS,
+    MAX_OUTPUT_CHARS,
+    MAX_STRING_CHARS,
+    RENDER_TIMEOUT,
+    SANDBOX,
+    LimitExceeded,
+    check_deadline,
+    compile_template,
+    end_render,
+    guard_loops,
+    render_deadline,
+    undeclared_variables,
+)
 
 __all__ = [
     "EXAMPLES_VARIABLE",
     "InvalidTemplate",
+    "MAX_INT_DIGITS",
     "MAX_OUTPUT_CHARS",
+    "MAX_ITEMS",
+    "MAX_STRING_CHARS",
     "MissingVariables",
     "RENDER_TIMEOUT",
     "RenderFailed",
@@ -43,10 +61,6 @@ __all__ = [
     "template_variables",
 ]
 
-#: Rendered output beyond this many characters is an error rather than a memory problem.
-MAX_OUTPUT_CHARS = 1_000_000
-#: Seconds one `render_content` call may take.
-RENDER_TIMEOUT = 2.0
 #: The content's few-shot examples are available to templates under this name.
 EXAMPLES_VARIABLE = "examples"
 
@@ -91,28 +105,7 @@ class RenderFailed(TemplateError):
     """The template parsed but failed while rendering (bad value, unsafe access, limits)."""
 
 
-_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("promptkeeper_render_deadline", default=0.0)
-
-
-def _check_deadline() -> None:
-    deadline = _deadline.get()
-    if deadline and time.monotonic() > deadline:
-        raise RenderFailed(f"rendering took longer than {RENDER_TIMEOUT:g} s")
-
-
-class _PromptSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox plus a deadline checked on every call and attribute access inside the template."""
-
-    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        _check_deadline()
-        return super().call(context, obj, *args, **kwargs)
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        _check_deadline()
-        return super().getattr(obj, attribute)
-
-
-_ENV = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV = SANDBOX
 _FORBIDDEN_NODES: tuple[tuple[type[nodes.Node], str], ...] = (
     (nodes.Include, "include"),
     (nodes.Import, "import"),
@@ -128,22 +121,34 @@ def _parse(source: str) -> tuple[tuple[str, ...], Any]:
         ast = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
+    except RecursionError:
+        raise InvalidTemplate("the whole template: expressions nested too deeply") from None
+    except ValueError as exc:  # the lexer's int() of a number literal longer than Python allows
+        raise InvalidTemplate(f"the whole template: {exc}") from None
     for node_type, label in _FORBIDDEN_NODES:
         node = ast.find(node_type)
         if node is not None:
             raise InvalidTemplate(
                 f"line {node.lineno}: '{label}' is not allowed in prompt templates", line=node.lineno
             )
-    undeclared = meta.find_undeclared_variables(ast)
+    try:
+        undeclared = undeclared_variables(ast)  # also checks that every filter and test exists
+    except TemplateSyntaxError as exc:
+        raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
+    except RecursionError:
+        raise InvalidTemplate("the whole template: expressions nested too deeply") from None
     ordered: list[str] = []
     for name_node in ast.find_all(nodes.Name):
         name = name_node.name
         if name in undeclared and name not in ordered:
             ordered.append(name)
+    guard_loops(ast)
     try:
-        template = _ENV.from_string(ast)
+        template = compile_template(ast)
     except TemplateSyntaxError as exc:  # pragma: no cover - parse already succeeded
         raise InvalidTemplate(f"line {exc.lineno}: {exc.message}", line=exc.lineno) from None
+    except RecursionError:
+        raise InvalidTemplate("the whole template: expressions nested too deeply") from None
     return tuple(ordered), template
 
 
@@ -192,7 +197,9 @@ def _render(source: str, context: Mapping[str, Any], *, field: str) -> str:
             if size > MAX_OUTPUT_CHARS:
                 raise RenderFailed(f"rendered output exceeds {MAX_OUTPUT_CHARS} characters", field=field)
             pieces.append(chunk)
-            _check_deadline()
+            check_deadline()
+    except RenderFailed:
+        raise
     except UndefinedError as exc:
         missing = [n for n in names if n not in context]
         if not missing:
@@ -203,22 +210,31 @@ def _render(source: str, context: Mapping[str, Any], *, field: str) -> str:
         raise MissingVariables(missing, field=field) from None
     except SecurityError as exc:
         raise RenderFailed(f"unsafe template operation: {exc}", field=field) from None
-    except RenderFailed as exc:
-        raise RenderFailed(exc.message, field=field) from None
+    except LimitExceeded as exc:
+        raise RenderFailed(str(exc), field=field) from None
+    except MemoryError:
+        raise RenderFailed("out of memory while rendering", field=field) from None
     except JinjaTemplateError as exc:
         raise RenderFailed(str(exc), field=field) from None
-    except (ArithmeticError, TypeError, ValueError, LookupError, OverflowError, RecursionError) as exc:
+    except (
+        ArithmeticError,
+        AttributeError,
+        TypeError,
+        ValueError,
+        LookupError,
+        RecursionError,
+    ) as exc:
         raise RenderFailed(f"{type(exc).__name__}: {exc}", field=field) from None
     return "".join(pieces)
 
 
 def render_template(source: str, variables: Mapping[str, Any]) -> str:
     """Render one template string; errors as for `render_content`."""
-    token = _deadline.set(time.monotonic() + RENDER_TIMEOUT)
+    token = render_deadline()
     try:
         return _render(source, variables, field="template")
     finally:
-        _deadline.reset(token)
+        end_render(token)
 
 
 def _placeholder_messages(name: str, value: Any) -> list[dict[str, Any]]:
@@ -247,7 +263,7 @@ def render_content(content: Mapping[str, Any], variables: Mapping[str, Any]) -> 
     missing = [
         name for name in [*content_variables(content), *content_placeholders(content)] if name not in context
     ]
-    token = _deadline.set(time.monotonic() + RENDER_TIMEOUT)
+    token = render_deadline()
     try:
         if content.get("type") != "chat":
             try:
@@ -276,4 +292,4 @@ def render_content(content: Mapping[str, Any], variables: Mapping[str, Any]) -> 
             raise MissingVariables(placeholder_missing)
         return out
     finally:
-        _deadline.reset(token)
+        end_render(token)
