@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -749,6 +750,8 @@ def main() -> None:
     )
     parser.add_argument("--log-dir", type=Path, help="keep the server logs here")
     args = parser.parse_args()
+    # Ctrl-C or a kill: unwind through run_soak's cleanup (servers, wrk, the schema), not around it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = SoakConfig(
         duration=args.duration,
         warmup=args.warmup,
