@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from promptkeeper import __version__, tracing
@@ -23,6 +23,7 @@ from promptkeeper.api.errors import install_error_handlers
 from promptkeeper.api.idempotency import IdempotencyMiddleware
 from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
+from promptkeeper.api.nul import reject_nul
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
@@ -159,6 +160,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         version=__version__,
         summary="Versioned, deployable, tested, monitored prompts.",
         lifespan=lifespan,
+        # every route: PostgreSQL stores no NUL character, so it is a 422 naming the field everywhere
+        dependencies=[Depends(reject_nul)],
     )
     install_error_handlers(app)
     app.state.metrics = RequestMetrics()

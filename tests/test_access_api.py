@@ -268,3 +268,18 @@ def test_cli_keys_projects_users(backend: Backend, tmp_path: Path, settings: Set
         audit = client.get("/v1/audit", params={"action": "key.*"}, headers=bearer(token)).json()["items"]
         assert {e["action"] for e in audit} == {"key.created", "key.revoked"}
         assert all(e["actor"].startswith("cli:") for e in audit)
+
+
+def test_out_of_range_ids_and_unicode_digits_are_client_errors(client: TestClient) -> None:
+    """Found by tests/test_schemathesis.py: an id past 2**63 was an OverflowError (500) on SQLite,
+    and a key reference of Unicode digits ("²" passes str.isdigit, not int()) a ValueError (500)."""
+    member = _member(client, "kept@example.com", "viewer")
+    for user_id in (2**31, 2**63):
+        response = client.delete(f"/v1/users/{user_id}")
+        assert response.status_code == 422, response.text
+        assert error_of(response)["details"]["errors"][0]["field"] == "path.user_id"
+    key = client.post("/v1/keys", json={"name": "kept", "role": "viewer"}).json()
+    response = client.delete("/v1/keys/²")
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert [m["id"] for m in client.get("/v1/users").json()] == [member["id"]]  # nothing removed
+    assert key["prefix"] in {k["prefix"] for k in client.get("/v1/keys").json()}  # nothing revoked

@@ -258,3 +258,20 @@ def test_render_text_and_chat(client: TestClient) -> None:
     assert unsafe.status_code == 201
     rendered = client.post("/v1/render", json={"name": "unsafe", "version": 1, "variables": {"x": 1}})
     assert rendered.status_code == 422 and "unsafe" in error_of(rendered)["message"]
+
+
+def test_out_of_range_and_unicode_version_numbers_are_422(client: TestClient) -> None:
+    """Found by tests/test_schemathesis.py: a version past 2**63 overflowed SQLite, and `?version=²`
+    passed str.isdigit() but not int(): both were 500s."""
+    create_prompt(client, "big")
+    response = client.post(
+        "/v1/prompts/big/deployments", json={"environment": "production", "version": 2**63}
+    )
+    assert response.status_code == 422 and "body.version" in error_of(response)["message"]
+    assert client.get("/v1/prompts/big/deployments").json()["total"] == 0  # nothing stored
+    for version in ("²", str(2**63), str(2**31)):
+        response = client.get("/v1/resolve/big", params={"version": version})
+        assert response.status_code == 422, response.text
+        assert error_of(response)["message"].startswith("query.version: "), response.text
+    response = client.get(f"/v1/prompts/big/versions/{2**63}")
+    assert response.status_code == 422 and "path.number" in error_of(response)["message"]

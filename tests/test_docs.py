@@ -75,3 +75,22 @@ def test_cli_reference_is_generated_from_the_code() -> None:
     assert module.render() == current, "docs/cli-reference.md is stale: run python scripts/cli_reference.py"
     for command in _commands(cli_app):
         assert f"## `{command}`" in current
+
+
+def test_openapi_documents_the_error_shape_of_every_operation() -> None:
+    """Every operation may answer a 4xx or a 503 in our error shape (Langfuse-compatible routes in
+    Langfuse's); FastAPI's default 422 schema (`{"detail": [...]}`) is never what we send. Found by
+    tests/test_schemathesis.py (undocumented status codes, 422 bodies not matching the schema)."""
+    document = create_app(Settings(database_url="sqlite://")).openapi()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    untrue = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path in ("/healthz", "/readyz", "/metrics"):
+                continue  # no credentials, no parameters: no client error to document
+            shape = "LangfuseErrorBody" if path.startswith("/api/public/") else "ErrorBody"
+            for status in ("4XX", "503"):
+                schema = operation["responses"].get(status, {}).get("content", {}).get("application/json")
+                if schema != {"schema": {"$ref": f"#/components/schemas/{shape}"}}:
+                    untrue.append(f"{method.upper()} {path} {status}")
+    assert not untrue, untrue

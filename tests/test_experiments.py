@@ -336,3 +336,28 @@ def test_protected_environment_needs_an_approver_to_start(client: TestClient, se
     ship = client.post(f"/v1/experiments/{experiment['id']}/stop", json={"decision": "ship", "variant": "v2"})
     assert ship.status_code == 409 and "review" in error_of(ship)["message"]
     assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"
+
+
+def test_out_of_range_numbers_and_nul_are_422_and_store_nothing(client: TestClient) -> None:
+    """Found by tests/test_schemathesis.py: token counts past 2**31 reached an INTEGER column and a
+    NUL in a filter reached PostgreSQL (500s); ids past 2**63 overflowed SQLite (500)."""
+    name = _setup(client)
+    eid = _create(client, name)["id"]
+    client.post(f"/v1/experiments/{eid}/start", json={})
+    exposure = {
+        "type": "exposure",
+        "request_id": "r1",
+        "experiment_id": eid,
+        "variant": "control",
+        "unit": "u",
+    }
+    outcome = {"type": "outcome", "request_id": "r1", "completed": True, "input_tokens": 2**31}
+    response = client.post("/v1/events", json={"events": [exposure, outcome]})
+    assert response.status_code == 422, response.text
+    assert error_of(response)["details"]["errors"][0]["field"] == "body.events[1].input_tokens"
+    variants = client.get(f"/v1/experiments/{eid}/results").json()["variants"]
+    assert [v["exposures"] for v in variants] == [0, 0]  # the batch is refused whole
+    response = client.post(f"/v1/experiments/{2**63}/stop", json={"decision": "ship"})
+    assert response.status_code == 422 and "path.experiment_id" in error_of(response)["message"]
+    response = client.get("/v1/experiments", params={"prompt": "a\x00"})
+    assert response.status_code == 422 and error_of(response)["message"].startswith("query.prompt: ")

@@ -522,3 +522,17 @@ def test_the_judge_rate_limit() -> None:
     now[0] += 10.0  # idle: the bucket refills to its burst, no more
     assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, pytest.approx(0.5)]
     assert sum(slept) == pytest.approx(1.5)
+
+
+def test_counts_past_the_integer_column_are_422_and_store_nothing(client: TestClient) -> None:
+    """Found by tests/test_schemathesis.py: `min_sample`/`check_every` past 2**31 reached the INTEGER
+    column (PostgreSQL: "integer out of range", SQLite past 2**63: OverflowError), a 500."""
+    _prompt(client, "mon/big")
+    for field in ("min_sample", "check_every"):
+        body = {"prompt": "mon/big", "environment": ENV, "scorers": [SAFETY], field: 2**31}
+        response = client.post("/v1/monitors", json=body)
+        assert response.status_code == 422, response.text
+        assert error_of(response)["details"]["errors"][0]["field"] == f"body.{field}"
+    assert client.get("/v1/monitors").json()["total"] == 0
+    response = client.get(f"/v1/monitors/{2**63}")
+    assert response.status_code == 422 and "path.monitor_id" in error_of(response)["message"]

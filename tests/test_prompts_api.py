@@ -135,3 +135,24 @@ def test_environments_default_and_custom(client: TestClient) -> None:
 def test_prompt_name_in_folder_roundtrip_in_listing(client: TestClient) -> None:
     create_prompt(client, "a/b")
     assert client.get(f"/v1/prompts/{quote_name('a/b')}/versions").json()["items"][0]["prompt"] == "a/b"
+
+
+def test_nul_character_is_a_422_naming_the_field(client: TestClient) -> None:
+    """PostgreSQL stores no NUL character: a name, filter or template with one was a 500 there
+    (found by tests/test_schemathesis.py). Now it is a 422 naming the field on both backends."""
+    create_prompt(client, "kept")
+    template = {"name": "nul", "content": text_content("Hi\x00{{ x }}")}
+    tag = {"name": "nul", "content": text_content("Hi"), "tags": ["ok", "\x00"]}
+    cases = [
+        (client.post("/v1/prompts", json=template), "body.content.template"),
+        (client.post("/v1/prompts", json=tag), "body.tags[1]"),
+        (client.get("/v1/prompts/nul%00"), "path.name"),
+        (client.get("/v1/prompts", params={"tag": "a\x00"}), "query.tag"),
+    ]
+    for response, field in cases:
+        assert response.status_code == 422, response.text
+        error = error_of(response)
+        assert error["code"] == "validation_failed", error
+        assert error["message"] == f"{field}: must not contain the NUL character (\\u0000)", error
+        assert [e["field"] for e in error["details"]["errors"]] == [field]
+    assert [p["name"] for p in client.get("/v1/prompts").json()["items"]] == ["kept"]  # nothing stored

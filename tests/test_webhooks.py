@@ -626,6 +626,17 @@ def test_two_dispatchers_share_the_work(settings: Settings, receiver: Receiver) 
     assert sorted(r.json["n"] for r in receiver.received()) == list(range(60))
 
 
+def test_out_of_range_ids_are_422(client: TestClient) -> None:
+    """Found by tests/test_schemathesis.py: ids past 2**63 were an OverflowError (500) on SQLite."""
+    for method, path, field in [
+        ("DELETE", f"/v1/webhooks/{2**63}", "path.webhook_id"),
+        ("POST", f"/v1/webhooks/1/deliveries/{2**63}/redeliver", "path.delivery_id"),
+    ]:
+        response = client.request(method, path)
+        assert response.status_code == 422, response.text
+        assert error_of(response)["details"]["errors"][0]["field"] == field
+
+
 # --- secrets at rest -----------------------------------------------------------------------------
 
 

@@ -51,7 +51,8 @@ def find_key(*, session: Session, project_id: int, ref: str) -> ApiKey:
     """A key of the project by id or by its visible prefix."""
     query = select(ApiKey).where(ApiKey.project_id == project_id, ApiKey.kind != SESSION)
     key = session.scalar(query.where(ApiKey.prefix == ref))
-    if key is None and ref.isdigit():  # prefixes are hex, so one may be all digits: prefix first
+    # prefixes are hex, so one may be all digits: prefix first; isascii: int() refuses digits like "²"
+    if key is None and ref.isascii() and ref.isdigit():
         key = session.scalar(query.where(ApiKey.id == int(ref)))
     if key is None:
         raise NotFound(f"API key '{ref}' not found", details={"key": ref})

@@ -26,15 +26,17 @@ from promptkeeper.api.deps import (
     RESOLVE_ROLES,
     Admin,
     ContextDep,
+    IdPath,
     ReadDB,
     WriteDB,
     client_address,
     request_id,
     require,
 )
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.errors import Unauthorized
 
-router = APIRouter(prefix="/v1", tags=["access"])
+router = APIRouter(prefix="/v1", tags=["access"], responses=ERROR_RESPONSES)
 
 #: Any valid credential, whatever its role (who am I, log out, change my password).
 AnyCaller = Annotated[Actor, Depends(require(RESOLVE_ROLES, "use this API"))]
@@ -169,7 +171,7 @@ def revoke_key(
 
 # --- members ------------------------------------------------------------------------------------
 
-UserId = Annotated[int, Path(ge=1)]
+UserId = IdPath
 
 
 @router.get("/users", response_model=list[MemberRead])

@@ -22,7 +22,7 @@ from promptkeeper.access.service import Actor, Principal, Role
 from promptkeeper.api.context import AppContext
 from promptkeeper.errors import PermissionDenied, ValidationFailed
 from promptkeeper.idempotency import service as idempotency
-from promptkeeper.prompts.schemas import check_prompt_name
+from promptkeeper.prompts.schemas import MAX_INT, check_prompt_name
 
 ENCODED_SLASH = "%2F"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -133,4 +133,6 @@ PromptNameDep = Annotated[str, Depends(prompt_name)]
 
 #: Pagination of every list route.
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip.")]
+#: An object's id in a path (a larger one cannot exist: see `MAX_INT`).
+IdPath = Annotated[int, Path(ge=1, le=MAX_INT)]

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +28,28 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
+}
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Machine-readable: `validation_failed`, `not_found`, `conflict`, ...")
+    message: str = Field(description="One line for a person; names the field and the problem.")
+    details: dict[str, Any] = Field(description="E.g. `errors`: `[{field, message, type}]` for 422.")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every route (docs/api.md, "Errors")."""
+
+    error: ErrorInfo
+
+
+#: Declared on every API router so that the OpenAPI document tells clients (and Schemathesis,
+#: tests/test_schemathesis.py) the truth: any route may answer a client error or a 503, always in
+#: `ErrorBody`'s shape. Declaring "4XX" also replaces FastAPI's default 422 schema
+#: (`{"detail": [...]}`), which our handler never sends.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": 'A client error; see docs/api.md, "Errors".'},
+    503: {"model": ErrorBody, "description": "The database is unreachable or busy; nothing was changed."},
 }
 
 
@@ -61,6 +84,19 @@ _LANGFUSE_ERRORS = {
     405: "MethodNotAllowedError",
     409: "ConflictError",
     503: "ServiceUnavailableError",
+}
+
+
+class LangfuseErrorBody(BaseModel):
+    """The error shape of the Langfuse-compatible routes, which Langfuse's clients parse."""
+
+    error: str = Field(description="Langfuse's error name, e.g. `LangfuseNotFoundError`.")
+    message: str
+
+
+LANGFUSE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": LangfuseErrorBody, "description": "A client error, in Langfuse's shape (400, not 422)."},
+    503: {"model": LangfuseErrorBody, "description": "The database is unreachable or busy."},
 }
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from promptkeeper.api.deps import ContextDep
-from promptkeeper.api.errors import error_response
+from promptkeeper.api.errors import ErrorBody, error_response
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is unreachable."}})
+@router.get("/readyz", responses={503: {"model": ErrorBody, "description": "A dependency is unreachable."}})
 async def readyz(context: ContextDep) -> Any:
     """The database answers (within the configured timeout). Redis is reported but optional: without
     it the instance still serves, from its own cache and the database."""

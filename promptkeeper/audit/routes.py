@@ -8,6 +8,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Path, Query, status
 
 from promptkeeper.api.deps import Admin, Limit, Offset, ReadDB, Reader, WriteDB
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.audit import service, webhooks
 from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import (
@@ -19,11 +20,11 @@ from promptkeeper.audit.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
-from promptkeeper.prompts.schemas import Page
+from promptkeeper.prompts.schemas import MAX_INT, Page
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(prefix="/v1", tags=["audit"], responses=ERROR_RESPONSES)
 
-WebhookId = Annotated[int, Path(ge=1, description="The webhook's id.")]
+WebhookId = Annotated[int, Path(ge=1, le=MAX_INT, description="The webhook's id.")]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -207,7 +208,7 @@ def ping_webhook(webhook_id: WebhookId, session: WriteDB, caller: Admin) -> Deli
 )
 def redeliver(
     webhook_id: WebhookId,
-    delivery_id: Annotated[int, Path(ge=1, description="The delivery's id.")],
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_INT, description="The delivery's id.")],
     session: WriteDB,
     caller: Admin,
 ) -> DeliveryRead:

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -50,14 +50,15 @@ from promptkeeper.api.deps import (
     client_address,
     request_id,
 )
+from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
 from promptkeeper.errors import Conflict, NotFound, Unauthorized, ValidationFailed, field_errors
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate, check_prompt_name
+from promptkeeper.prompts.schemas import MAX_INT, PromptCreate, PromptUpdate, check_prompt_name
 from promptkeeper.runtime.routes import variant_for
 from promptkeeper.workflow import deployments
 
-router = APIRouter(prefix="/api/public/v2", tags=["langfuse-compatible"])
+router = APIRouter(prefix="/api/public/v2", tags=["langfuse-compatible"], responses=LANGFUSE_ERROR_RESPONSES)
 
 LATEST = "latest"
 DEFAULT_LABEL = "production"
@@ -313,7 +314,7 @@ async def get_prompt(
     name: PromptNameDep,
     request: Request,
     actor: Fetcher,
-    version: Annotated[int | None, Query(ge=1, description="A version number.")] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT, description="A version number.")] = None,
     label: Annotated[
         str | None, Query(max_length=64, description="A label (environment) or 'latest'.")
     ] = None,
@@ -370,7 +371,7 @@ def list_prompts(
     name: Annotated[str | None, Query(max_length=255)] = None,
     label: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
-    page: Annotated[int, Query(ge=1, description="Page number, from 1.")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_INT, description="Page number, from 1.")] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page.")] = 50,
 ) -> LangfusePromptList:
     """Prompt names with their versions, labels and tags."""
@@ -465,7 +466,7 @@ def create_prompt(
 @router.patch("/prompts/{name}/versions/{version}", response_model=LangfusePrompt)
 def update_labels(
     name: PromptNameDep,
-    version: int,
+    version: Annotated[int, Path(ge=1, le=MAX_INT)],
     session: WriteDB,
     actor: Writer,
     body: Annotated[dict[str, Any], Body(description="{newLabels: [...]}")],
@@ -487,7 +488,7 @@ def delete_prompt(
     name: PromptNameDep,
     session: ReadDB,
     actor: Writer,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     label: Annotated[str | None, Query(max_length=64)] = None,
 ) -> None:
     """Refused: PromptKeeper never deletes versions (the deployment history must answer what ran

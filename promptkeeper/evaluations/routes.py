@@ -13,6 +13,7 @@ from promptkeeper.api.deps import (
     Admin,
     ContextDep,
     Editor,
+    IdPath,
     Limit,
     Offset,
     PromptNameDep,
@@ -20,6 +21,7 @@ from promptkeeper.api.deps import (
     Reader,
     WriteDB,
 )
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.errors import NotFound
 from promptkeeper.evaluations import gates, runs, suites
 from promptkeeper.evaluations.models import (
@@ -45,15 +47,17 @@ from promptkeeper.evaluations.schemas import (
     SuiteVersionCreate,
 )
 from promptkeeper.prompts.models import Prompt
-from promptkeeper.prompts.schemas import ENVIRONMENT_PATTERN, Page
+from promptkeeper.prompts.schemas import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.prompts.service import get_environment
 
-router = APIRouter(prefix="/v1", tags=["evaluations"])
+router = APIRouter(prefix="/v1", tags=["evaluations"], responses=ERROR_RESPONSES)
 
 SuiteName = Annotated[str, Path(pattern=SUITE_PATTERN)]
 EnvironmentPath = Annotated[str, Path(pattern=ENVIRONMENT_PATTERN)]
-RunId = Annotated[int, Path(ge=1)]
-SuiteVersionQuery = Annotated[int | None, Query(ge=1, description="Suite version (default: the head).")]
+RunId = IdPath
+SuiteVersionQuery = Annotated[
+    int | None, Query(ge=1, le=MAX_INT, description="Suite version (default: the head).")
+]
 Format = Annotated[Literal["jsonl", "csv"], Query(description="File format.")]
 
 
@@ -271,7 +275,7 @@ def list_runs(
     name: PromptNameDep,
     session: ReadDB,
     caller: Reader,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     suite: Annotated[str | None, Query(pattern=SUITE_PATTERN)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -317,7 +321,9 @@ def compare_runs(
     run_id: RunId,
     session: ReadDB,
     caller: Reader,
-    baseline: Annotated[int, Query(ge=1, description="The run to compare with (same suite version).")],
+    baseline: Annotated[
+        int, Query(ge=1, le=MAX_INT, description="The run to compare with (same suite version).")
+    ],
 ) -> ComparisonRead:
     """Candidate (this run) vs baseline: per-case regressions and improvements, mean differences."""
     candidate = runs.get_run(session=session, project_id=caller.project_id, run_id=run_id)

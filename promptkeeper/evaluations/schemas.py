@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import EnvironmentName, PromptName
+from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
 
 SUITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 MAX_CASES = 20_000
@@ -85,8 +85,12 @@ class ImportRead(BaseModel):
 
 class RunCreate(_Body):
     suite: str = Field(pattern=SUITE_PATTERN)
-    suite_version: int | None = Field(default=None, ge=1, description="Default: the suite's head.")
-    version: int | None = Field(default=None, ge=1, description="Prompt version (default: the head).")
+    suite_version: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Default: the suite's head."
+    )
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Prompt version (default: the head)."
+    )
     repeats: int = Field(default=1, ge=1, le=20)
     provider: str = Field(default="local", min_length=1, max_length=64)
     model: str | None = Field(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, status
+from fastapi import APIRouter, Body, Query, status
 from sqlalchemy.orm import Session
 
-from promptkeeper.api.deps import Editor, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
+from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.experiments import analysis, events, metrics, service
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import (
@@ -25,9 +26,9 @@ from promptkeeper.experiments.schemas import (
 )
 from promptkeeper.prompts.schemas import Page
 
-router = APIRouter(prefix="/v1", tags=["experiments"])
+router = APIRouter(prefix="/v1", tags=["experiments"], responses=ERROR_RESPONSES)
 
-ExperimentId = Annotated[int, Path(ge=1)]
+ExperimentId = IdPath
 Reason = Annotated[str, Body(embed=True, max_length=10_000)]
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import EnvironmentName, PromptName
+from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
 
 MAX_EVENTS = 10_000
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -22,7 +22,7 @@ class _Body(BaseModel):
 
 
 class CandidateIn(_Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     weight: float = Field(gt=0, description="Relative traffic weight (weights are normalized to sum 1).")
     key: str | None = Field(default=None, pattern=KEY_PATTERN, description="Default: v<version>.")
 
@@ -53,7 +53,9 @@ class ExperimentCreate(_Body):
     stop_on_guardrail: bool = False
     seed: str | None = Field(default=None, min_length=1, max_length=64, description="Default: random.")
     coverage: float = Field(default=1.0, gt=0, le=1, description="Share of units enrolled.")
-    burn_in: int = Field(default=100, ge=1, description="Bandits: units per arm before weights move.")
+    burn_in: int = Field(
+        default=100, ge=1, le=MAX_INT, description="Bandits: units per arm before weights move."
+    )
     min_share: float = Field(default=0.01, ge=0, le=0.5, description="Bandits: minimum traffic per arm.")
 
 
@@ -66,7 +68,9 @@ class ExperimentStop(_Body):
     decision: Decision
     variant: str | None = Field(default=None, description="The candidate to ship (decision 'ship').")
     reason: str = Field(default="", max_length=10_000)
-    review_id: int | None = Field(default=None, description="Approved review of the shipped version.")
+    review_id: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Approved review of the shipped version."
+    )
 
 
 class VariantRead(BaseModel):
@@ -125,11 +129,13 @@ class EventIn(_Body):
     type: Literal["exposure", "outcome", "generation"]
     request_id: str = Field(min_length=1, max_length=128)
     at: datetime | None = Field(default=None, description="When it happened (default: when received).")
-    experiment_id: int | None = Field(default=None, description="Exposure: the experiment (required).")
+    experiment_id: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Exposure: the experiment (required)."
+    )
     variant: str | None = Field(default=None, max_length=64, description="Exposure: the variant key.")
     unit: str | None = Field(default=None, min_length=1, max_length=128, description="Exposure: the unit.")
     prompt: str | None = Field(default=None, max_length=128)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_INT)
     completed: bool | None = None
     thumbs: Literal["up", "down"] | None = None
     rating: float | None = Field(default=None, ge=1, le=5)
@@ -137,8 +143,8 @@ class EventIn(_Body):
     regenerated: bool | None = None
     latency_ms: float | None = Field(default=None, ge=0)
     ttft_ms: float | None = Field(default=None, ge=0)
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
     cost_usd: float | None = Field(default=None, ge=0)
     safety_flag: bool | None = None
     metrics: dict[str, float | bool] | None = Field(default=None, description="Custom metrics by name.")

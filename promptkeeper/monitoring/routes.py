@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
-from promptkeeper.api.deps import Editor, Limit, Offset, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, WriteDB
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.monitoring import ingest, service  # noqa: F401 - ingest: the generation sink
 from promptkeeper.monitoring import status as monitor_status
 from promptkeeper.monitoring.schemas import (
@@ -17,11 +18,11 @@ from promptkeeper.monitoring.schemas import (
     MonitorStatus,
     MonitorUpdate,
 )
-from promptkeeper.prompts.schemas import Page
+from promptkeeper.prompts.schemas import MAX_INT, Page
 
-router = APIRouter(prefix="/v1", tags=["monitoring"])
+router = APIRouter(prefix="/v1", tags=["monitoring"], responses=ERROR_RESPONSES)
 
-MonitorId = Annotated[int, Path(ge=1)]
+MonitorId = IdPath
 
 
 @router.post("/monitors", status_code=status.HTTP_201_CREATED, response_model=MonitorRead)
@@ -105,7 +106,9 @@ def list_examples(
     monitor_id: MonitorId,
     session: ReadDB,
     caller: Reader,
-    version: Annotated[int | None, Query(ge=1, description="Only this version's outputs.")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="Only this version's outputs.")
+    ] = None,
     scorer: Annotated[str | None, Query(max_length=64, description="Only this rule's scores.")] = None,
     failed: Annotated[bool | None, Query(description="Only failed (true) or passed (false) scores.")] = None,
     limit: Limit = 50,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from promptkeeper.prompts.schemas import EnvironmentName, PromptName
+from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
 
 Level = Literal["ok", "warning", "critical"]
 RULE_NAME = r"^[a-z][a-z0-9_]{0,63}$"
@@ -56,8 +56,10 @@ class RuleRead(BaseModel):
 class _Settings(_Body):
     sample_rate: float = Field(default=0.1, gt=0, le=1, description="Share of generations scored.")
     window_size: int = Field(default=1000, ge=20, le=100_000, description="Scored records per window.")
-    min_sample: int = Field(default=200, ge=10, description="Scored records before any decision.")
-    check_every: int = Field(default=100, ge=1, description="A look every this many scored records.")
+    min_sample: int = Field(default=200, ge=10, le=MAX_INT, description="Scored records before any decision.")
+    check_every: int = Field(
+        default=100, ge=1, le=MAX_INT, description="A look every this many scored records."
+    )
     consecutive: int = Field(default=3, ge=1, le=50, description="Breaching looks in a row before acting.")
     alpha: float = Field(default=0.05, gt=0, le=0.2, description="False-alarm budget per scorer and level.")
     auto_rollback: bool = False
@@ -84,8 +86,8 @@ class MonitorUpdate(_Body):
 
     sample_rate: float | None = Field(default=None, gt=0, le=1)
     window_size: int | None = Field(default=None, ge=20, le=100_000)
-    min_sample: int | None = Field(default=None, ge=10)
-    check_every: int | None = Field(default=None, ge=1)
+    min_sample: int | None = Field(default=None, ge=10, le=MAX_INT)
+    check_every: int | None = Field(default=None, ge=1, le=MAX_INT)
     consecutive: int | None = Field(default=None, ge=1, le=50)
     alpha: float | None = Field(default=None, gt=0, le=0.2)
     auto_rollback: bool | None = None

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Admin, Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
     ENVIRONMENT_PATTERN,
+    MAX_INT,
     ChangeRead,
     DeploymentCreate,
     DeploymentRead,
@@ -32,7 +34,7 @@ from promptkeeper.prompts.schemas import (
 )
 from promptkeeper.workflow import deployments as policy
 
-router = APIRouter(prefix="/v1", tags=["registry"])
+router = APIRouter(prefix="/v1", tags=["registry"], responses=ERROR_RESPONSES)
 
 
 def _release_read(release: Release | None) -> ReleaseRead | None:
@@ -202,7 +204,7 @@ def list_versions(
 
 @router.get("/prompts/{name}/versions/{number}", response_model=VersionRead)
 def get_version(
-    name: PromptNameDep, number: Annotated[int, Path(ge=1)], session: ReadDB, caller: Reader
+    name: PromptNameDep, number: Annotated[int, Path(ge=1, le=MAX_INT)], session: ReadDB, caller: Reader
 ) -> VersionRead:
     prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
     version = service.get_version(session=session, prompt=prompt, number=number)
@@ -214,8 +216,8 @@ def diff_versions(
     name: PromptNameDep,
     session: ReadDB,
     caller: Reader,
-    from_version: Annotated[int, Query(alias="from", ge=1, description="Older version.")],
-    to_version: Annotated[int, Query(alias="to", ge=1, description="Newer version.")],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_INT, description="Older version.")],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_INT, description="Newer version.")],
 ) -> DiffRead:
     """Structured changes and a unified diff per field (template, messages, examples, config)."""
     prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)

@@ -10,6 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from promptkeeper.core.content import PromptContent
 
+#: The largest integer a column holds (PostgreSQL INTEGER). Ids, version numbers and counts sent to
+#: us are bounded by it, so a larger one is a 422 naming the field, not a driver error (SQLite
+#: raises OverflowError past 2**63, PostgreSQL "integer out of range" on insert).
+MAX_INT = 2**31 - 1
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -91,7 +96,10 @@ class VersionCreate(_Body):
     content: PromptContent
     message: str = Field(default="", max_length=10_000)
     base_version: int | None = Field(
-        default=None, ge=1, description="The version this edit started from; 409 if the head moved on."
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="The version this edit started from; 409 if the head moved on.",
     )
     allow_duplicate: bool = Field(
         default=False, description="Create the version even if content is unchanged."
@@ -135,13 +143,19 @@ class DiffRead(BaseModel):
 
 class DeploymentCreate(_Body):
     environment: EnvironmentName
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     reason: str = Field(default="", max_length=10_000)
     expected_revision: int | None = Field(
-        default=None, ge=0, description="The release revision the caller saw; 409 if it changed since."
+        default=None,
+        ge=0,
+        le=MAX_INT,
+        description="The release revision the caller saw; 409 if it changed since.",
     )
     review_id: int | None = Field(
-        default=None, ge=1, description="The approved review this deploy carries out (found when omitted)."
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="The approved review this deploy carries out (found when omitted).",
     )
     override: bool = Field(
         default=False,
@@ -155,14 +169,17 @@ class PromoteCreate(_Body):
     )
     to_environment: EnvironmentName = Field(alias="to", description="...to this environment.")
     reason: str = Field(default="", max_length=10_000)
-    review_id: int | None = Field(default=None, ge=1)
+    review_id: int | None = Field(default=None, ge=1, le=MAX_INT)
     override: bool = False
 
 
 class RollbackCreate(_Body):
     environment: EnvironmentName
     version: int | None = Field(
-        default=None, ge=1, description="Target version; omitted: the version live before the current one."
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="Target version; omitted: the version live before the current one.",
     )
     reason: str = Field(default="", max_length=10_000)
 
@@ -213,7 +230,7 @@ class RenderRequest(_Body):
     environment: EnvironmentName | None = Field(
         default=None, description="Render what this environment serves (default: production)."
     )
-    version: int | None = Field(default=None, ge=1, description="Render this version instead.")
+    version: int | None = Field(default=None, ge=1, le=MAX_INT, description="Render this version instead.")
     variables: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -23,12 +23,14 @@ from promptkeeper.api.deps import (
     client_address,
     decode_prompt_name,
 )
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.schemas import (
     ENVIRONMENT_PATTERN,
+    MAX_INT,
     NAME_PATTERN,
     RenderRead,
     RenderRequest,
@@ -38,7 +40,7 @@ from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
 from promptkeeper.runtime.stream import format_event
 
-router = APIRouter(prefix="/v1", tags=["runtime"])
+router = APIRouter(prefix="/v1", tags=["runtime"], responses=ERROR_RESPONSES)
 
 STALE_HEADER = "X-PromptKeeper-Stale"
 EXPERIMENT_HEADER = "X-PromptKeeper-Experiment"
@@ -80,7 +82,7 @@ _RESOLVE_PARAMETERS: list[dict[str, Any]] = [
         "in": "query",
         "required": False,
         "description": "A specific version instead of what an environment serves (not with `at`).",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
     },
     {
         "name": "unit",
@@ -110,7 +112,8 @@ def _environment_param(value: str | None) -> str:
 def _version_param(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
+    # isascii: str.isdigit() is also true of digits int() refuses, such as "²"
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_INT:
         raise ValidationFailed(
             f"query.version: {value[:20]!r} is not a version number (1, 2, ...)",
             details={"field": "query.version"},
@@ -289,7 +292,7 @@ async def stream(
     """
     resume = after
     if resume is None and last_event_id:
-        if not last_event_id.strip().isdigit():
+        if not (last_event_id.strip().isascii() and last_event_id.strip().isdigit()):
             raise ValidationFailed("header.last-event-id: must be an event id (digits)")
         resume = int(last_event_id.strip())
     broadcaster = context.runtime.broadcaster

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Body, Path, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.content import content_hash
 from promptkeeper.prompts import service as prompts
 from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.routes import version_read
-from promptkeeper.prompts.schemas import ChangeRead, Page
+from promptkeeper.prompts.schemas import MAX_INT, ChangeRead, Page
 from promptkeeper.workflow import drafts
 from promptkeeper.workflow.models import Draft
 from promptkeeper.workflow.schemas import (
@@ -26,9 +27,9 @@ from promptkeeper.workflow.schemas import (
     DraftUpdate,
 )
 
-router = APIRouter(prefix="/v1", tags=["drafts"])
+router = APIRouter(prefix="/v1", tags=["drafts"], responses=ERROR_RESPONSES)
 
-DraftId = Annotated[int, Path(ge=1, description="The draft's id.")]
+DraftId = Annotated[int, Path(ge=1, le=MAX_INT, description="The draft's id.")]
 
 
 def _draft_read(session: Session | None, prompt: Prompt, draft: Draft) -> DraftRead:

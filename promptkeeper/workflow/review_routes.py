@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
-from promptkeeper.api.deps import Approver, Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import (
+    Approver,
+    Editor,
+    IdPath,
+    Limit,
+    Offset,
+    PromptNameDep,
+    ReadDB,
+    Reader,
+    WriteDB,
+)
+from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Environment, Prompt
 from promptkeeper.prompts.routes import deployment_read
@@ -25,9 +36,9 @@ from promptkeeper.workflow.review_schemas import (
     VerdictCreate,
 )
 
-router = APIRouter(prefix="/v1", tags=["reviews"])
+router = APIRouter(prefix="/v1", tags=["reviews"], responses=ERROR_RESPONSES)
 
-ReviewId = Annotated[int, Path(ge=1)]
+ReviewId = IdPath
 StatusFilter = Annotated[
     Literal["open", "withdrawn", "deployed", "all"],
     Query(alias="status", description="Stored status; `all` for every review."),

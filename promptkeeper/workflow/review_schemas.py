@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import EnvironmentName
+from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName
 
 ReviewStatus = Literal["pending", "approved", "changes_requested", "withdrawn", "deployed"]
 
@@ -18,7 +18,7 @@ class _Body(BaseModel):
 
 class ReviewCreate(_Body):
     environment: EnvironmentName
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     title: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=20_000)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptkeeper.core.content import PromptContent
-from promptkeeper.prompts.schemas import ChangeRead, VersionRead
+from promptkeeper.prompts.schemas import MAX_INT, ChangeRead, VersionRead
 
 DraftStatus = Literal["open", "merged", "discarded"]
 DraftStatusFilter = Literal["open", "merged", "discarded", "all"]
@@ -23,7 +23,7 @@ class _Body(BaseModel):
 
 class DraftCreate(_Body):
     base_version: int | None = Field(
-        default=None, ge=1, description="The version to fork from (default: the prompt's head)."
+        default=None, ge=1, le=MAX_INT, description="The version to fork from (default: the prompt's head)."
     )
     content: PromptContent | None = Field(
         default=None, description="The draft's content (default: the base version's content)."
@@ -39,10 +39,14 @@ class DraftUpdate(_Body):
     base_version: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_INT,
         description="Re-base the draft, e.g. onto the head after resolving merge conflicts by hand.",
     )
     expected_revision: int | None = Field(
-        default=None, ge=1, description="The draft revision the caller edited; 409 if it changed since."
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="The draft revision the caller edited; 409 if it changed since.",
     )
 
     @model_validator(mode="after")
@@ -58,7 +62,10 @@ class DraftMerge(_Body):
         default=None, max_length=10_000, description="Message of the new version (default: from the title)."
     )
     expected_revision: int | None = Field(
-        default=None, ge=1, description="The draft revision the caller reviewed; 409 if it changed since."
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="The draft revision the caller reviewed; 409 if it changed since.",
     )
 
 
