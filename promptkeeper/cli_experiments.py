@@ -76,7 +76,7 @@ def create(
     """Create a draft experiment (the control is what the environment serves now)."""
     candidates = []
     for version, weight in _weight_pairs(candidate, "candidate"):
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit() and len(version) <= 9):
             raise fail(f"candidate '{version}': give a version number, as VERSION[:WEIGHT]")
         candidates.append({"version": int(version), "weight": weight})
     body = {

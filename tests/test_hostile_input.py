@@ -141,3 +141,20 @@ def test_sql_strings(client: TestClient, payload: str) -> None:
     audit = client.get("/v1/audit", params={"prompt": payload})
     assert audit.status_code in (200, 422)
     assert _count(client) == 1 and client.get("/v1/keys").status_code == 200  # tables intact
+
+
+def test_ui_forms_refuse_nul_and_unicode_digits(client: TestClient) -> None:
+    from promptkeeper.ui.web import is_count
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = client.post("/ui/login", content=b"email=a%00b&password=x", headers=form)
+    assert response.status_code == 422 and error_of(response)["details"]["field"] == "form.email"
+    assert [is_count(v) for v in ("12", "\u00b2", "\u0663", "", "-1", "9" * 10, "999999999")] == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]

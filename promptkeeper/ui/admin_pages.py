@@ -22,6 +22,7 @@ from promptkeeper.ui.web import (
     actor_of,
     first,
     form_of,
+    is_count,
     page,
     pydantic_message,
     read,
@@ -118,7 +119,7 @@ async def change_settings(request: Request, what: str) -> Response:
             data = EnvironmentUpdate.model_validate(
                 {
                     "protected": first(fields, "protected") == "on",
-                    **({"required_approvals": int(approvals)} if approvals.isdigit() else {}),
+                    **({"required_approvals": int(approvals)} if is_count(approvals) else {}),
                 }
             )
             service.update_environment(session=session, actor=actor, name=first(fields, "name"), data=data)

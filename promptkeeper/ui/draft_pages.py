@@ -19,6 +19,7 @@ from promptkeeper.ui.web import (
     actor_of,
     first,
     form_of,
+    is_count,
     page,
     prompt_name_of,
     pydantic_message,
@@ -51,7 +52,7 @@ async def create_draft(request: Request, name: str) -> Response:
     prompt_name = prompt_name_of(name)
     base = first(fields, "base_version")
     data = DraftCreate(
-        base_version=int(base) if base.isdigit() else None,
+        base_version=int(base) if is_count(base) else None,
         content=_content(fields),
         title=first(fields, "message") or "draft",
     )
@@ -105,7 +106,7 @@ async def draft_action(request: Request, name: str, draft_id: int) -> Response:
     prompt_name = prompt_name_of(name)
     intent = first(fields, "intent")
     revision = first(fields, "revision")
-    expected = int(revision) if revision.isdigit() else None
+    expected = int(revision) if is_count(revision) else None
     actor = actor_of(request, user)
 
     def run(session: Session) -> str:

@@ -20,6 +20,7 @@ from promptkeeper.ui.web import (
     context_of,
     first,
     form_of,
+    is_count,
     page,
     prompt_name_of,
     pydantic_message,
@@ -81,7 +82,7 @@ async def run_suite(request: Request, name: str) -> Response:
         data = RunCreate.model_validate(
             {
                 "suite": first(fields, "suite"),
-                "version": int(version) if version.isdigit() else None,
+                "version": int(version) if is_count(version) else None,
                 "provider": first(fields, "provider") or "local",
                 "model": first(fields, "model") or None,
             }

@@ -20,6 +20,7 @@ from promptkeeper.ui.web import (
     actor_of,
     first,
     form_of,
+    is_count,
     page,
     pydantic_message,
     read,
@@ -48,7 +49,7 @@ def _create_body(fields: dict[str, list[str]]) -> dict[str, Any]:
     candidates = []
     for version in first(fields, "candidates").replace(" ", "").split(","):
         if version:
-            if not version.isdigit():
+            if not is_count(version):
                 raise ValidationFailed(
                     "candidates: version numbers separated by commas", details={"field": "candidates"}
                 )

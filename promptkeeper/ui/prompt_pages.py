@@ -36,6 +36,7 @@ from promptkeeper.ui.web import (
     context_of,
     first,
     form_of,
+    is_count,
     page,
     prompt_name_of,
     pydantic_message,
@@ -381,7 +382,7 @@ async def create_version(request: Request, name: str) -> Response:
             content=service.parse_content(content_from_form(fields)),
             actor=actor_of(request, user),
             message=first(fields, "message"),
-            base_version=int(base) if base.isdigit() else None,
+            base_version=int(base) if is_count(base) else None,
         )
         return version.number
 
@@ -474,7 +475,7 @@ async def deploy(request: Request, name: str) -> Response:
     prompt_name = prompt_name_of(name)
     environment, version = first(fields, "environment"), first(fields, "version")
     action = "rollback" if first(fields, "action") == "rollback" else "deploy"
-    if not version.isdigit():
+    if not is_count(version):
         raise ValidationFailed("version: choose a version", details={"field": "version"})
 
     reason = first(fields, "reason") or f"{action} from the web UI"
@@ -498,7 +499,7 @@ async def deploy(request: Request, name: str) -> Response:
             environment=environment,
             version=int(version),
             reason=reason,
-            review_id=int(review) if review.isdigit() else None,
+            review_id=int(review) if is_count(review) else None,
         )
 
     await write(request, run)

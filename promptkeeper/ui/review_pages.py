@@ -17,6 +17,7 @@ from promptkeeper.ui.web import (
     actor_of,
     first,
     form_of,
+    is_count,
     page,
     prompt_name_of,
     read,
@@ -39,7 +40,7 @@ async def request_review(request: Request, name: str) -> Response:
     require_editor(user)
     prompt_name = prompt_name_of(name)
     version = first(fields, "version")
-    if not version.isdigit():
+    if not is_count(version):
         raise ValidationFailed("version: choose a version", details={"field": "version"})
 
     def run(session: Session) -> int:

@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import EDIT_ROLES, client_address, decode_prompt_name
-from promptkeeper.errors import PermissionDenied, PromptKeeperError, Unauthorized, field_errors
+from promptkeeper.errors import (
+    PermissionDenied,
+    PromptKeeperError,
+    Unauthorized,
+    ValidationFailed,
+    field_errors,
+)
 from promptkeeper.prompts.schemas import path_segment
 
 COOKIE = "pk_session"
@@ -101,11 +107,22 @@ async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
         name: [value.replace("\r\n", "\n") for value in values]
         for name, values in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()
     }
+    for name, values in fields.items():  # PostgreSQL stores no NUL: refused here as in the API
+        if "\x00" in name or any("\x00" in value for value in values):
+            field = name.replace("\x00", "")
+            raise ValidationFailed(
+                f"form.{field}: must not contain the NUL character", details={"field": f"form.{field}"}
+            )
     if user is not None:
         sent = (fields.get("csrf") or [""])[0]
         if not hmac.compare_digest(sent, user.csrf):
             raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page and try again")
     return fields
+
+
+def is_count(value: str) -> bool:
+    """An ASCII whole number that fits the INTEGER columns (`'²'.isdigit()` is true, `int('²')` fails)."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
 
 
 def first(fields: dict[str, list[str]], name: str, default: str = "") -> str:
