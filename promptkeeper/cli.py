@@ -35,8 +35,10 @@ def serve(
     """Start the server (migrates an empty database and prints a generated admin key)."""
     import uvicorn
 
+    from promptkeeper import allocator
     from promptkeeper.app import create_app
 
+    allocator.tune()  # before uvicorn starts the thread pool: see promptkeeper/allocator.py
     settings = load_settings(host=host, port=port)
     from promptkeeper.logs import configure_logging
 

@@ -240,11 +240,13 @@ def worker(
     """
     import asyncio
 
+    from promptkeeper import allocator
     from promptkeeper.db.migrate import ensure_schema
     from promptkeeper.evaluations.worker import Worker
     from promptkeeper.experiments.jobs import Scheduler, tick
     from promptkeeper.runtime.redis_link import Announcer
 
+    allocator.tune()  # a long-running process with a thread pool, like `serve`
     settings = load_settings()
     from promptkeeper.logs import configure_logging
 
