@@ -114,7 +114,14 @@ _FORBIDDEN_NODES: tuple[tuple[type[nodes.Node], str], ...] = (
 )
 
 
-@lru_cache(maxsize=4096)
+#: A compiled template costs about 3 KB of Python objects: 4,096 of them made a server that saves
+#: versions all day grow by 12 MB and more (the soak, docs/benchmarks.md). The templates a process
+#: renders again and again are the live versions of its prompts; every new version is parsed once
+#: at save and rarely again, so a small cache keeps the hits and lets the rest go.
+PARSE_CACHE_SIZE = 512
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def _parse(source: str) -> tuple[tuple[str, ...], Any]:
     """Parse once per distinct source: the variables in first-use order and the compiled template."""
     try:

@@ -196,3 +196,26 @@ def test_type_errors_become_render_errors() -> None:
         render_template("{{ a + b }}", {"a": 1, "b": "x"})
     with pytest.raises(RenderFailed):
         render_template("{{ a / 0 }}", {"a": 1})
+
+
+def test_compiled_templates_kept_are_bounded() -> None:
+    """Every saved version is parsed once; a server saving versions all day must not keep them all
+    (the soak's RSS growth: 4,096 compiled templates are about 12 MB)."""
+    import gc
+    import tracemalloc
+
+    from promptkeeper.core.templates import PARSE_CACHE_SIZE, template_variables
+
+    def parse(first: int, count: int) -> int:
+        for i in range(first, first + count):
+            template_variables(f"version {i}: {{{{ name }}}} {{% if x %}}{i}{{% endif %}}")
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+    tracemalloc.start()
+    try:
+        full = parse(0, 2 * PARSE_CACHE_SIZE)  # the cache is full: from here entries are replaced
+        later = parse(2 * PARSE_CACHE_SIZE, 2 * PARSE_CACHE_SIZE)
+    finally:
+        tracemalloc.stop()
+    assert later - full < 256 * 1024, f"{later - full:,} bytes more after {2 * PARSE_CACHE_SIZE} templates"
