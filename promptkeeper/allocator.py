@@ -1,12 +1,10 @@
 """glibc malloc settings for a long-running, threaded Python process (`serve`, `worker`).
 
-A soak of two instances (docs/benchmarks.md) grew about 0.5 MiB a minute per instance on the write
-paths while Python's own allocations stayed flat (tracemalloc): glibc gives each thread of the
-pool its own arena (up to 8 per core) and keeps freed memory in them, fragmented. Two arenas and
-returning freed memory past 128 KiB held a single SQLite server flat under event ingestion, and
-took about a quarter off the growth of the PostgreSQL soak, which still grows (open work). The
-operator's own `MALLOC_*` environment wins: nothing is changed when one is set. Other C libraries
-(musl, macOS): nothing to do."""
+glibc gives each thread of the pool its own arena (up to 8 per core) and keeps freed memory in
+them, fragmented: under event ingestion a server's RSS crept up while Python's own allocations
+stayed flat (tracemalloc). Two arenas and returning freed memory past 128 KiB held it flat
+(docs/benchmarks.md). The operator's own `MALLOC_*` environment wins: nothing is changed when one
+is set. Other C libraries (musl, macOS): nothing to do."""
 
 from __future__ import annotations
 
