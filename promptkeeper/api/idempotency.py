@@ -13,9 +13,10 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.errors import error_response
+from promptkeeper.api.middleware import BODY_METHODS, read_body, replaying
 from promptkeeper.errors import PromptKeeperError
 from promptkeeper.idempotency import service
-from promptkeeper.idempotency.service import HEADER, KEY_PATTERN, REPLAYED_HEADER, WRITE_METHODS, Claim
+from promptkeeper.idempotency.service import HEADER, KEY_PATTERN, REPLAYED_HEADER, Claim
 
 log = logging.getLogger("promptkeeper.idempotency")
 _HEADER = HEADER.lower().encode()
@@ -34,7 +35,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         raw_key = next((value for name, value in scope["headers"] if name == _HEADER), None)
@@ -51,19 +52,14 @@ class IdempotencyMiddleware:
             )
             await response(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         claim = Claim(
             scope=service.digest(_credential(scope["headers"])),
             key=key,
             fingerprint=service.digest(
-                scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), bytes(body)
+                scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body
             ),
             method=scope["method"],
             path=scope["path"],
@@ -71,18 +67,9 @@ class IdempotencyMiddleware:
         if await _answered(scope, claim, receive, send):
             return
         scope.setdefault("state", {})["idempotency"] = claim
-        await self._run(scope, bytes(body), claim, send)
+        await self._run(scope, replaying(body, receive), claim, send)
 
-    async def _run(self, scope: Scope, body: bytes, claim: Claim, send: Send) -> None:
-        delivered = False
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if delivered:
-                return {"type": "http.disconnect"}
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
+    async def _run(self, scope: Scope, receive: Receive, claim: Claim, send: Send) -> None:
         start: Message | None = None
         chunks: list[bytes] = []
 
@@ -93,11 +80,11 @@ class IdempotencyMiddleware:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.app(scope, replay_body, hold)
+        await self.app(scope, receive, hold)
         assert start is not None
         content = b"".join(chunks)
         status = int(start["status"])
-        if status >= 400 and not claim.claimed and await _answered(scope, claim, replay_body, send):
+        if status >= 400 and not claim.claimed and await _answered(scope, claim, receive, send):
             return  # refused because a concurrent attempt with this key did the write: say so
         # a 5xx after the commit is not an answer worth replaying: retries learn the write happened
         if (claim.claimed and status < 500) or 200 <= status < 300:

@@ -33,7 +33,42 @@ class EncodedSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Methods whose requests carry a body (and may write)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+async def read_body(receive: Receive, limit: int = 0) -> bytes | None:
+    """The whole request body (None if the client went away); `BodyTooLarge` past `limit` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if limit and len(body) > limit:
+            raise BodyTooLarge(len(body))
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then the server's own messages."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class BodyLimitMiddleware:
@@ -48,7 +83,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.max_bytes or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http" or not self.max_bytes or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)  # the resolve hot path (GET) pays one comparison
             return
         for name, value in scope["headers"]:
@@ -68,27 +103,13 @@ class BodyLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
         # No declared length (chunked): read it here, up to the limit, and hand it on whole
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await _refuse(scope, receive, send, 413, "payload_too_large", self._message(len(body)))
-                return
-            if not message.get("more_body", False):
-                break
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
+        try:
+            body = await read_body(receive, limit=self.max_bytes)
+        except BodyTooLarge as exc:
+            await _refuse(scope, receive, send, 413, "payload_too_large", self._message(exc.size))
+            return
+        if body is not None:
+            await self.app(scope, replaying(body, receive), send)
 
     def _message(self, size: int) -> str:
         return (
