@@ -178,6 +178,11 @@ def _cell(value: float | None, fmt: str = "{:.4g}") -> str:
     return "" if value is None else fmt.format(value)
 
 
+#: After the metric's name: the primary `*`, a guardrail `(g)`; secondary metrics (described, not
+#: tested) have no mark and no p-values.
+_ROLE_MARK = {"primary": " *", "guardrail": " (g)"}
+
+
 @experiments_app.command("results")
 def results(
     experiment_id: ExperimentId, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False
@@ -214,7 +219,7 @@ def results(
             ci, lift_ci = m.get("ci"), m.get("lift_ci")
             table.add_row(
                 variant["key"],
-                metric + (" *" if metric == body["primary_metric"] else ""),
+                metric + _ROLE_MARK.get(body.get("metric_roles", {}).get(metric, ""), ""),
                 str(variant["exposures"]),
                 str(m["n"]),
                 _cell(m["mean"]),

@@ -152,3 +152,72 @@ def test_sequential_mode_may_stop_early(
     assert primary["significant"] is (winner is not None)
     fixed_width = 2 * 1.96 * (0.3 * 0.7 / 400 * 2) ** 0.5
     assert primary["lift_ci"]["high"] - primary["lift_ci"]["low"] > fixed_width  # wider: the price of peeking
+
+
+def test_every_metric_received_is_reported_per_variant_with_intervals(client: TestClient) -> None:
+    """Results show each metric the variants' outcomes carried, not only the primary and the named
+    guardrails; only those two are tested (no p-values for the rest: testing every metric received
+    would multiply the false discoveries)."""
+    assert client.post(
+        "/v1/metrics", json={"name": "resolved", "kind": "binary", "higher_is_better": True}
+    ).status_code in (200, 201)
+    assert client.post(
+        "/v1/metrics", json={"name": "never_sent", "kind": "continuous", "higher_is_better": True}
+    ).status_code in (200, 201)
+    experiment = _experiment(
+        client,
+        "ref/all-metrics",
+        candidates=1,
+        primary_metric="completion",
+        guardrails=["latency_ms"],
+        sequential=True,
+        baseline=0.3,
+        mde=0.3,
+    )
+    rng = random.Random(5)
+    sent: dict[str, dict[str, list[float]]] = {}
+
+    def outcome(key: str) -> dict[str, Any]:
+        slow = 1.2 if key == "v2" else 1.0
+        values: dict[str, Any] = {
+            "completed": rng.random() < 0.4,
+            "thumbs": rng.choice(["up", "down"]),
+            "rating": float(rng.randint(1, 5)),
+            "latency_ms": rng.uniform(200, 400) * slow,
+            "ttft_ms": rng.uniform(50, 90) * slow,
+            "cost_usd": rng.uniform(0.001, 0.003),
+            "safety_flag": rng.random() < 0.05,
+            "metrics": {"resolved": rng.random() < 0.5},
+        }
+        for name in ("rating", "latency_ms", "ttft_ms", "cost_usd"):
+            sent.setdefault(key, {}).setdefault(name, []).append(values[name])
+        return values
+
+    _send(client, experiment, {key: [outcome(key) for _ in range(150)] for key in ("control", "v2")})
+    results = client.get(f"/v1/experiments/{experiment['id']}/results").json()
+    expected = {
+        "completion": "primary",
+        "latency_ms": "guardrail",
+        "thumbs_up": "secondary",
+        "rating": "secondary",
+        "ttft_ms": "secondary",
+        "cost_usd": "secondary",
+        "safety_flag": "secondary",
+        "resolved": "secondary",
+    }
+    assert results["metric_roles"] == expected
+    for variant in results["variants"]:
+        metrics = variant["metrics"]
+        assert set(metrics) == set(expected), variant["key"]
+        for name in expected:
+            assert metrics[name]["ci"] is not None, (variant["key"], name)
+            assert metrics[name]["ci"]["low"] <= metrics[name]["mean"] <= metrics[name]["ci"]["high"]
+        for name in ("rating", "latency_ms", "ttft_ms", "cost_usd"):
+            values = sent[variant["key"]][name]
+            assert _close(metrics[name]["mean"], sum(values) / len(values)), (variant["key"], name)
+    candidate = results["variants"][1]["metrics"]
+    for name, role in expected.items():
+        assert candidate[name]["lift_ci"] is not None, name
+        # the primary and the guardrails are tested; the other metrics are described, not tested
+        assert (candidate[name]["p_value"] is None) == (role == "secondary"), name
+    assert "never_sent" not in results["metric_roles"]

@@ -382,11 +382,15 @@ def test_experiment_created_started_watched_and_concluded(
                     "unit": f"user{i}",
                 }
             )
-            events.append({"type": "outcome", "request_id": request_id, "completed": rng.random() < rate})
+            outcome = {"completed": rng.random() < rate, "latency_ms": rng.uniform(200, 400)}
+            events.append({"type": "outcome", "request_id": request_id, **outcome})
         assert http.post("/v1/events", json={"events": events}).status_code == 200
 
     page.reload()
     expect(page.get_by_test_id("results")).to_contain_text("control")
+    # every metric the outcomes carried is shown, not only the primary one
+    expect(page.get_by_test_id("all-metrics")).to_contain_text("latency_ms")
+    expect(page.get_by_test_id("all-metrics")).to_contain_text("secondary")
     expect(page.get_by_test_id("results-state")).to_contain_text("collecting")
     expect(page.locator("[data-testid=metric-chart] svg path")).to_have_count(2)
     shots(page, "results")

@@ -73,6 +73,43 @@ def _custom_value(spec: MetricSpec) -> ColumnElement[Any]:
     return func.avg(raw)
 
 
+def received(session: Session, experiment: Experiment, specs: list[MetricSpec]) -> set[str]:
+    """The metrics of `specs` that at least one of the experiment's outcomes carried.
+
+    Built-in metrics: one statement over the rollup (a flag set or a number counted for any unit);
+    custom metrics: an existence probe on the events' JSON each (a project defines a handful).
+    """
+    units = rollup.UNITS
+    builtin = [spec for spec in specs if spec.column is not None]
+    found: set[str] = set()
+    if builtin:
+        probes = [
+            (
+                func.count(units.c[f"{spec.column}_max"])
+                if spec.kind == "binary"
+                else func.coalesce(func.sum(units.c[f"{spec.column}_n"]), 0)
+            ).label(spec.name)
+            for spec in builtin
+        ]
+        row = session.execute(select(*probes).where(units.c.experiment_id == experiment.id)).one()
+        found.update(spec.name for spec in builtin if row._mapping[spec.name])
+    for spec in specs:
+        if spec.column is not None:
+            continue
+        probe = (
+            select(Event.id)
+            .where(
+                Event.experiment_id == experiment.id,
+                Event.kind == "outcome",
+                Event.custom[spec.name].as_float().is_not(None),
+            )
+            .limit(1)
+        )
+        if session.scalar(probe) is not None:
+            found.add(spec.name)
+    return found
+
+
 def _periods(experiment: Experiment) -> list[datetime]:
     """Start instants of the weight periods after the first (for the SRM expectation)."""
     return [datetime.fromisoformat(entry["at"]) for entry in experiment.weight_history[1:]]

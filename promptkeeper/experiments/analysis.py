@@ -11,6 +11,8 @@ Decisions (see docs/experiments.md):
   declared as soon as one is significant;
 - guardrails are always judged sequentially (they are watched all the time, and a fixed-horizon
   test watched all the time would raise false alarms), Holm-corrected per metric;
+- every other metric the outcomes carried (built-in or custom) is reported per variant with its
+  interval and lift, described but never tested (`metric_roles` says which is which);
 - a sample ratio mismatch (p < 0.001) makes the state `srm` and suppresses any winner.
 """
 
@@ -26,13 +28,14 @@ from promptkeeper.core import experiment_stats as es
 from promptkeeper.core.sequential import sequential_test
 from promptkeeper.core.stats import Interval, wilson_interval, z_quantile
 from promptkeeper.db.base import utcnow
-from promptkeeper.experiments.aggregation import LEVEL, Aggregate, Moments, aggregate
-from promptkeeper.experiments.metrics import MetricSpec, metric_spec
+from promptkeeper.experiments.aggregation import LEVEL, Aggregate, Moments, aggregate, received
+from promptkeeper.experiments.metrics import MetricSpec, metric_spec, project_specs
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import (
     IntervalRead,
     MedianRead,
     MetricResult,
+    MetricRole,
     ResultsRead,
     SrmRead,
     VariantResult,
@@ -162,8 +165,13 @@ def results(*, session: Session, experiment: Experiment) -> ResultsRead:
         for name in experiment.guardrails
         if name != experiment.primary_metric
     ]
-    specs = [primary, *guardrails]
-    data = aggregate(session, experiment, specs)
+    judged = {primary.name, *(spec.name for spec in guardrails)}
+    candidates = [
+        spec for spec in project_specs(session=session, project_id=project_id) if spec.name not in judged
+    ]
+    seen = received(session, experiment, candidates)
+    secondary = [spec for spec in candidates if spec.name in seen]
+    data = aggregate(session, experiment, [primary, *guardrails, *secondary])
     srm = _srm(experiment, data)
     min_exposures = min(data.exposures)
     planned = experiment.planned_sample_size
@@ -181,6 +189,15 @@ def results(*, session: Session, experiment: Experiment) -> ResultsRead:
         per_metric[spec.name] = _metric_results(
             spec, data, sequential=True, alpha=experiment.alpha, report_tests=True
         )
+    # Described, never tested: a p-value for every metric that arrived would multiply the false
+    # discoveries; the pre-registered primary and guardrails are what decisions rest on.
+    for spec in secondary:
+        per_metric[spec.name] = _metric_results(
+            spec, data, sequential=experiment.sequential, alpha=experiment.alpha, report_tests=False
+        )
+    roles: dict[str, MetricRole] = {primary.name: "primary"}
+    roles.update({spec.name: "guardrail" for spec in guardrails})
+    roles.update({spec.name: "secondary" for spec in secondary})
     violations = [
         {
             "variant": experiment.variants[index]["key"],
@@ -273,6 +290,7 @@ def results(*, session: Session, experiment: Experiment) -> ResultsRead:
         sequential=experiment.sequential,
         method=method,
         primary_metric=primary.name,
+        metric_roles=roles,
         chi_squared=chi,
         variants=variants,
         srm=srm,

@@ -86,6 +86,15 @@ def metric_spec(*, session: Session, project_id: int, name: str, field: str) -> 
     return custom_spec(metric.name, metric.kind, metric.higher_is_better, metric.description)  # type: ignore[arg-type]
 
 
+def project_specs(*, session: Session, project_id: int) -> list[MetricSpec]:
+    """Every metric an experiment of the project could report: the built-ins, then the custom ones."""
+    custom = session.scalars(select(Metric).where(Metric.project_id == project_id).order_by(Metric.name))
+    return [
+        *BUILTIN.values(),
+        *(custom_spec(m.name, m.kind, m.higher_is_better, m.description) for m in custom),  # type: ignore[arg-type]
+    ]
+
+
 def create_metric(*, session: Session, actor: Actor, data: MetricCreate) -> Metric:
     if data.name in BUILTIN:
         raise Conflict(f"'{data.name}' is a built-in metric", details={"metric": data.name})

@@ -204,6 +204,9 @@ class MedianRead(BaseModel):
     ci: IntervalRead = Field(description="95% percentile-bootstrap interval (exact, no resampling).")
 
 
+MetricRole = Literal["primary", "guardrail", "secondary"]
+
+
 class MetricResult(BaseModel):
     n: int = Field(description="Units with a value.")
     mean: float = Field(description="Mean per unit; the rate for a binary metric.")
@@ -247,6 +250,12 @@ class ResultsRead(BaseModel):
     sequential: bool
     method: str = Field(description="How p-values and intervals were computed.")
     primary_metric: str
+    metric_roles: dict[str, MetricRole] = Field(
+        description=(
+            "Every metric in the variants' `metrics`: the primary (tested), the guardrails (tested "
+            "sequentially) and each other metric the outcomes carried (secondary: intervals, no test)."
+        )
+    )
     chi_squared: dict[str, float] | None = Field(
         default=None, description="2 x k test of the primary metric (binary)."
     )
