@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from promptkeeper import __version__, tracing
 from promptkeeper.access import routes as access_routes
@@ -36,9 +37,11 @@ from promptkeeper.experiments import routes as experiment_routes
 from promptkeeper.experiments import serving
 from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
+from promptkeeper.mcp_server.http import McpEndpoint
 from promptkeeper.monitoring import routes as monitoring_routes
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
+from promptkeeper.runtime import catalogue as catalogue_routes
 from promptkeeper.runtime import routes as runtime_routes
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
@@ -144,7 +147,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         if context.scheduler is not None:
             context.scheduler.start()
         try:
-            yield
+            async with mcp_endpoint.run():
+                yield
         finally:
             if context.scheduler is not None:
                 await context.scheduler.stop()
@@ -177,6 +181,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(prompt_routes.router)
+    app.include_router(catalogue_routes.router)
     app.include_router(draft_routes.router)
     app.include_router(review_routes.router)
     app.include_router(access_routes.router)
@@ -193,4 +198,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(admin_pages.router)
     app.include_router(draft_pages.router)
     app.mount("/ui/static", StaticFiles(directory=str(UI_STATIC)), name="ui-static")
+    # an ASGI endpoint, not a mount: MCP clients POST to /mcp itself, and a mount would redirect
+    mcp_endpoint = McpEndpoint()
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     return app

@@ -178,9 +178,18 @@ def db_rotate_secrets() -> None:
 
 
 def _register_operator_commands() -> None:
-    from promptkeeper import cli_access, cli_eval, cli_experiments, cli_files, cli_monitors, cli_prompts
+    from promptkeeper import (
+        cli_access,
+        cli_eval,
+        cli_experiments,
+        cli_files,
+        cli_mcp,
+        cli_monitors,
+        cli_prompts,
+    )
 
     cli_access.register(app)
+    cli_mcp.register(app)
     cli_eval.register(app)
     cli_experiments.register(app)
     cli_monitors.register(app)

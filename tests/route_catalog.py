@@ -299,6 +299,7 @@ ROUTES: list[Route] = [
             "POST", "/v1/render", {"name": w.prompt(), "version": 1, "variables": {"name": "Ada"}}
         ),
     ),
+    Route("GET", "/v1/catalogue", ALL, lambda w: Request("GET", "/v1/catalogue"), scoped=False),
     Route("GET", "/v1/runtime/status", READ, lambda w: Request("GET", "/v1/runtime/status"), scoped=False),
     Route(
         "GET",
