@@ -98,6 +98,7 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
             db,
             ttl=settings.auth_cache_ttl,
             throttle=FailureThrottle(settings.auth_failure_limit, settings.auth_failure_window),
+            stale_ttl=settings.auth_stale_ttl,
         ),
         runtime=runtime,
         dispatcher=dispatcher,

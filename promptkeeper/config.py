@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(
         default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
     )
+    auth_stale_ttl: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds past `auth_cache_ttl` that a key this instance verified is still accepted "
+        "while the database is unavailable (stale-if-error); 0: never.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=0,
