@@ -26,8 +26,8 @@ import anyio.to_thread
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from promptkeeper.access.service import Principal, authenticate, touch_key
-from promptkeeper.access.throttle import FailureThrottle
+from promptkeeper.access.service import Principal, authenticate, key_prefix, touch_key
+from promptkeeper.access.throttle import AuthThrottle
 from promptkeeper.db.engine import Database
 from promptkeeper.errors import Unauthorized
 
@@ -53,7 +53,7 @@ class Authenticator:
         self,
         db: Database,
         ttl: float,
-        throttle: FailureThrottle | None = None,
+        throttle: AuthThrottle | None = None,
         stale_ttl: float = 0.0,
     ) -> None:
         self._db = db
@@ -63,7 +63,7 @@ class Authenticator:
         self._touched: dict[int, float] = {}
         self._inflight: dict[str, asyncio.Task[_Remembered]] = {}
         self._outage_logged = False
-        self.throttle = throttle if throttle is not None else FailureThrottle(0, 0.0)
+        self.throttle = throttle if throttle is not None else AuthThrottle(0, 0.0)
         self.stale_accepted = 0
 
     async def __call__(self, secret: str, address: str | None = None) -> Principal:
@@ -80,12 +80,11 @@ class Authenticator:
                 return remembered.principal
             if remembered.retry_at > now and remembered.usable_until > now:
                 return self._stale(remembered)
-        self.throttle.check(address)
         try:
             fresh = await asyncio.shield(self._loading(digest, secret))
         except Unauthorized:
             self._known.pop(digest, None)
-            self.throttle.failed(address)
+            self.throttle.key_failed(address, key_prefix(secret))
             raise
         except DATABASE_ERRORS:
             now = time.monotonic()
