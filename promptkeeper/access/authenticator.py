@@ -4,6 +4,7 @@ A key seen within `auth_cache_ttl` seconds is trusted without a query; revoking 
 takes effect within that many seconds on every instance (documented in docs/security.md). The
 memory carries the key's `expires_at`, so an expired key is refused from that instant whatever
 the memory holds. `last_used_at` is written at most once per minute per key, not per request.
+A wrong key is counted by the throttle (access/throttle.py); a correct one is never refused by it.
 
 When the database cannot be reached, a key this instance verified within the last
 `auth_stale_ttl` seconds is still accepted (stale-if-error, as the resolution cache serves its
