@@ -17,7 +17,7 @@ from starlette.routing import Route
 from promptkeeper import __version__, tracing
 from promptkeeper.access import routes as access_routes
 from promptkeeper.access.authenticator import Authenticator
-from promptkeeper.access.throttle import FailureThrottle
+from promptkeeper.access.throttle import AuthThrottle
 from promptkeeper.api import health, metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
@@ -100,7 +100,8 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
         auth=Authenticator(
             db,
             ttl=settings.auth_cache_ttl,
-            throttle=FailureThrottle(settings.auth_failure_limit, settings.auth_failure_window),
+            throttle=AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window),
+            stale_ttl=settings.auth_stale_ttl,
         ),
         runtime=runtime,
         dispatcher=dispatcher,

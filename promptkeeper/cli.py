@@ -63,6 +63,11 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,  # event streams never end by themselves
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise, so any local
+        # client could pick its address (and dodge the failed-authentication throttle): only the
+        # configured proxies are believed.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
 
 

@@ -6,6 +6,7 @@ tests build the settings they need instead of patching the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,17 @@ class Settings(BaseSettings):
     )
     auth_cache_ttl: float = Field(
         default=10.0, ge=0, description="Seconds an authenticated API key is remembered in-process."
+    )
+    auth_stale_ttl: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds past `auth_cache_ttl` that a key this instance verified is still accepted "
+        "while the database is unavailable (stale-if-error); 0: never.",
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed (`*`: any peer). Unset: none, the peer's address counts.",
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
@@ -156,6 +168,22 @@ class Settings(BaseSettings):
         "needs the `otel` extra. Unset: no tracing.",
     )
     otel_service_name: str = Field(default="promptkeeper", description="`service.name` of the spans.")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str | None) -> str | None:
+        # uvicorn would silently treat a host name as "never matches": refuse it here instead.
+        if value is None or not value.strip():
+            return None
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)") from None
+        return ",".join(entries)
 
     @field_validator("database_url")
     @classmethod

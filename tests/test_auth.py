@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def test_revoked_and_expired_keys(client: TestClient, settings: Settings) -> Non
     database.dispose()
     response = client.get("/v1/prompts", headers={"Authorization": f"Bearer {revoked}"})
     assert response.status_code == 401 and "revoked" in error_of(response)["message"]
+
+
+def test_key_is_refused_from_its_expiry_even_while_remembered(client: TestClient, settings: Settings) -> None:
+    """The key check is remembered for `auth_cache_ttl` (10 s here), far past the key's expiry."""
+    expires_at = utcnow() + timedelta(seconds=5)
+    key = _key(settings, Role.viewer, expires_at=expires_at)
+    assert client.get("/v1/prompts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    time.sleep(max(0.0, (expires_at - utcnow()).total_seconds()))
+    response = client.get("/v1/prompts", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 401 and "expired" in error_of(response)["message"]
 
 
 def test_roles_on_registry_routes(client: TestClient, settings: Settings) -> None:

@@ -53,7 +53,7 @@ def _start(started: list[ServerProcess], tmp_path: Path, count: int, **env: Any)
     new = [ServerProcess(base, tmp_path) for _ in range(count)]
     for server in new:
         started.append(server)
-        server.start()
+        server.start(timeout=90)
     return new
 
 
@@ -88,9 +88,11 @@ def _prepare(server: ServerProcess, versions: int = 3) -> None:
 class _Hammer:
     """Resolves of prompt `p` in a loop against the servers, counting answers and failures."""
 
-    def __init__(self, targets: list[ServerProcess]) -> None:
+    def __init__(self, targets: list[ServerProcess], headers: dict[str, str] | None = None) -> None:
         self.targets = targets
+        self.headers = AUTH if headers is None else headers
         self.answered = 0
+        self.stale: dict[str, int] = {server.url: 0 for server in targets}
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -104,7 +106,7 @@ class _Hammer:
         self._thread.join(timeout=15)
 
     def _run(self) -> None:
-        with httpx.Client(headers=AUTH, timeout=10) as http:
+        with httpx.Client(headers=self.headers, timeout=10) as http:
             while not self._stop.is_set():
                 for server in self.targets:
                     try:
@@ -116,6 +118,8 @@ class _Hammer:
                         self.failures.append(f"{response.status_code} {response.text}")
                     else:
                         self.answered += 1
+                        if "x-promptkeeper-stale" in response.headers:
+                            self.stale[server.url] += 1
 
 
 def _status(server: ServerProcess) -> dict[str, Any]:
@@ -288,6 +292,102 @@ def test_postgres_stopped_and_restarted(servers: list[ServerProcess], tmp_path: 
         assert load.answered > 20
         print(f"\npostgres outage: {load.answered} resolves answered, {len(load.failures)} failed")
     finally:
+        cluster.destroy()
+
+
+OUTAGE = 60.0
+#: every TTL in the resolve path, set short so that the outage outlasts each of them many times
+SHORT_TTLS = {
+    "PROMPTKEEPER_AUTH_CACHE_TTL": 2,
+    "PROMPTKEEPER_CACHE_L1_TTL": 1,
+    "PROMPTKEEPER_CACHE_L2_TTL": 3,
+}
+
+
+@pytest.mark.timeout(300)  # the outage alone is 60 s; starting two servers on a busy machine adds more
+def test_postgres_outage_longer_than_every_ttl(servers: list[ServerProcess], tmp_path: Path) -> None:
+    """Two instances on PostgreSQL + Redis keep answering resolves of a cached prompt, with keys
+    verified before the outage, through a 60 s outage (30 times the key-check TTL, 20 times the L2
+    TTL); once the database is back, a key revoked then stops working within the key-check TTL."""
+    cluster = PostgresCluster().init()
+    redis_server = RedisProcess().start()
+    try:
+        engine = create_engine(cluster.url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        a, b = _start(
+            servers,
+            tmp_path,
+            2,
+            PROMPTKEEPER_DATABASE_URL=cluster.url,
+            PROMPTKEEPER_REDIS_URL=redis_server.url,
+            PROMPTKEEPER_DB_TIMEOUT=2,
+            **SHORT_TTLS,
+        )
+        _prepare(a)
+        created = _post(a, "/v1/keys", {"name": "app", "role": "runtime"})
+        assert created.status_code == 201, created.text
+        app_key = {"Authorization": f"Bearer {created.json()['secret']}"}
+        for server in (a, b):  # both instances verify both keys and cache the prompt (L1 and L2)
+            assert _version(server) == 1
+            assert httpx.get(f"{server.url}/v1/resolve/p", headers=app_key, timeout=5).status_code == 200
+        load = _Hammer([a, b]).start()
+        app_load = _Hammer([a, b], headers=app_key).start()
+        time.sleep(0.5)
+        cluster.stop()
+        outage_started = time.monotonic()
+        refused = _post(a, "/v1/prompts/p/deployments", {"environment": "production", "version": 2})
+        assert refused.status_code == 503, refused.text
+        wait_until(
+            lambda: (
+                load.failures
+                or app_load.failures
+                or (all(load.stale.values()) and all(app_load.stale.values()))
+            ),
+            timeout=15,
+            message="stale answers from both instances",
+        )
+        assert load.failures == [] and app_load.failures == [], (load.failures[:3], app_load.failures[:3])
+        during = load.answered + app_load.answered
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - outage_started)))
+        assert load.failures == [] and app_load.failures == [], (load.failures[:3], app_load.failures[:3])
+        answered_in_outage = load.answered + app_load.answered
+        assert answered_in_outage > during  # still answering at the end of the outage
+        cluster.start()
+        for server in (a, b):
+            wait_until(
+                lambda server=server: httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200,
+                timeout=30,
+                message="ready",
+            )
+        wait_until(
+            lambda: "x-promptkeeper-stale" not in _resolve(b).headers, timeout=10, message="fresh again"
+        )
+        app_load.stop()
+        assert app_load.failures == [], app_load.failures[:3]
+        revoked = httpx.delete(f"{a.url}/v1/keys/{created.json()['prefix']}", headers=AUTH, timeout=10)
+        assert revoked.status_code == 200, revoked.text
+        revoked_at = time.monotonic()
+        for server in (a, b):
+            wait_until(
+                lambda server=server: (
+                    httpx.get(f"{server.url}/v1/resolve/p", headers=app_key, timeout=5).status_code == 401
+                ),
+                timeout=SHORT_TTLS["PROMPTKEEPER_AUTH_CACHE_TTL"] + 3,
+                message=f"{server.url} refuses the revoked key",
+            )
+        refused_after = time.monotonic() - revoked_at
+        load.stop()
+        assert load.failures == [], load.failures[:3]  # not one resolve failed, before, during or after
+        total = load.answered + app_load.answered
+        stale = sum(load.stale.values()) + sum(app_load.stale.values())
+        print(
+            f"\npostgres outage of {OUTAGE:.0f} s, two instances: {total} resolves answered "
+            f"({answered_in_outage} by the end of the outage, {stale} marked stale), 0 failed; "
+            f"revoked key refused everywhere {refused_after:.1f} s after the revocation"
+        )
+    finally:
+        redis_server.kill()
         cluster.destroy()
 
 

@@ -74,7 +74,7 @@ def login(
 ) -> LoginRead:
     """Exchange an email and password for a session token (no API key needed)."""
     address = client_address(request)
-    context.auth.throttle.check(address)
+    context.auth.throttle.check_login(address, body.email)
     try:
         new, user, project, role = users.login(
             session=session,
@@ -85,9 +85,10 @@ def login(
             request_id=request_id,
         )
     except Unauthorized:
-        context.auth.throttle.failed(address)
+        context.auth.throttle.login_failed(address, body.email)
         raise
     session.commit()
+    context.auth.throttle.login_succeeded(address, body.email)
     assert new.key.expires_at is not None
     return LoginRead(
         token=new.secret,

@@ -78,6 +78,7 @@ class Principal:
     role: Role
     user_id: int | None = None
     kind: str = "key"
+    expires_at: datetime | None = None  # the key's own expiry (remembered with it: see authenticator)
 
     def actor(self, request_id: str | None = None) -> Actor:
         return Actor(
@@ -201,6 +202,7 @@ def authenticate(*, session: Session, secret: str) -> Principal:
         role=role,
         user_id=key.user_id,
         kind=key.kind,
+        expires_at=key.expires_at,
     )
 
 

@@ -89,13 +89,13 @@ async def login(request: Request) -> Response:
             request_id=None,
         )
 
-    throttle = context.auth.throttle
+    throttle, address = context.auth.throttle, client_address(request)
     try:
-        throttle.check(client_address(request))
+        throttle.check_login(address, email)
         new, _, _, _ = await write(request, run)
     except PromptKeeperError as exc:
         if isinstance(exc, Unauthorized):
-            throttle.failed(client_address(request))
+            throttle.login_failed(address, email)
         return page(
             request,
             "login.html",
@@ -105,6 +105,7 @@ async def login(request: Request) -> Response:
             error=exc.message,
             email=email,
         )
+    throttle.login_succeeded(address, email)
     response = redirect(target)
     set_session(response, new.secret, request, int(context.settings.session_ttl))
     return response
