@@ -80,6 +80,7 @@ def check_deadline() -> None:
 
 
 _SIZED = (str, bytes, list, tuple, dict, set, frozenset)
+_sizeof = sys.getsizeof
 
 
 def charge(value: Any) -> None:
@@ -87,7 +88,7 @@ def charge(value: Any) -> None:
     if isinstance(value, _SIZED):
         budget = _budget.get()
         if budget is not None:
-            budget.built += sys.getsizeof(value)
+            budget.built += _sizeof(value)
             if budget.built > MAX_BUILT_BYTES:
                 raise LimitExceeded(f"the template built more than {MAX_BUILT_BYTES >> 20} MB of values")
 

@@ -150,7 +150,8 @@ def _each(iterable: Iterable[Any]) -> Iterator[Any]:
 
 def _output(value: Any) -> Any:
     """What `{{ value }}` prints: never a memory address, and counted as built."""
-    printable(value)
+    if type(value) is not str:
+        printable(value)
     charge(value)
     return value
 

@@ -53,6 +53,11 @@ def _cap(value: Any) -> int:
 
 def checked(value: Any) -> Any:
     """`value`, if within the limits: applied to the result of every operator, call and filter."""
+    if type(value) is str:  # the common case, first
+        if len(value) > MAX_STRING_CHARS:
+            raise LimitExceeded(f"text is longer than {MAX_STRING_CHARS} characters")
+        charge(value)
+        return value
     if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
         raise LimitExceeded(f"number has more than {MAX_INT_DIGITS} digits")
     if _size(value) > _cap(value):
