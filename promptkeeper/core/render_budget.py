@@ -112,10 +112,13 @@ def weigh(value: Any, limit: int, *, printing: bool = False) -> int:
     costs at most `limit` steps). With `printing`, refuse what cannot be printed anywhere inside."""
     if isinstance(value, str | bytes):
         return len(value)
-    total = 0
+    total = steps = 0
     stack = [value]
     while stack:
         item = stack.pop()
+        steps += 1
+        if not steps & 0xFFFF:  # a walk of millions of items is itself work the deadline bounds
+            check_deadline()
         if isinstance(item, str | bytes):
             total += len(item)
         elif isinstance(item, list | tuple | set | frozenset):
