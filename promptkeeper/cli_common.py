@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 from pydantic import ValidationError
+from typer.core import TyperCommand, TyperGroup
 
 from promptkeeper.config import Settings
 
@@ -27,12 +28,56 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def usage(message: str) -> typer.Exit:
+    """Like `fail`, with code 2: the command line itself is wrong (as Typer's own usage errors)."""
+    typer.echo("error: " + " ".join(message.split()), err=True)
+    return typer.Exit(code=2)
+
+
+def _hide_flag_types(command: TyperCommand | TyperGroup, ctx: Any) -> None:
+    """Typer's help prints a type beside every option, `<bool>` beside flags too, which suggests
+    that `--json` takes a value. An empty metavar leaves the type column of flags blank."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if param is not None and getattr(param, "is_flag", False):
+            param.metavar = ""
+
+
+class Command(TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class Group(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+def use_plain_flags(app: typer.Typer) -> None:
+    """Build every command and group of `app` (and of its sub-apps) with the classes above."""
+    app.info.cls = Group
+    for command in app.registered_commands:
+        command.cls = Command
+    for group in app.registered_groups:
+        group.cls = Group
+        if group.typer_instance is not None:
+            use_plain_flags(group.typer_instance)
+
+
 def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with a command's options (`serve --port`) on top.
+
+    A bad option value is bad usage (exit 2) and is named as the option; a bad environment
+    variable is a configuration failure (exit 1) and is named as the variable."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
+        if field in given:
+            raise usage(f"--{field.replace('_', '-')} {given[field]}: {first['msg']}") from None
         raise fail(f"invalid setting PROMPTKEEPER_{field.upper()}: {first['msg']}") from None
 
 
@@ -103,7 +148,7 @@ class Remote:
             if url.rstrip("/") == DEFAULT_URL and saved.get("url"):
                 url = saved["url"]
         if not key:
-            raise fail("no API key: pass --key, set PROMPTKEEPER_API_KEY, or run promptkeeper login")
+            raise usage("no API key: pass --key, set PROMPTKEEPER_API_KEY, or run promptkeeper login")
         self._client = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
         )

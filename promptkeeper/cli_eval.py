@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database
+from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database, usage
 from promptkeeper.prompts.schemas import path_segment
 
 eval_app = typer.Typer(
@@ -30,7 +30,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the run as JSON.")]
 def _format(path: Path, given: str | None) -> str:
     chosen = given or {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(path.suffix.lower())
     if chosen not in ("jsonl", "csv"):
-        raise fail(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
+        raise usage(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
     return chosen
 
 

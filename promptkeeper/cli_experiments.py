@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, fail, print_result
+from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, print_result, usage
 
 experiments_app = typer.Typer(
     help="A/B experiments and bandits: create, start, change weights, read results, stop.",
@@ -28,7 +28,7 @@ def _weight_pairs(pairs: list[str], what: str) -> list[tuple[str, float]]:
         try:
             parsed.append((key, float(weight) if sep else 1.0))
         except ValueError:
-            raise fail(f"{what} '{pair}': the weight must be a number") from None
+            raise usage(f"{what} '{pair}': the weight must be a number") from None
     return parsed
 
 
@@ -77,7 +77,7 @@ def create(
     candidates = []
     for version, weight in _weight_pairs(candidate, "candidate"):
         if not (version.isascii() and version.isdigit() and len(version) <= 9):
-            raise fail(f"candidate '{version}': give a version number, as VERSION[:WEIGHT]")
+            raise usage(f"candidate '{version}': give a version number, as VERSION[:WEIGHT]")
         candidates.append({"version": int(version), "weight": weight})
     body = {
         "prompt": prompt,

@@ -18,7 +18,7 @@ import typer
 from rich.progress import Progress
 
 from promptkeeper import files
-from promptkeeper.cli_common import DEFAULT_URL, Key, Remote, Url, fail
+from promptkeeper.cli_common import DEFAULT_URL, Key, Remote, Url, fail, usage
 from promptkeeper.core.content import content_document, content_hash
 from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import parse_content
@@ -42,6 +42,8 @@ def pull(
     quiet: Quiet = False,
 ) -> None:
     """Write every prompt of the project as DIR/<name>.yaml (the head, or --env's version)."""
+    if directory.exists() and not directory.is_dir():
+        raise usage(f"{directory}: not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     written = 0
     with Remote(url, key) as remote:
@@ -142,7 +144,7 @@ def push(
 ) -> None:
     """Create new versions for the files that changed; a second push of the same files does nothing."""
     if not directory.is_dir():
-        raise fail(f"{directory}: not a folder")
+        raise usage(f"{directory}: not a folder")
     loaded, errors = files.load_directory(directory)
     if errors:
         for error in errors:
@@ -237,7 +239,7 @@ def _record_base(change: Change, number: int | None) -> None:
 def check(directory: Directory) -> None:
     """Validate every prompt file offline: YAML, fields, templates (with file and line)."""
     if not directory.is_dir():
-        raise fail(f"{directory}: not a folder")
+        raise usage(f"{directory}: not a folder")
     loaded, errors = files.load_directory(directory)
     for error in errors:
         typer.echo(f"error: {error}", err=True)

@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, config_path, fail, print_result
+from promptkeeper.cli_common import (
+    DEFAULT_URL,
+    AsJson,
+    Key,
+    Remote,
+    Url,
+    config_path,
+    print_result,
+    usage,
+)
 from promptkeeper.prompts.schemas import path_segment
 
 prompts_app = typer.Typer(
@@ -37,9 +46,9 @@ def login(
     elif sys.stdin.isatty():
         key = str(typer.prompt("API key", hide_input=True)).strip()
     else:
-        raise fail("no terminal to ask for the key: pass --key-stdin and pipe it in")
+        raise usage("no terminal to ask for the key: pass --key-stdin and pipe it in")
     if not key:
-        raise fail("the API key is empty")
+        raise usage("the API key is empty")
     with Remote(url, key) as remote:
         me = remote.call("GET", "/v1/auth/me")
     path = config_path()
@@ -108,17 +117,20 @@ def show(
     typer.echo(f"{header}\nlive: {live}\n\n{body}")
 
 
+NO_CONTENT = "give --template TEXT (text prompts) or --file CONTENT.json"
+
+
 def _content(template: str | None, file: Path | None, kind: str) -> dict[str, Any]:
     if file is not None:
         try:
             loaded = json.loads(file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise fail(f"{file}: {exc}") from None
+            raise usage(f"--file {file}: {exc}") from None
         if not isinstance(loaded, dict):
-            raise fail(f"{file}: expected a JSON content object")
+            raise usage(f"--file {file}: expected a JSON content object")
         return loaded
     if template is None:
-        raise fail("give --template TEXT (text prompts) or --file CONTENT.json")
+        raise usage(NO_CONTENT)
     if kind == "chat":
         return {"type": "chat", "messages": [{"role": "system", "content": template}]}
     return {"type": "text", "template": template}
@@ -161,6 +173,8 @@ def new_version(
     as_json: AsJson = False,
 ) -> None:
     """Append a version (refused when identical to the latest)."""
+    if template is None and file is None:
+        raise usage(NO_CONTENT)
     with Remote(url, key) as remote:
         kind = remote.call("GET", f"/v1/prompts/{path_segment(name)}/versions", params={"limit": 1})["items"][
             0
@@ -277,7 +291,7 @@ def render(
     for pair in var or []:
         variable, separator, value = pair.partition("=")
         if not separator or not variable:
-            raise fail(f"--var '{pair}': expected NAME=VALUE")
+            raise usage(f"--var '{pair}': expected NAME=VALUE")
         variables[variable] = value
     with Remote(url, key) as remote:
         body = remote.call(
