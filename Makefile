@@ -24,8 +24,10 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 ## make run: install, migrate, start the server on SQLite at 127.0.0.1:8700 with sample data
+## (another port: make run PORT=8800; only a PORT given on make's command line, not one inherited
+## from the environment, which often means something else)
 run: $(STAMP)
-	$(BIN)/promptkeeper serve --sample-data
+	$(BIN)/promptkeeper serve --sample-data$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
 test: $(TEST_STAMP) services

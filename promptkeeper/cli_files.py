@@ -18,7 +18,7 @@ import typer
 from rich.progress import Progress
 
 from promptkeeper import files
-from promptkeeper.cli_common import DEFAULT_URL, Key, Remote, Url, fail, usage
+from promptkeeper.cli_common import Key, Remote, Url, fail, usage
 from promptkeeper.core.content import content_document, content_hash
 from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import parse_content
@@ -37,7 +37,7 @@ def pull(
     environment: Annotated[
         str | None, typer.Option("--env", help="Write what this environment serves instead of the head.")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     quiet: Quiet = False,
 ) -> None:
@@ -137,7 +137,7 @@ def push(
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite newer remote heads.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     quiet: Quiet = False,
     as_json: AsJson = False,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, print_result, usage
+from promptkeeper.cli_common import AsJson, Key, Remote, Url, print_result, usage
 
 monitors_app = typer.Typer(
     help="Online monitors: score production outputs, alert on regressions, roll back.", no_args_is_help=True
@@ -55,7 +55,7 @@ def create(
     environment: Annotated[str, typer.Option("--env", help="Environment.")] = "production",
     sample_rate: Annotated[float, typer.Option("--sample-rate", help="Share of outputs scored.")] = 0.1,
     auto_rollback: Annotated[bool, typer.Option("--auto-rollback", help="Roll back on critical.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -86,7 +86,7 @@ def create(
 @monitors_app.command("list")
 def list_monitors(
     prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt's.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -107,7 +107,7 @@ def update(
         bool | None, typer.Option("--enable/--disable", help="Score outputs, or pause.")
     ] = None,
     sample_rate: Annotated[float | None, typer.Option("--sample-rate")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -125,7 +125,7 @@ def update(
 
 
 @monitors_app.command("status")
-def status(monitor_id: MonitorId, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+def status(monitor_id: MonitorId, url: Url = "", key: Key = "", as_json: AsJson = False) -> None:
     """Live and baseline windows per rule, the latest decision and alerts."""
     with Remote(url, key) as remote:
         body = remote.call("GET", f"/v1/monitors/{monitor_id}/status")

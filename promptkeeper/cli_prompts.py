@@ -66,7 +66,7 @@ def login(
 def list_prompts(
     tag: Annotated[str | None, typer.Option("--tag", help="Only prompts with this tag.")] = None,
     search: Annotated[str | None, typer.Option("--search", help="Substring of name or description.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -85,7 +85,7 @@ def list_prompts(
 def show(
     name: Name,
     version: Annotated[int | None, typer.Option("--version", "-v")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -151,7 +151,7 @@ def create(
     ] = "text",
     message: Message = "",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -168,7 +168,7 @@ def new_version(
     template: Template = None,
     file: ContentFile = None,
     message: Message = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -192,7 +192,7 @@ def diff(
     name: Name,
     old: Annotated[int, typer.Argument(help="From version.")],
     new: Annotated[int, typer.Argument(help="To version.")],
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -209,7 +209,7 @@ def deploy(
     version: Annotated[int, typer.Argument(help="Version to deploy.")],
     environment: Environment = "production",
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -231,7 +231,7 @@ def rollback(
         int | None, typer.Option("--version", "-v", help="Default: the previous version.")
     ] = None,
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -248,7 +248,7 @@ def rollback(
 def history(
     name: Name,
     environment: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -267,7 +267,7 @@ def resolve(
     name: Name,
     environment: Environment = "production",
     at: Annotated[str | None, typer.Option("--at", help="What ran at this instant (ISO 8601).")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -282,7 +282,7 @@ def render(
     name: Name,
     var: Annotated[list[str] | None, typer.Option("--var", help="NAME=VALUE (repeatable).")] = None,
     environment: Environment = "production",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
