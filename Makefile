@@ -16,16 +16,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The test suite also needs the embeddings extra (semantic similarity). torch comes first, pinned to
-# the CPU build: left to the extra's resolution, pip would fetch a multi-GB CUDA build.
+# The test suite also needs the embeddings extra (semantic similarity), which needs torch. torch comes
+# first, as the CPU build named by its local version: on Linux, PyPI's torch==2.13.0 is the CUDA build
+# (527 MB plus the nvidia-* packages), and `==2.13.0` would also accept it. 2.13.0+cpu is on PyTorch's
+# CPU index (or in a local wheel directory that pip is configured with); nothing else matches
+# `==2.13.0+cpu`, so an unreachable index is an error, never a silent CUDA download. macOS wheels
+# have no CUDA and no `+cpu` tag.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH       := $(if $(filter Darwin,$(shell uname -s)),torch==2.13.0,torch==2.13.0+cpu)
+
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --only-binary=:all: --extra-index-url $(TORCH_INDEX) --timeout 30 '$(TORCH)' || { echo "error: cannot install $(TORCH), the CPU build of torch, from $(TORCH_INDEX), PyPI or pip's configured wheel directories; reach that index, or put the wheel in a --find-links directory (see README, Development)" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet -e '.[server,dev,embeddings]'
 	touch $(TEST_STAMP)
 
 ## make run: install, migrate, start the server on SQLite at 127.0.0.1:8700 with sample data
+## (another port: make run PORT=8800; only a PORT given on make's command line, not one inherited
+## from the environment, which often means something else)
 run: $(STAMP)
-	$(BIN)/promptkeeper serve --sample-data
+	$(BIN)/promptkeeper serve --sample-data$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
 test: $(TEST_STAMP) services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddlew
 from promptkeeper.api.nul import reject_nul
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
-from promptkeeper.bootstrap import bootstrap, write_admin_key
+from promptkeeper.bootstrap import bootstrap, forget_local_server, remember_local_server, write_admin_key
 from promptkeeper.compat import langfuse as langfuse_routes
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
@@ -73,7 +74,10 @@ def announce_admin_key(settings: Settings, generated: str | None) -> None:
     if settings.admin_key is not None or not path.is_file():
         return
     print(
-        f"\nAdmin API key (kept in {path}, mode 0600):\n\n    {path.read_text().strip()}\n",
+        f"\nAdmin API key (kept in {path}, mode 0600):\n\n    {path.read_text().strip()}\n\n"
+        "The CLI in this folder finds this server and key by itself; in another folder or shell:\n\n"
+        f"    export PROMPTKEEPER_URL={settings.local_url()}\n"
+        f"    export PROMPTKEEPER_API_KEY=$(cat {shlex.quote(str(path.resolve()))})\n",
         file=sys.stderr,
         flush=True,
     )
@@ -140,6 +144,9 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
             announce_admin_key(settings, generated)
         elif generated is not None:
             write_admin_key(settings.admin_key_file, generated)
+        # Here, not around uvicorn.run: on SIGTERM uvicorn runs this shutdown, then re-raises the
+        # signal, so code after uvicorn.run never runs.
+        local_server = remember_local_server(settings) if announce else None
         app.state.context = context
         await context.runtime.start()
         await context.dispatcher.start()
@@ -159,6 +166,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
             await context.runtime.stop()
             context.db.dispose()
             tracing.shutdown()
+            if local_server is not None:
+                forget_local_server(local_server)
 
     app = FastAPI(
         title="PromptKeeper",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -50,8 +51,31 @@ def bootstrap(*, database: Database, settings: Settings) -> str | None:
 
 def write_admin_key(path: Path, secret: str) -> None:
     """Store a generated key for the operator, readable by its owner only (mode 0600)."""
+    _write_private(path, secret + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
+        handle.write(text)
     os.chmod(path, 0o600)
+
+
+def remember_local_server(settings: Settings) -> Path:
+    """Leave the address of this server beside its admin key file (mode 0600), so that a CLI
+    started in the same folder reaches it without flags: the first hour needs no exports."""
+    path = settings.local_server_file()
+    key_file = None if settings.admin_key is not None else str(settings.admin_key_file.resolve())
+    state = {"url": settings.local_url(), "key_file": key_file, "pid": os.getpid()}
+    _write_private(path, json.dumps(state) + "\n")
+    return path
+
+
+def forget_local_server(path: Path) -> None:
+    """Remove the address when this server stops, unless another server has written its own."""
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from promptkeeper.cli_common import fail, load_settings, open_database, safe_url
+from promptkeeper.cli_common import fail, load_settings, open_database, safe_url, use_plain_flags
 from promptkeeper.config import Settings
 
 app = typer.Typer(
@@ -20,6 +20,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from promptkeeper import __version__
+
+        typer.echo(f"promptkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options of `promptkeeper` itself; each command's come after its name."""
+
+
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -203,6 +223,7 @@ def _register_operator_commands() -> None:
 
 
 _register_operator_commands()
+use_plain_flags(app)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
-from promptkeeper.cli_common import fail, load_settings, open_database, safe_url
+from promptkeeper.cli_common import fail, load_settings, open_database, safe_url, usage
 
 projects_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of a project.", no_args_is_help=True)
@@ -80,7 +80,7 @@ def _role(value: str) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise fail(
+        raise usage(
             f"--role: '{value}' is not a role; use one of {', '.join(r.value for r in Role)}"
         ) from None
 
@@ -97,7 +97,7 @@ def projects_create(name: Annotated[str, typer.Argument(help="Project name (a-z,
     from promptkeeper.prompts.service import create_default_environments
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
-        raise fail(f"project name '{name}' must be 1-64 characters of a-z, 0-9, '-', '_'")
+        raise usage(f"project name '{name}' must be 1-64 characters of a-z, 0-9, '-', '_'")
     with _session() as session:
         project, created = ensure_project(session=session, name=name)
         if not created:
@@ -200,7 +200,7 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
     if not sys.stdin.isatty():
-        raise fail("no terminal to ask for a password: pass --password-stdin and pipe it in")
+        raise usage("no terminal to ask for a password: pass --password-stdin and pipe it in")
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database
+from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database, usage
 from promptkeeper.prompts.schemas import path_segment
 
 eval_app = typer.Typer(
@@ -30,7 +30,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the run as JSON.")]
 def _format(path: Path, given: str | None) -> str:
     chosen = given or {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(path.suffix.lower())
     if chosen not in ("jsonl", "csv"):
-        raise fail(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
+        raise usage(f"cannot tell the format of '{path.name}': pass --format jsonl or --format csv")
     return chosen
 
 
@@ -40,7 +40,7 @@ def import_cases(
     file: Annotated[
         Path, typer.Argument(help="A .jsonl or .csv file of cases.", exists=True, dir_okay=False)
     ],
-    url: Url = "http://127.0.0.1:8700",
+    url: Url = "",
     key: Key = "",
     format: Annotated[str | None, typer.Option(help="jsonl or csv (default: from the extension).")] = None,
     mode: Annotated[str, typer.Option(help="replace or append.")] = "replace",
@@ -89,7 +89,7 @@ def _import(
 def export_cases(
     suite: Annotated[str, typer.Argument(help="Suite name.")],
     file: Annotated[Path, typer.Argument(help="Where to write (.jsonl or .csv).")],
-    url: Url = "http://127.0.0.1:8700",
+    url: Url = "",
     key: Key = "",
     format: Annotated[str | None, typer.Option(help="jsonl or csv (default: from the extension).")] = None,
     version: Annotated[int | None, typer.Option(help="Suite version (default: the head).")] = None,
@@ -142,7 +142,7 @@ def _summary_table(run: dict[str, Any]) -> None:
 def run_suite(
     name: Annotated[str, typer.Argument(help="Prompt name.")],
     suite: Annotated[str, typer.Option(help="Suite to run.")],
-    url: Url = "http://127.0.0.1:8700",
+    url: Url = "",
     key: Key = "",
     version: Annotated[int | None, typer.Option(help="Prompt version (default: the head).")] = None,
     repeats: Annotated[int, typer.Option(min=1, max=20, help="Runs of each case.")] = 1,
@@ -218,7 +218,7 @@ def _wait(remote: Remote, run: Any, timeout: float, silent: bool) -> Any:
 @eval_app.command("show")
 def show_run(
     run_id: Annotated[int, typer.Argument(help="Run id.")],
-    url: Url = "http://127.0.0.1:8700",
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, fail, print_result
+from promptkeeper.cli_common import AsJson, Key, Remote, Url, print_result, usage
 
 experiments_app = typer.Typer(
     help="A/B experiments and bandits: create, start, change weights, read results, stop.",
@@ -28,7 +28,7 @@ def _weight_pairs(pairs: list[str], what: str) -> list[tuple[str, float]]:
         try:
             parsed.append((key, float(weight) if sep else 1.0))
         except ValueError:
-            raise fail(f"{what} '{pair}': the weight must be a number") from None
+            raise usage(f"{what} '{pair}': the weight must be a number") from None
     return parsed
 
 
@@ -69,7 +69,7 @@ def create(
     mode: Annotated[str, typer.Option("--mode", help="fixed, thompson or ucb.")] = "fixed",
     sequential: Annotated[bool, typer.Option("--sequential", help="Always-valid analysis.")] = False,
     hypothesis: Annotated[str, typer.Option("--hypothesis")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -77,7 +77,7 @@ def create(
     candidates = []
     for version, weight in _weight_pairs(candidate, "candidate"):
         if not (version.isascii() and version.isdigit() and len(version) <= 9):
-            raise fail(f"candidate '{version}': give a version number, as VERSION[:WEIGHT]")
+            raise usage(f"candidate '{version}': give a version number, as VERSION[:WEIGHT]")
         candidates.append({"version": int(version), "weight": weight})
     body = {
         "prompt": prompt,
@@ -103,7 +103,7 @@ def create(
 def list_experiments(
     prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt's.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="draft, running or stopped.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -115,7 +115,7 @@ def list_experiments(
 
 
 @experiments_app.command("show")
-def show(experiment_id: ExperimentId, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+def show(experiment_id: ExperimentId, url: Url = "", key: Key = "", as_json: AsJson = False) -> None:
     """One experiment's definition and state."""
     with Remote(url, key) as remote:
         experiment = remote.call("GET", f"/v1/experiments/{experiment_id}")
@@ -126,7 +126,7 @@ def show(experiment_id: ExperimentId, url: Url = DEFAULT_URL, key: Key = "", as_
 def start(
     experiment_id: ExperimentId,
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -141,7 +141,7 @@ def weights(
     experiment_id: ExperimentId,
     weight: Annotated[list[str], typer.Argument(help="KEY=WEIGHT for every variant, e.g. control=9 v7=1.")],
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -163,7 +163,7 @@ def stop(
     review: Annotated[
         int | None, typer.Option("--review", help="Approved review of the shipped version.")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -184,9 +184,7 @@ _ROLE_MARK = {"primary": " *", "guardrail": " (g)"}
 
 
 @experiments_app.command("results")
-def results(
-    experiment_id: ExperimentId, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False
-) -> None:
+def results(experiment_id: ExperimentId, url: Url = "", key: Key = "", as_json: AsJson = False) -> None:
     """Per-variant metrics with intervals, tests, the SRM check, guardrails and the winner."""
     with Remote(url, key) as remote:
         body = remote.call("GET", f"/v1/experiments/{experiment_id}/results")

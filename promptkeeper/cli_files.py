@@ -18,7 +18,7 @@ import typer
 from rich.progress import Progress
 
 from promptkeeper import files
-from promptkeeper.cli_common import DEFAULT_URL, Key, Remote, Url, fail
+from promptkeeper.cli_common import Key, Remote, Url, fail, usage
 from promptkeeper.core.content import content_document, content_hash
 from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import parse_content
@@ -37,11 +37,13 @@ def pull(
     environment: Annotated[
         str | None, typer.Option("--env", help="Write what this environment serves instead of the head.")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     quiet: Quiet = False,
 ) -> None:
     """Write every prompt of the project as DIR/<name>.yaml (the head, or --env's version)."""
+    if directory.exists() and not directory.is_dir():
+        raise usage(f"{directory}: not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     written = 0
     with Remote(url, key) as remote:
@@ -135,14 +137,14 @@ def push(
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite newer remote heads.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Create new versions for the files that changed; a second push of the same files does nothing."""
     if not directory.is_dir():
-        raise fail(f"{directory}: not a folder")
+        raise usage(f"{directory}: not a folder")
     loaded, errors = files.load_directory(directory)
     if errors:
         for error in errors:
@@ -237,7 +239,7 @@ def _record_base(change: Change, number: int | None) -> None:
 def check(directory: Directory) -> None:
     """Validate every prompt file offline: YAML, fields, templates (with file and line)."""
     if not directory.is_dir():
-        raise fail(f"{directory}: not a folder")
+        raise usage(f"{directory}: not a folder")
     loaded, errors = files.load_directory(directory)
     for error in errors:
         typer.echo(f"error: {error}", err=True)

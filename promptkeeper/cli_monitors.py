@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, fail, print_result
+from promptkeeper.cli_common import AsJson, Key, Remote, Url, print_result, usage
 
 monitors_app = typer.Typer(
     help="Online monitors: score production outputs, alert on regressions, roll back.", no_args_is_help=True
@@ -37,7 +37,7 @@ def _scorer(spec: str) -> dict[str, Any]:
         try:
             rule: dict[str, Any] = json.loads(spec)
         except json.JSONDecodeError as exc:
-            raise fail(f"--scorer {spec[:40]!r}: not valid JSON ({exc.msg})") from None
+            raise usage(f"--scorer {spec[:40]!r}: not valid JSON ({exc.msg})") from None
         return rule
     return {"scorer": spec}
 
@@ -55,7 +55,7 @@ def create(
     environment: Annotated[str, typer.Option("--env", help="Environment.")] = "production",
     sample_rate: Annotated[float, typer.Option("--sample-rate", help="Share of outputs scored.")] = 0.1,
     auto_rollback: Annotated[bool, typer.Option("--auto-rollback", help="Roll back on critical.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -64,13 +64,13 @@ def create(
         try:
             body = json.loads(file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise fail(f"{file}: {exc}") from None
+            raise usage(f"--file {file}: {exc}") from None
         if not isinstance(body, dict):
-            raise fail(f"{file}: expected a JSON object")
+            raise usage(f"--file {file}: expected a JSON object")
         body.setdefault("prompt", prompt)
     else:
         if not scorer:
-            raise fail("name at least one --scorer (or give --file)")
+            raise usage("name at least one --scorer (or give --file)")
         body = {
             "prompt": prompt,
             "environment": environment,
@@ -86,7 +86,7 @@ def create(
 @monitors_app.command("list")
 def list_monitors(
     prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt's.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -100,10 +100,14 @@ def list_monitors(
 @monitors_app.command("set")
 def update(
     monitor_id: MonitorId,
-    auto_rollback: Annotated[bool | None, typer.Option("--auto-rollback/--no-auto-rollback")] = None,
-    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    auto_rollback: Annotated[
+        bool | None, typer.Option("--auto-rollback/--no-auto-rollback", help="Roll back on critical, or not.")
+    ] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Score outputs, or pause.")
+    ] = None,
     sample_rate: Annotated[float | None, typer.Option("--sample-rate")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -114,14 +118,14 @@ def update(
         if v is not None
     }
     if not body:
-        raise fail("nothing to change: give --auto-rollback, --enable/--disable or --sample-rate")
+        raise usage("nothing to change: give --auto-rollback, --enable/--disable or --sample-rate")
     with Remote(url, key) as remote:
         monitor = remote.call("PATCH", f"/v1/monitors/{monitor_id}", json=body)
     print_result(monitor, as_json, "updated " + _summary(monitor))
 
 
 @monitors_app.command("status")
-def status(monitor_id: MonitorId, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+def status(monitor_id: MonitorId, url: Url = "", key: Key = "", as_json: AsJson = False) -> None:
     """Live and baseline windows per rule, the latest decision and alerts."""
     with Remote(url, key) as remote:
         body = remote.call("GET", f"/v1/monitors/{monitor_id}/status")

@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, AsJson, Key, Remote, Url, config_path, fail, print_result
+from promptkeeper.cli_common import (
+    DEFAULT_URL,
+    AsJson,
+    Key,
+    Remote,
+    Url,
+    config_path,
+    print_result,
+    usage,
+)
 from promptkeeper.prompts.schemas import path_segment
 
 prompts_app = typer.Typer(
@@ -37,9 +46,9 @@ def login(
     elif sys.stdin.isatty():
         key = str(typer.prompt("API key", hide_input=True)).strip()
     else:
-        raise fail("no terminal to ask for the key: pass --key-stdin and pipe it in")
+        raise usage("no terminal to ask for the key: pass --key-stdin and pipe it in")
     if not key:
-        raise fail("the API key is empty")
+        raise usage("the API key is empty")
     with Remote(url, key) as remote:
         me = remote.call("GET", "/v1/auth/me")
     path = config_path()
@@ -57,7 +66,7 @@ def login(
 def list_prompts(
     tag: Annotated[str | None, typer.Option("--tag", help="Only prompts with this tag.")] = None,
     search: Annotated[str | None, typer.Option("--search", help="Substring of name or description.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -76,7 +85,7 @@ def list_prompts(
 def show(
     name: Name,
     version: Annotated[int | None, typer.Option("--version", "-v")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -108,17 +117,20 @@ def show(
     typer.echo(f"{header}\nlive: {live}\n\n{body}")
 
 
+NO_CONTENT = "give --template TEXT (text prompts) or --file CONTENT.json"
+
+
 def _content(template: str | None, file: Path | None, kind: str) -> dict[str, Any]:
     if file is not None:
         try:
             loaded = json.loads(file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise fail(f"{file}: {exc}") from None
+            raise usage(f"--file {file}: {exc}") from None
         if not isinstance(loaded, dict):
-            raise fail(f"{file}: expected a JSON content object")
+            raise usage(f"--file {file}: expected a JSON content object")
         return loaded
     if template is None:
-        raise fail("give --template TEXT (text prompts) or --file CONTENT.json")
+        raise usage(NO_CONTENT)
     if kind == "chat":
         return {"type": "chat", "messages": [{"role": "system", "content": template}]}
     return {"type": "text", "template": template}
@@ -139,7 +151,7 @@ def create(
     ] = "text",
     message: Message = "",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -156,11 +168,13 @@ def new_version(
     template: Template = None,
     file: ContentFile = None,
     message: Message = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """Append a version (refused when identical to the latest)."""
+    if template is None and file is None:
+        raise usage(NO_CONTENT)
     with Remote(url, key) as remote:
         kind = remote.call("GET", f"/v1/prompts/{path_segment(name)}/versions", params={"limit": 1})["items"][
             0
@@ -178,7 +192,7 @@ def diff(
     name: Name,
     old: Annotated[int, typer.Argument(help="From version.")],
     new: Annotated[int, typer.Argument(help="To version.")],
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -195,7 +209,7 @@ def deploy(
     version: Annotated[int, typer.Argument(help="Version to deploy.")],
     environment: Environment = "production",
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -217,7 +231,7 @@ def rollback(
         int | None, typer.Option("--version", "-v", help="Default: the previous version.")
     ] = None,
     reason: Annotated[str, typer.Option("--reason")] = "",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -234,7 +248,7 @@ def rollback(
 def history(
     name: Name,
     environment: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -253,7 +267,7 @@ def resolve(
     name: Name,
     environment: Environment = "production",
     at: Annotated[str | None, typer.Option("--at", help="What ran at this instant (ISO 8601).")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -268,7 +282,7 @@ def render(
     name: Name,
     var: Annotated[list[str] | None, typer.Option("--var", help="NAME=VALUE (repeatable).")] = None,
     environment: Environment = "production",
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -277,7 +291,7 @@ def render(
     for pair in var or []:
         variable, separator, value = pair.partition("=")
         if not separator or not variable:
-            raise fail(f"--var '{pair}': expected NAME=VALUE")
+            raise usage(f"--var '{pair}': expected NAME=VALUE")
         variables[variable] = value
     with Remote(url, key) as remote:
         body = remote.call(

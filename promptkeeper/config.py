@@ -193,3 +193,12 @@ class Settings(BaseSettings):
             if value.startswith(plain):
                 return "postgresql+psycopg://" + value[len(plain) :]
         return value
+
+    def local_server_file(self) -> Path:
+        """Where `serve` leaves its address for a CLI started in the same folder."""
+        return self.admin_key_file.parent / "server.json"
+
+    def local_url(self) -> str:
+        """Where a client on this machine reaches `serve`: a wildcard bind is no address to dial."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"

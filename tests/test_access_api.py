@@ -223,7 +223,7 @@ def test_cli_keys_projects_users(backend: Backend, tmp_path: Path, settings: Set
         duplicate = runner.invoke(cli_app, ["projects", "create", "acme"], env=env)
         assert duplicate.exit_code == 1 and "already exists" in duplicate.output
         bad = runner.invoke(cli_app, ["projects", "create", "Bad Name"], env=env)
-        assert bad.exit_code == 1
+        assert bad.exit_code == 2  # bad usage, like an invalid option value
         made = runner.invoke(
             cli_app,
             ["keys", "create", "--project", "acme", "--role", "runtime", "--name", "app-prod", *flag],
@@ -243,7 +243,7 @@ def test_cli_keys_projects_users(backend: Backend, tmp_path: Path, settings: Set
         wrong_role = runner.invoke(
             cli_app, ["keys", "create", "--project", "acme", "--role", "boss", "--name", "x"], env=env
         )
-        assert wrong_role.exit_code == 1 and "not a role" in wrong_role.output
+        assert wrong_role.exit_code == 2 and "not a role" in wrong_role.output
         missing = runner.invoke(cli_app, ["keys", "list", "--project", "nope"], env=env)
         assert missing.exit_code == 1 and "project 'nope' not found" in missing.output
         added = runner.invoke(

@@ -65,7 +65,7 @@ def test_eval_cli_round_trip_and_gate_exit_codes(live_server: LiveServer, tmp_pa
     result = CliRunner().invoke(
         cli_app, ["eval", "show", "1"], env={"PROMPTKEEPER_URL": live_server.url, "PROMPTKEEPER_API_KEY": ""}
     )
-    assert result.exit_code == 1 and "no API key" in result.stderr
+    assert result.exit_code == 2 and "no API key" in result.stderr
     unreachable = CliRunner().invoke(
         cli_app, ["eval", "show", "1", "--url", "http://127.0.0.1:9", "--key", ADMIN_KEY]
     )

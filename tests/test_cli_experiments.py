@@ -69,4 +69,4 @@ def test_experiment_lifecycle_from_the_cli(live_server: LiveServer) -> None:
     code, _, err = _cli(
         live_server, "experiments", "create", "cli/exp", "-c", "x", "--metric", "completion", "--mde", "0.1"
     )
-    assert code == 1 and "give a version number" in err
+    assert code == 2 and "give a version number" in err

@@ -53,8 +53,8 @@ def test_monitors_from_the_cli(live_server: LiveServer, tmp_path: Path) -> None:
     code, out, err = _cli(live_server, "monitors", "create", "cli/mon", "-s", "exact_match")
     assert code == 1 and err.count("\n") == 1 and "expected output" in err
     code, _, err = _cli(live_server, "monitors", "create", "cli/mon", "-s", "{not json")
-    assert code == 1 and "not valid JSON" in err
+    assert code == 2 and "not valid JSON" in err
     code, _, err = _cli(live_server, "monitors", "set", str(monitor["id"]))
-    assert code == 1 and "nothing to change" in err
+    assert code == 2 and "nothing to change" in err
     code, _, err = _cli(live_server, "monitors", "status", "999")
     assert code == 1 and "404" in err and "monitor 999 not found" in err

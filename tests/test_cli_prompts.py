@@ -47,7 +47,7 @@ def test_prompt_lifecycle_from_the_cli(live_server: LiveServer) -> None:
     code, out, _ = run_cli(url, "prompts", "show", "cli/greet")
     assert code == 0 and out.startswith("cli/greet v2 (text)") and out.rstrip().endswith("Hi {{ name }}!")
     code, _, err = run_cli(url, "render", "cli/greet", "--var", "oops")
-    assert code == 1 and "expected NAME=VALUE" in err
+    assert code == 2 and "expected NAME=VALUE" in err
     code, _, err = run_cli(url, "prompts", "show", "cli/missing")
     assert code == 1 and err.startswith("error: 404")
 

@@ -58,7 +58,10 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 @router.get("/")
+@router.get("/ui")
+@router.get("/ui/")
 async def home() -> Response:
+    """`/ui` is the address people are given and type: it opens the prompts (or the sign-in)."""
     return redirect("/ui/prompts")
 
 
