@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from promptkeeper.cli_common import DEFAULT_URL, Key, fail, saved_credentials
+from promptkeeper.cli_common import Key, locate, usage
 
 _ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -21,7 +21,7 @@ def mcp(
             envvar="PROMPTKEEPER_URL",
             help="Server URL; several, comma-separated, to fail over between instances.",
         ),
-    ] = DEFAULT_URL,
+    ] = "",
     key: Key = "",
     environment: Annotated[
         str, typer.Option("--environment", "-e", help="The environment whose prompts to offer.")
@@ -33,14 +33,8 @@ def mcp(
     works (a runtime key is enough).
     """
     if not _ENVIRONMENT.match(environment):
-        raise fail(f"--environment: invalid environment name {environment[:80]!r}")
-    if not key:
-        saved = saved_credentials()
-        key = saved.get("key", "")
-        if url.rstrip("/") == DEFAULT_URL and saved.get("url"):
-            url = saved["url"]
-    if not key:
-        raise fail("no API key: pass --key, set PROMPTKEEPER_API_KEY, or run promptkeeper login")
+        raise usage(f"--environment: invalid environment name {environment[:80]!r}")
+    url, key, _ = locate(url, key)
     urls = [part.strip().rstrip("/") for part in url.split(",") if part.strip()]
     from promptkeeper.mcp_server.stdio import serve_stdio  # the mcp package only for this command
 

@@ -278,8 +278,8 @@ def test_stdio_command_refuses_without_a_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli_app, ["mcp"], env={"PROMPTKEEPER_CONFIG": str(tmp_path / "none.json"), "PROMPTKEEPER_API_KEY": ""}
     )
-    assert result.exit_code == 1 and "no API key" in result.output
+    assert result.exit_code == 2 and "no API key" in result.output
     bad = CliRunner().invoke(cli_app, ["mcp", "--key", "pk_x", "--environment", "Bad Env"])
-    assert bad.exit_code == 1 and "--environment" in bad.output
+    assert bad.exit_code == 2 and "--environment" in bad.output
     assert json.dumps(result.output)  # one readable line, no traceback
     assert "Traceback" not in result.output and "Traceback" not in bad.output
