@@ -21,7 +21,8 @@ from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.worker import Worker
 from tests.conftest import ADMIN_KEY, Backend, LiveServer, make_settings
-from tests.helpers import add_version, create_prompt, error_of, run_cli
+from tests.helpers import add_version, bearer, create_prompt, error_of, run_cli
+from tests.route_catalog import PASSWORD
 from tests.test_evaluations import CASES
 
 RIGHT = {"Capital of France?": "Paris", "Capital of Italy?": "Rome", "Capital of Japan?": "Tokyo"}
@@ -179,3 +180,32 @@ def test_cli_deploy_prints_the_pending_deploy_and_waits(live_server: LiveServer)
         confirm = browser.get("/ui/prompts/geo/confirm", params={"environment": "production", "version": 3})
         assert confirm.status_code == 200 and 'data-testid="waits"' in confirm.text
         assert 'data-testid="blocked"' not in confirm.text
+
+
+def test_review_deploy_waits_for_the_evaluation_and_closes_the_review(
+    api: TestClient, no_worker: Settings
+) -> None:
+    people = {}
+    for who, role in (("eve", "editor"), ("ada", "approver")):
+        email = f"{who}@example.com"
+        created = api.post("/v1/users", json={"email": email, "role": role, "password": PASSWORD})
+        assert created.status_code == 201, created.text
+        login = api.post("/v1/auth/login", json={"email": email, "password": PASSWORD}, headers={})
+        people[who] = bearer(login.json()["token"])
+    assert api.put("/v1/environments/production/gate", json=GATE).status_code == 200
+    api.patch("/v1/environments/production", json={"protected": True, "required_approvals": 1})
+    review = api.post(
+        "/v1/prompts/geo/reviews", json={"environment": "production", "version": 1}, headers=people["eve"]
+    ).json()["id"]
+    approved = api.post(f"/v1/prompts/geo/reviews/{review}/approve", json={}, headers=people["ada"])
+    assert approved.status_code == 200, approved.text
+    waiting = api.post(f"/v1/prompts/geo/reviews/{review}/deploy", json={}, headers=people["ada"])
+    assert waiting.status_code == 202, waiting.text
+    assert waiting.json()["actor"] == "ada@example.com"
+    assert api.get(f"/v1/prompts/geo/reviews/{review}").json()["status"] == "approved"  # not yet
+    _work(no_worker)
+    done = api.get(f"/v1/prompts/geo/pending-deployments/{waiting.json()['id']}").json()
+    assert done["status"] == "deployed", done
+    assert api.get(f"/v1/prompts/geo/reviews/{review}").json()["status"] == "deployed"
+    history = api.get("/v1/prompts/geo/deployments").json()["items"]
+    assert [(h["version"], h["actor"]) for h in history] == [(1, "ada@example.com")]
