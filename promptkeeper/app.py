@@ -32,6 +32,7 @@ from promptkeeper.bootstrap import bootstrap, forget_local_server, remember_loca
 from promptkeeper.compat import langfuse as langfuse_routes
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
+from promptkeeper.evaluations import pending_routes
 from promptkeeper.evaluations import routes as evaluation_routes
 from promptkeeper.evaluations.worker import Worker
 from promptkeeper.experiments import routes as experiment_routes
@@ -197,6 +198,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(access_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(evaluation_routes.router)
+    app.include_router(pending_routes.router)
     app.include_router(experiment_routes.router)
     app.include_router(monitoring_routes.router)
     app.include_router(langfuse_routes.router)

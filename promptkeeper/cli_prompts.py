@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,24 +204,91 @@ def diff(
     print_result(body, as_json, text or "no changes")
 
 
+def _pending_line(name: str, row: dict[str, Any]) -> str:
+    runs = f"run {row['run']} ({row['run_status']})" if row["run"] else ""
+    if row["baseline_run"]:
+        runs += f"{', ' if runs else ''}baseline run {row['baseline_run']} ({row['baseline_run_status']})"
+    line = f"pending deploy #{row['id']} of {name} v{row['version']} to {row['environment']}: {row['status']}"
+    if row["status"] == "waiting":
+        return f"{line}, waiting for evaluation {runs}"
+    if row["status"] == "deployed":
+        return f"{line} (history row {row['deployment']})"
+    return f"{line}: {row['message']}"
+
+
+def _wait_pending(remote: Remote, name: str, row: dict[str, Any], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while row["status"] == "waiting":
+        if time.monotonic() > deadline:
+            raise fail(f"{_pending_line(name, row)}; still waiting after {timeout:g} s")
+        time.sleep(1.0)
+        row = remote.call("GET", f"/v1/prompts/{path_segment(name)}/pending-deployments/{row['id']}")
+    return row
+
+
 @prompts_app.command("deploy")
 def deploy(
     name: Name,
     version: Annotated[int, typer.Argument(help="Version to deploy.")],
     environment: Environment = "production",
     reason: Annotated[str, typer.Option("--reason")] = "",
+<<<<<<< HEAD
     url: Url = "",
+=======
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If the gate runs the evaluation first, wait for the outcome.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 1800,
+    url: Url = DEFAULT_URL,
+>>>>>>> wt-gates
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
-    """Deploy a version to an environment (under its policy: path, gate, reviews)."""
+    """Deploy a version to an environment (under its policy: path, gate, reviews).
+
+    A gate with `auto_run` may start the evaluation first: the command prints the pending deploy
+    (and with --wait, its outcome); it exits with 1 when that deploy is refused or cancelled.
+    """
     with Remote(url, key) as remote:
         row = remote.call(
             "POST",
             f"/v1/prompts/{path_segment(name)}/deployments",
             json={"environment": environment, "version": version, "reason": reason},
         )
-    print_result(row, as_json, f"{environment} serves {name} v{row['version']} (revision {row['revision']})")
+        if "status" in row and wait:
+            row = _wait_pending(remote, name, row, timeout)
+    if "status" not in row:
+        print_result(
+            row, as_json, f"{environment} serves {name} v{row['version']} (revision {row['revision']})"
+        )
+        return
+    print_result(row, as_json, _pending_line(name, row))
+    if row["status"] in ("refused", "cancelled"):
+        raise typer.Exit(code=1)
+
+
+@prompts_app.command("pending")
+def pending(
+    name: Name,
+    pending_id: Annotated[int | None, typer.Argument(help="One pending deploy (default: all).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is no longer waiting.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 1800,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Deploys that wait (or waited) for the evaluation their gate runs, newest first."""
+    with Remote(url, key) as remote:
+        if pending_id is None:
+            rows = remote.call("GET", f"/v1/prompts/{path_segment(name)}/pending-deployments")
+            print_result(rows, as_json, "\n".join(_pending_line(name, r) for r in rows) or "none")
+            return
+        row = remote.call("GET", f"/v1/prompts/{path_segment(name)}/pending-deployments/{pending_id}")
+        if wait:
+            row = _wait_pending(remote, name, row, timeout)
+    print_result(row, as_json, _pending_line(name, row))
+    if row["status"] in ("refused", "cancelled"):
+        raise typer.Exit(code=1)
 
 
 @prompts_app.command("rollback")

@@ -197,6 +197,15 @@ class World:
         )
         return int(body["id"])
 
+    def pending_deploy(self) -> tuple[str, int]:
+        """A deploy waiting for its evaluation: the gate's run takes a minute a case."""
+        environment = self.environment()
+        gate = {"suite": self.suite(), "auto_run": {"params": {"local_latency_ms": 60_000}}}
+        self._ok("PUT", f"/v1/environments/{environment}/gate", gate)
+        name = self.prompt()
+        body = self._ok("POST", f"{_p(name)}/deployments", {"environment": environment, "version": 1})
+        return name, int(body["id"])
+
     def gated_environment(self) -> str:
         environment = self.environment()
         self._ok("PUT", f"/v1/environments/{environment}/gate", {"suite": self.suite()})
@@ -238,6 +247,11 @@ def _review_call(suffix: str, json: Any = None, approved: bool = False) -> Calla
         return Request("POST" if suffix else "GET", f"{_p(name)}/reviews/{review}{suffix}", json)
 
     return call
+
+
+def _pending(w: World) -> tuple[str, int]:
+    name, pending_id = w.pending_deploy()
+    return _p(name), pending_id
 
 
 def _p_call(method: str, suffix: str, json: Any = None, **kw: Any) -> Callable[[World], Request]:
@@ -344,6 +358,25 @@ ROUTES: list[Route] = [
         "/v1/prompts/{name}/promote",
         EDIT,
         _p_call("POST", "/promote", {"from": "development", "to": "staging"}, deployed=True),
+        mutating=True,
+    ),
+    Route(
+        "GET",
+        "/v1/prompts/{name}/pending-deployments",
+        READ,
+        lambda w: Request("GET", f"{_p(w.pending_deploy()[0])}/pending-deployments"),
+    ),
+    Route(
+        "GET",
+        "/v1/prompts/{name}/pending-deployments/{pending_id}",
+        READ,
+        lambda w: Request("GET", "{}/pending-deployments/{}".format(*_pending(w))),
+    ),
+    Route(
+        "POST",
+        "/v1/prompts/{name}/pending-deployments/{pending_id}/cancel",
+        EDIT,
+        lambda w: Request("POST", "{}/pending-deployments/{}/cancel".format(*_pending(w))),
         mutating=True,
     ),
     Route("GET", "/v1/environments", READ, lambda w: Request("GET", "/v1/environments"), scoped=False),

@@ -41,6 +41,7 @@ from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.models import EvalCacheEntry, EvalCase, EvalResult, EvalRun, EvalSuiteVersion
+from promptkeeper.evaluations.pending import finish_for_run
 from promptkeeper.evaluations.providers import (
     Call,
     Completion,
@@ -479,6 +480,7 @@ class Executor:
             run.finished_at = utcnow()
             run.lease_until = None
             session.flush()
+            finish_for_run(session=session, run=run)  # deploys waiting for this run, before auto-promotion
             run.summary = {**run.summary, **settle(session=session, run=run)}
             session.commit()
 
@@ -491,6 +493,8 @@ class Executor:
             run.error = message[:2000]
             run.finished_at = utcnow()
             run.lease_until = None
+            session.flush()
+            finish_for_run(session=session, run=run)
             session.commit()
 
 

@@ -6,7 +6,9 @@ environment passes through `check_gate`. (Automatic promotion, which deploys, li
 
 A gate names a suite and, per scorer, a minimum mean score and a maximum drop of the mean against
 the version the environment serves now (the baseline), both evaluated on the same suite version.
-The newest succeeded run of the candidate on the gate's suite is the evidence.
+The evidence is the newest succeeded run of the candidate on the gate's suite *version*: the one
+the gate pins, or else the suite's current version. A run on an older suite version says nothing
+about today's cases (their expected answers may all have changed), so it does not count.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from promptkeeper.audit.service import record
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import GateFailed, NotFound, ValidationFailed
 from promptkeeper.evaluations.models import EvalGate, EvalRun, EvalSuite
+from promptkeeper.evaluations.providers.registry import provider_names
 from promptkeeper.evaluations.schemas import GateSet
 from promptkeeper.prompts.models import Environment, Prompt, Release
 from promptkeeper.prompts.schemas import path_segment
@@ -32,6 +35,7 @@ from promptkeeper.prompts.service import get_environment
 class GateVerdict:
     environment: str
     suite: str
+    suite_version: int
     run_id: int | None
     baseline_run_id: int | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +85,23 @@ def set_gate(
                 raise ValidationFailed(
                     f"body.{what}.{scorer}: must be between 0 and 1", details={"field": f"body.{what}"}
                 )
+    if data.suite_version is not None and data.suite_version > suite.head_version:
+        raise ValidationFailed(
+            f"body.suite_version: suite '{suite.name}' has no version {data.suite_version} "
+            f"(latest is {suite.head_version})",
+            details={"field": "body.suite_version"},
+        )
+    if data.auto_run is not None:
+        known = provider_names()
+        for name, provider in (
+            ("provider", data.auto_run.provider),
+            ("judge_provider", data.auto_run.judge_provider),
+        ):
+            if provider is not None and provider not in known:
+                raise ValidationFailed(
+                    f"body.auto_run.{name}: unknown provider '{provider}'; known: {', '.join(known)}",
+                    details={"field": f"body.auto_run.{name}"},
+                )
     if data.auto_promote and env.protected:
         raise ValidationFailed(
             f"body.auto_promote: '{environment}' is protected; deploys there need an approved review",
@@ -97,6 +118,8 @@ def set_gate(
     gate.min_scores = dict(data.min_scores)
     gate.max_drop = dict(data.max_drop)
     gate.auto_promote = data.auto_promote
+    gate.suite_version = data.suite_version
+    gate.auto_run = data.auto_run.model_dump(exclude_none=True) if data.auto_run is not None else None
     gate.updated_by = actor.name
     gate.updated_at = utcnow()
     session.flush()
@@ -140,7 +163,14 @@ def _gate_summary(gate: EvalGate, suite: str | None) -> dict[str, Any]:
         "min_scores": gate.min_scores,
         "max_drop": gate.max_drop,
         "auto_promote": gate.auto_promote,
+        "suite_version": gate.suite_version,
+        "auto_run": gate.auto_run,
     }
+
+
+def required_suite_version(gate: EvalGate, suite: EvalSuite) -> int:
+    """The suite version whose runs count: the pinned one, or the suite's current version."""
+    return gate.suite_version if gate.suite_version is not None else suite.head_version
 
 
 def latest_run(
@@ -157,6 +187,30 @@ def latest_run(
     return session.scalar(query.order_by(EvalRun.id.desc()).limit(1))
 
 
+def missing_runs(
+    *, session: Session, gate: EvalGate, prompt: Prompt, environment: Environment, version: int
+) -> list[int]:
+    """The versions whose succeeded run on the required suite version the gate lacks: the
+    candidate's, and the baseline's when the gate limits the drop against it."""
+    suite = session.get(EvalSuite, gate.suite_id)
+    assert suite is not None
+    required = required_suite_version(gate, suite)
+    wanted = [version]
+    release = session.scalar(
+        select(Release).where(Release.prompt_id == prompt.id, Release.environment_id == environment.id)
+    )
+    if gate.max_drop and release is not None and release.version_number != version:
+        wanted.append(release.version_number)
+    return [
+        number
+        for number in wanted
+        if latest_run(
+            session=session, prompt_id=prompt.id, version=number, suite_id=suite.id, suite_version=required
+        )
+        is None
+    ]
+
+
 def _mean(run: EvalRun, scorer: str) -> float | None:
     value = run.summary.get("scorers", {}).get(scorer, {}).get("mean")
     return float(value) if value is not None else None
@@ -171,20 +225,41 @@ def evaluate_gate(
     version: int,
     run: EvalRun | None = None,
 ) -> GateVerdict:
-    """Whether `version` passes `gate`; uses `run` as the evidence, or the newest succeeded run."""
+    """Whether `version` passes `gate`; uses `run` as the evidence, or the newest succeeded run
+    on the suite version the gate requires."""
     suite = session.get(EvalSuite, gate.suite_id)
     assert suite is not None
-    verdict = GateVerdict(environment=environment.name, suite=suite.name, run_id=None)
+    required = required_suite_version(gate, suite)
+    verdict = GateVerdict(environment=environment.name, suite=suite.name, suite_version=required, run_id=None)
     if run is None:
-        run = latest_run(session=session, prompt_id=prompt.id, version=version, suite_id=suite.id)
-    if run is None:
+        run = latest_run(
+            session=session, prompt_id=prompt.id, version=version, suite_id=suite.id, suite_version=required
+        )
+    elif run.suite_version != required:
+        verdict.run_id = run.id
         verdict.failures.append(
             {
-                "kind": "no_run",
-                "message": f"no succeeded run of version {version} on suite '{suite.name}' "
-                f"(run one: POST /v1/prompts/{path_segment(prompt.name)}/evaluations)",
+                "kind": "outdated_suite",
+                "message": f"run {run.id} used suite '{suite.name}' version {run.suite_version}; "
+                f"the gate requires version {required}",
             }
         )
+        return verdict
+    if run is None:
+        failure: dict[str, Any] = {
+            "kind": "no_run",
+            "version": version,
+            "message": f"no succeeded run of version {version} on suite '{suite.name}' version "
+            f"{required} (run one: POST /v1/prompts/{path_segment(prompt.name)}/evaluations)",
+        }
+        outdated = latest_run(session=session, prompt_id=prompt.id, version=version, suite_id=suite.id)
+        if outdated is not None:
+            failure["message"] += (
+                f"; run {outdated.id} used version {outdated.suite_version} of the suite, "
+                "which has changed since"
+            )
+            failure["outdated_run"] = {"id": outdated.id, "suite_version": outdated.suite_version}
+        verdict.failures.append(failure)
         return verdict
     verdict.run_id = run.id
     for scorer, minimum in sorted(gate.min_scores.items()):
@@ -216,6 +291,7 @@ def evaluate_gate(
             verdict.failures.append(
                 {
                     "kind": "no_run",
+                    "version": release.version_number,
                     "message": f"no succeeded run of the baseline, version {release.version_number} "
                     f"(live in '{environment.name}'), on suite '{suite.name}' version {run.suite_version} "
                     "to compare with",
@@ -264,6 +340,7 @@ def check_gate(
             details={
                 "environment": environment.name,
                 "suite": verdict.suite,
+                "suite_version": verdict.suite_version,
                 "run": verdict.run_id,
                 "baseline_run": verdict.baseline_run_id,
                 "failures": verdict.failures,

@@ -8,7 +8,9 @@
   (run, case, repeat) under a unique constraint, so a run resumed after a crash never scores a case
   twice.
 - `EvalGate` is an environment's promotion gate: minimum scores and maximum drop against the
-  version the environment serves, on one suite.
+  version the environment serves, on one suite: its head version, or the version it pins.
+- `PendingDeployment` is a deploy that waits for the evaluation runs its gate needs (the gate's
+  `auto_run`); it is a row so that it survives restarts and any worker can finish it.
 """
 
 from __future__ import annotations
@@ -129,11 +131,44 @@ class EvalGate(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     suite_id: Mapped[int] = mapped_column(ForeignKey("eval_suites.id", ondelete="CASCADE"))
+    suite_version: Mapped[int | None] = mapped_column(Integer, default=None)  # None: the suite's head
     min_scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     max_drop: Mapped[dict[str, Any]] = mapped_column(default=dict)
     auto_promote: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_run: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # run settings, or off
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PendingDeployment(Base):
+    __tablename__ = "pending_deployments"
+    __table_args__ = (Index("ix_pending_deployments_prompt", "prompt_id", "environment_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16), default="deploy")
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("eval_runs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    baseline_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("eval_runs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting|deployed|refused|cancelled
+    actor: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_key_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor_user_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    review_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    expected_revision: Mapped[int | None] = mapped_column(Integer, default=None)
+    deployment_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class EvalCacheEntry(Base):

@@ -134,9 +134,11 @@ def _gate_read(session: Session, gate: EvalGate, environment: str) -> GateRead:
     return GateRead(
         environment=environment,
         suite=suite.name,
+        suite_version=gate.suite_version,
         min_scores=gate.min_scores,
         max_drop=gate.max_drop,
         auto_promote=gate.auto_promote,
+        auto_run=gate.auto_run,
         updated_by=gate.updated_by,
         updated_at=gate.updated_at,
     )

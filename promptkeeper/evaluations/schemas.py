@@ -83,14 +83,9 @@ class ImportRead(BaseModel):
     imported: int
 
 
-class RunCreate(_Body):
-    suite: str = Field(pattern=SUITE_PATTERN)
-    suite_version: int | None = Field(
-        default=None, ge=1, le=MAX_INT, description="Default: the suite's head."
-    )
-    version: int | None = Field(
-        default=None, ge=1, le=MAX_INT, description="Prompt version (default: the head)."
-    )
+class RunSettings(_Body):
+    """How a run calls the model: given per run, or stored on a gate for the runs it starts."""
+
     repeats: int = Field(default=1, ge=1, le=20)
     provider: str = Field(default="local", min_length=1, max_length=64)
     model: str | None = Field(
@@ -104,6 +99,16 @@ class RunCreate(_Body):
     prices: dict[Literal["input", "output"], float] | None = Field(
         default=None,
         description="USD per 1M tokens for the cost of this run (default: a list of known models).",
+    )
+
+
+class RunCreate(RunSettings):
+    suite: str = Field(pattern=SUITE_PATTERN)
+    suite_version: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Default: the suite's head."
+    )
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="Prompt version (default: the head)."
     )
 
 
@@ -172,13 +177,52 @@ class GateSet(_Body):
     auto_promote: bool = Field(
         default=False, description="Deploy a version here as soon as one of its runs passes this gate."
     )
+    suite_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_INT,
+        description="Accept only runs on this suite version (default: the suite's current version).",
+    )
+    auto_run: RunSettings | None = Field(
+        default=None,
+        description="Opt-in: a deploy that finds no valid run starts one with these settings and "
+        "waits for it (202 with a pending deploy) instead of answering 409.",
+    )
 
 
 class GateRead(BaseModel):
     environment: EnvironmentName
     suite: str
+    suite_version: int | None = Field(description="The pinned suite version; null: the current one.")
     min_scores: dict[str, float]
     max_drop: dict[str, float]
     auto_promote: bool
+    auto_run: dict[str, Any] | None
     updated_by: str
     updated_at: datetime
+
+
+PendingStatus = Literal["waiting", "deployed", "refused", "cancelled"]
+
+
+class PendingDeploymentRead(BaseModel):
+    id: int
+    prompt: str
+    environment: str
+    version: int
+    action: str
+    status: PendingStatus = Field(
+        description="waiting for its runs; deployed; refused (a run failed, the gate or another "
+        "policy said no); cancelled."
+    )
+    run: int | None = Field(description="The evaluation run of `version` it waits for.")
+    run_status: RunStatus | None
+    baseline_run: int | None = Field(description="The run of the version the environment serves, if needed.")
+    baseline_run_status: RunStatus | None
+    actor: str
+    reason: str
+    deployment: int | None = Field(description="The history row, once deployed.")
+    message: str = Field(description="Why it was refused or cancelled.")
+    details: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None

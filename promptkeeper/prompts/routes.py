@@ -5,10 +5,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from promptkeeper.api.deps import Admin, Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import (
+    Admin,
+    ContextDep,
+    Editor,
+    Limit,
+    Offset,
+    PromptNameDep,
+    ReadDB,
+    Reader,
+    WriteDB,
+)
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.evaluations import pending
+from promptkeeper.evaluations.models import PendingDeployment
+from promptkeeper.evaluations.schemas import PendingDeploymentRead
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
@@ -237,16 +251,41 @@ def diff_versions(
 # --- deployments --------------------------------------------------------------------------------
 
 
+WAITS = {
+    status.HTTP_202_ACCEPTED: {
+        "model": PendingDeploymentRead,
+        "description": "The gate runs the evaluation first (its `auto_run`): a pending deploy, "
+        "deployed by the worker when the run passes (`GET .../pending-deployments/{id}`).",
+    }
+}
+
+
+def deployed_or_pending(
+    session: Session, name: str, environment: str, outcome: Deployment | PendingDeployment
+) -> DeploymentRead | JSONResponse:
+    if isinstance(outcome, Deployment):
+        return deployment_read(name, outcome, environment)
+    body = pending.pending_read(session, outcome)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
 @router.post(
-    "/prompts/{name}/deployments", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead
+    "/prompts/{name}/deployments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeploymentRead,
+    responses=WAITS,  # type: ignore[arg-type]
 )
-def deploy(name: PromptNameDep, body: DeploymentCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
+def deploy(
+    name: PromptNameDep, body: DeploymentCreate, session: WriteDB, context: ContextDep, caller: Editor
+) -> DeploymentRead | JSONResponse:
     """Make an environment serve a version; appended to the deployment history.
 
     Protected environments need an approved review (or an admin's audited `override`); an
     environment with `requires_environment` only takes versions that were deployed there first.
+    A gated environment whose gate has `auto_run` answers `202` with a pending deploy when the
+    version has no valid run yet.
     """
-    deployment = policy.deploy(
+    outcome = pending.deploy(
         session=session,
         actor=caller,
         name=name,
@@ -256,15 +295,23 @@ def deploy(name: PromptNameDep, body: DeploymentCreate, session: WriteDB, caller
         expected_revision=body.expected_revision,
         review_id=body.review_id,
         override=body.override,
+        default_concurrency=context.settings.provider_concurrency,
     )
     session.commit()
-    return deployment_read(name, deployment, body.environment)
+    return deployed_or_pending(session, name, body.environment, outcome)
 
 
-@router.post("/prompts/{name}/promote", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead)
-def promote(name: PromptNameDep, body: PromoteCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
+@router.post(
+    "/prompts/{name}/promote",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeploymentRead,
+    responses=WAITS,  # type: ignore[arg-type]
+)
+def promote(
+    name: PromptNameDep, body: PromoteCreate, session: WriteDB, context: ContextDep, caller: Editor
+) -> DeploymentRead | JSONResponse:
     """Deploy to `to` the version `from` serves now (history action `promote`), with `to`'s policies."""
-    deployment = policy.promote(
+    outcome = pending.promote(
         session=session,
         actor=caller,
         name=name,
@@ -273,9 +320,10 @@ def promote(name: PromptNameDep, body: PromoteCreate, session: WriteDB, caller: 
         reason=body.reason,
         review_id=body.review_id,
         override=body.override,
+        default_concurrency=context.settings.provider_concurrency,
     )
     session.commit()
-    return deployment_read(name, deployment, body.to_environment)
+    return deployed_or_pending(session, name, body.to_environment, outcome)
 
 
 @router.post("/prompts/{name}/rollback", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead)

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from promptkeeper.access import users
 from promptkeeper.api.deps import client_address
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
-from promptkeeper.errors import NotFound, PromptKeeperError, Unauthorized, ValidationFailed
+from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, Unauthorized, ValidationFailed
+from promptkeeper.evaluations import pending
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.schemas import PromptCreate, path_segment
 from promptkeeper.ui import diffview
@@ -277,7 +278,9 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
         timeline, _ = releases.list_deployments(
             session=session, project_id=project_id, name=prompt_name, limit=100
         )
+        waits = pending.list_pending(session=session, project_id=project_id, name=prompt_name, limit=10)
         return {
+            "pending": [pending.pending_read(session, row) for row in waits],
             "open_drafts": open_drafts,
             "timeline": timeline,
             "open_reviews": [(review, env) for review, _, env in open_reviews],
@@ -436,22 +439,35 @@ async def confirm(
 
     def load(session: Session) -> dict[str, Any]:
         project_id = user.principal.project_id
-        blocked = None
+        blocked = waits = None
         if action != "rollback":  # a rollback returns to a version that was live: its own rule applies
+            actor = actor_of(request, user)
+            prompt = service.get_prompt(session=session, project_id=project_id, name=prompt_name)
+            env = service.get_environment(session=session, project_id=project_id, name=environment)
             try:  # authorize only reads; it runs first since it may expire what it loaded
-                deployments.authorize(
-                    session=session,
-                    actor=actor_of(request, user),
-                    prompt=service.get_prompt(session=session, project_id=project_id, name=prompt_name),
-                    env=service.get_environment(session=session, project_id=project_id, name=environment),
-                    version=version,
-                )
+                try:
+                    deployments.authorize(
+                        session=session, actor=actor, prompt=prompt, env=env, version=version
+                    )
+                except GateFailed as exc:
+                    if not pending.waits_for_evaluation(session=session, project_id=project_id, failure=exc):
+                        raise
+                    waits = exc.message  # the deploy would wait for the gate's runs: the rest applies now
+                    deployments.authorize(
+                        session=session, actor=actor, prompt=prompt, env=env, version=version, gate=False
+                    )
             except PromptKeeperError as exc:
-                blocked = exc.message
+                blocked, waits = exc.message, None
         session.expire_all()
         prompt = service.get_prompt(session=session, project_id=project_id, name=prompt_name)
         env = service.get_environment(session=session, project_id=project_id, name=environment)
-        return {"prompt": prompt, "env": env, "blocked": blocked, **change_to(session, prompt, env, version)}
+        return {
+            "prompt": prompt,
+            "env": env,
+            "blocked": blocked,
+            "waits": waits,
+            **change_to(session, prompt, env, version),
+        }
 
     data = await read(request, load)
     return page(request, "confirm.html", user, action=action, segment=path_segment(prompt_name), **data)
@@ -496,7 +512,7 @@ async def deploy(request: Request, name: str) -> Response:
             )
             return
         review = first(fields, "review_id")
-        deployments.deploy(
+        pending.deploy(  # a gate with auto_run makes it a pending deploy, shown on the prompt page
             session=session,
             actor=actor_of(request, user),
             name=prompt_name,
@@ -504,6 +520,7 @@ async def deploy(request: Request, name: str) -> Response:
             version=int(version),
             reason=reason,
             review_id=int(review) if is_count(review) else None,
+            default_concurrency=context_of(request).settings.provider_concurrency,
         )
 
     await write(request, run)

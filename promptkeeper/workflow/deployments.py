@@ -9,7 +9,9 @@ skip a policy:
 - a `protected` environment needs the approver or admin role, and a review of that exact version
   approved by `required_approvals` distinct approvers other than its author; the deploy closes it;
 - an environment with an evaluation gate only accepts a version whose newest evaluation run on
-  the gate's suite passes it (`evaluations.gates`);
+  the gate's suite version (its current one, or the one the gate pins) passes it
+  (`evaluations.gates`); with the gate's `auto_run`, a deploy that lacks that run waits for it
+  (`evaluations.pending`) and comes back here when it passed;
 - an admin may bypass the reviews and the gate with `override` where the environment allows it,
   giving a reason; the history records action `override` and the audit entry is a warning;
 - a rollback to a version that was live in the environment before needs no new review (it was
@@ -141,13 +143,16 @@ def authorize(
     reason: str = "",
     review_id: int | None = None,
     override: bool = False,
+    gate: bool = True,
 ) -> Review | None:
     """Raise unless `version` may go live in `env`; returns the review the change closes, if any.
 
     Shared by plain deploys and by experiments that ship their winner, so both meet one policy.
+    `gate=False` checks everything but the evaluation gate: a deploy that waits for its evaluation
+    (`evaluations.pending`) is told at once about the rest, and meets all of it again when it ships.
     """
     _check_promotion_path(session, prompt, env, version)
-    if not override:
+    if gate and not override:
         gates.check_gate(session=session, prompt=prompt, environment=env, version=version)
     review = None
     if override:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.api.deps import (
     Approver,
+    ContextDep,
     Editor,
     IdPath,
     Limit,
@@ -20,11 +22,11 @@ from promptkeeper.api.deps import (
     WriteDB,
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.evaluations import pending
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Environment, Prompt
-from promptkeeper.prompts.routes import deployment_read
+from promptkeeper.prompts.routes import WAITS, deployed_or_pending
 from promptkeeper.prompts.schemas import ENVIRONMENT_PATTERN, DeploymentRead, Page
-from promptkeeper.workflow import deployments as policy
 from promptkeeper.workflow import reviews
 from promptkeeper.workflow.models import Review
 from promptkeeper.workflow.review_schemas import (
@@ -204,17 +206,24 @@ def withdraw(name: PromptNameDep, review_id: ReviewId, session: WriteDB, caller:
     "/prompts/{name}/reviews/{review_id}/deploy",
     status_code=status.HTTP_201_CREATED,
     response_model=DeploymentRead,
+    responses=WAITS,  # type: ignore[arg-type]
 )
 def deploy_review(
-    name: PromptNameDep, review_id: ReviewId, body: ReviewDeploy, session: WriteDB, caller: Approver
-) -> DeploymentRead:
-    """Carry out an approved review: deploy its version to its environment."""
+    name: PromptNameDep,
+    review_id: ReviewId,
+    body: ReviewDeploy,
+    session: WriteDB,
+    context: ContextDep,
+    caller: Approver,
+) -> DeploymentRead | JSONResponse:
+    """Carry out an approved review: deploy its version to its environment (`202` with a pending
+    deploy when the environment's gate runs the evaluation first)."""
     _, review = reviews.get_review(
         session=session, project_id=caller.project_id, name=name, review_id=review_id
     )
     environment = session.get(Environment, review.environment_id)
     assert environment is not None
-    deployment = policy.deploy(
+    outcome = pending.deploy(
         session=session,
         actor=caller,
         name=name,
@@ -222,6 +231,7 @@ def deploy_review(
         version=review.version_number,
         reason=body.reason or f"review #{review.id}",
         review_id=review.id,
+        default_concurrency=context.settings.provider_concurrency,
     )
     session.commit()
-    return deployment_read(name, deployment, environment.name)
+    return deployed_or_pending(session, name, environment.name, outcome)
