@@ -7,12 +7,16 @@ key, so a key shared across tests would talk to the first test's server.
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from langfuse import Langfuse
+from langfuse.api.core.http_client import _should_retry
 
 from promptkeeper.compat.langfuse import public_key
 from tests.conftest import LiveServer
@@ -192,7 +196,7 @@ def test_errors_have_langfuse_shapes(live_server: LiveServer, http: httpx.Client
     reserved = httpx.patch(f"{base}/one/versions/1", json={"newLabels": ["latest"]}, headers=_basic(secret))
     assert reserved.status_code == 400 and "reserved" in reserved.json()["message"]
     deleted = httpx.delete(f"{base}/one", params={"version": 1}, headers=_basic(secret))
-    assert deleted.status_code == 409 and deleted.json()["error"] == "ConflictError"
+    assert deleted.status_code == 403 and deleted.json()["error"] == "AccessDeniedError"
     assert http.get("/v1/prompts/one/versions/1").status_code == 200
 
 
@@ -227,3 +231,92 @@ def test_an_experiment_serves_the_control_unless_a_unit_is_named(
     assert (plain["version"], plain["prompt"]) == (1, "A")  # Langfuse clients send no unit: the control
     with_unit = httpx.get(url, headers={**_basic(secret), "X-PromptKeeper-Unit": "user-42"}).json()
     assert (with_unit["version"], with_unit["prompt"]) == (2, "B")
+
+
+def test_auth_check_and_the_keys_project(live_server: LiveServer, http: httpx.Client) -> None:
+    langfuse = _langfuse(live_server, _key(http, "runtime"))
+    assert langfuse.auth_check() is True
+    projects = langfuse.api.projects.get()
+    assert [p.name for p in projects.data] == ["default"]
+    refused = httpx.get(f"{live_server.url}/api/public/projects", headers=_basic("pk_nope"))
+    assert refused.status_code == 401 and refused.json()["error"] == "UnauthorizedError"
+
+
+def test_refusals_are_answers_the_langfuse_client_does_not_retry(
+    live_server: LiveServer, http: httpx.Client
+) -> None:
+    """langfuse retries 408, 409, 429 and 5xx: a refusal answered 409 was sent three times."""
+    secret = _key(http, "editor")
+    base = f"{live_server.url}/api/public/v2/prompts"
+    http.post(
+        "/v1/prompts", json={"name": "t", "content": {"type": "text", "template": "1"}}
+    ).raise_for_status()
+    type_change = httpx.post(base, json={"name": "t", "type": "chat", "prompt": []}, headers=_basic(secret))
+    assert type_change.status_code == 400 and type_change.json()["error"] == "InvalidRequestError"
+    assert "text prompt" in type_change.json()["message"]
+    assert http.get("/v1/prompts/t").json()["latest_version"] == 1
+    http.patch("/v1/environments/production", json={"protected": True}).raise_for_status()
+    blocked = httpx.patch(f"{base}/t/versions/1", json={"newLabels": ["production"]}, headers=_basic(secret))
+    assert blocked.status_code == 403 and blocked.json()["error"] == "AccessDeniedError"
+    deleted = httpx.delete(f"{base}/t", headers=_basic(secret))
+    assert deleted.status_code == 403 and "keeps every version" in deleted.json()["message"]
+    for response in (type_change, blocked, deleted):
+        assert not _should_retry(response), response.status_code
+
+
+def test_list_filters_versions_by_update_time(live_server: LiveServer, http: httpx.Client) -> None:
+    langfuse = _langfuse(live_server, _key(http, "editor"))
+    langfuse.create_prompt(name="old", prompt="1")
+    langfuse.create_prompt(name="both", prompt="1")
+    middle = datetime.now(UTC)
+    time.sleep(0.05)
+    langfuse.create_prompt(name="both", prompt="2", config={"v": 2})
+    langfuse.create_prompt(name="new", prompt="1")
+    later = langfuse.api.prompts.list(from_updated_at=middle)
+    assert [(p.name, p.versions) for p in later.data] == [("both", [2]), ("new", [1])]
+    assert later.data[0].last_config == {"v": 2}
+    earlier = langfuse.api.prompts.list(to_updated_at=middle)
+    assert [(p.name, p.versions) for p in earlier.data] == [("both", [1]), ("old", [1])]
+    named = langfuse.api.prompts.list(
+        filter=json.dumps(
+            [
+                {"type": "string", "column": "name", "operator": "starts with", "value": "b"},
+                {"type": "number", "column": "version", "operator": ">=", "value": 2},
+            ]
+        )
+    )
+    assert [(p.name, p.versions) for p in named.data] == [("both", [2])]
+    labelled = langfuse.api.prompts.list(
+        filter=json.dumps(
+            [{"type": "arrayOptions", "column": "labels", "operator": "any of", "value": ["latest"]}]
+        )
+    )
+    assert [(p.name, p.versions) for p in labelled.data] == [("both", [2]), ("new", [1]), ("old", [1])]
+    bad = httpx.get(
+        f"{live_server.url}/api/public/v2/prompts",
+        params={"filter": '[{"type": "string", "column": "nope", "operator": "=", "value": "x"}]'},
+        headers=_basic(_key(http, "viewer")),
+    )
+    assert bad.status_code == 400 and "filter[0].column" in bad.json()["message"]
+
+
+def test_any_chat_role_and_unescaped_folder_names(live_server: LiveServer, http: httpx.Client) -> None:
+    secret = _key(http, "editor")
+    langfuse = _langfuse(live_server, secret)
+    created = langfuse.create_prompt(
+        name="team/critic",
+        type="chat",
+        prompt=[{"role": "critic", "content": "Judge {{x}}"}, {"role": "user", "content": "go"}],
+        labels=["production"],
+    )
+    assert created.version == 1
+    base = f"{live_server.url}/api/public/v2/prompts"
+    # the 2.x SDK sends folder names unescaped; Langfuse's route is a catch-all
+    raw = httpx.get(f"{base}/team/critic", headers=_basic(secret))
+    assert raw.status_code == 200 and raw.json()["prompt"][0]["role"] == "critic"
+    moved = httpx.patch(
+        f"{base}/team/critic/versions/1", json={"newLabels": ["staging"]}, headers=_basic(secret)
+    )
+    assert moved.status_code == 200 and "staging" in moved.json()["labels"]
+    compiled = langfuse.get_prompt("team/critic", type="chat", cache_ttl_seconds=0).compile(x="it")
+    assert compiled[0] == {"role": "critic", "content": "Judge it"}

@@ -95,7 +95,7 @@ def test_bad_bodies_are_422_naming_the_field(client: TestClient) -> None:
         ({}, "body.content"),
         ({"content": {"type": "text"}}, "body.content.text.template"),
         (
-            {"content": {"type": "chat", "messages": [{"role": "robot", "content": "x"}]}},
+            {"content": {"type": "chat", "messages": [{"role": "two words", "content": "x"}]}},
             "body.content.chat.messages[0]",
         ),
         ({"content": text_content("x"), "base_version": 0}, "body.base_version"),

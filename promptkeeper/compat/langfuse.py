@@ -12,7 +12,12 @@ mapped onto PromptKeeper:
   refused (environments are created by admins: `POST /v1/environments`).
 - Creating a prompt version is `prompts.service.create_version` (identical content allowed, as
   Langfuse does); `tags` replace the prompt's tags when given; `config` is the content's `config`.
-- Versions are never deleted (the history must answer what ran when): `DELETE` answers 409.
+- Versions are never deleted (the history must answer what ran when): `DELETE` answers 403.
+- Refusals answer what Langfuse answers, never 409 (which its clients retry twice): an invalid
+  change (a version changing the prompt's type) is 400, a policy refusal (reviews, gates, the
+  promotion path, a protected environment) is 403.
+- Names travel escaped (`team%2Fx`) or not (`team/x`, as the 2.x SDK sends them): the routes are
+  catch-alls, as Langfuse's are. `GET /api/public/projects` is the key's project (`auth_check()`).
 - Auth: HTTP Basic with the public key (the key's `pk_<prefix>` part) as user name and the whole
   PromptKeeper API key as password, so the key's role applies (unlike Langfuse, protected
   environments hold for API clients too). Bearer works as well.
@@ -27,7 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -36,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from promptkeeper.access.models import Project
 from promptkeeper.access.service import Actor, Principal, key_prefix
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import (
@@ -51,14 +57,22 @@ from promptkeeper.api.deps import (
     request_id,
 )
 from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
-from promptkeeper.errors import Conflict, NotFound, Unauthorized, ValidationFailed, field_errors
+from promptkeeper.compat.langfuse_filters import parse_filter, simple_filter
+from promptkeeper.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Unauthorized,
+    ValidationFailed,
+    field_errors,
+)
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import MAX_INT, PromptCreate, PromptUpdate, check_prompt_name
 from promptkeeper.runtime.routes import variant_for
 from promptkeeper.workflow import deployments
 
-router = APIRouter(prefix="/api/public/v2", tags=["langfuse-compatible"], responses=LANGFUSE_ERROR_RESPONSES)
+router = APIRouter(prefix="/api/public", tags=["langfuse-compatible"], responses=LANGFUSE_ERROR_RESPONSES)
 
 LATEST = "latest"
 DEFAULT_LABEL = "production"
@@ -175,6 +189,17 @@ class LangfusePromptMeta(BaseModel):
     tags: list[str]
     lastUpdatedAt: datetime  # noqa: N815
     lastConfig: dict[str, Any]  # noqa: N815
+
+
+class LangfuseProject(BaseModel):
+    id: str
+    name: str
+    organization: dict[str, str]
+    metadata: dict[str, Any]
+
+
+class LangfuseProjects(BaseModel):
+    data: list[LangfuseProject]
 
 
 class LangfuseMeta(BaseModel):
@@ -296,20 +321,23 @@ def _move_labels(session: Session, actor: Actor, prompt: Prompt, version: int, l
         )
         if current == version:
             continue
-        deployments.deploy(
-            session=session,
-            actor=actor,
-            name=prompt.name,
-            environment=label,
-            version=version,
-            reason="label moved through the Langfuse-compatible API",
-        )
+        try:
+            deployments.deploy(
+                session=session,
+                actor=actor,
+                name=prompt.name,
+                environment=label,
+                version=version,
+                reason="label moved through the Langfuse-compatible API",
+            )
+        except Conflict as refused:  # reviews, gates, promotion path: policy, not a retryable race
+            raise PermissionDenied(refused.message, details=refused.details) from None
 
 
 # -- routes ----------------------------------------------------------------------------------------
 
 
-@router.get("/prompts/{name}", response_model=LangfusePrompt)
+@router.get("/v2/prompts/{name:path}", response_model=LangfusePrompt)
 async def get_prompt(
     name: PromptNameDep,
     request: Request,
@@ -364,7 +392,7 @@ def _read_prompt(
         return prompt_body(session, prompt, row)
 
 
-@router.get("/prompts", response_model=LangfusePromptList)
+@router.get("/v2/prompts", response_model=LangfusePromptList)
 def list_prompts(
     session: ReadDB,
     actor: Lister,
@@ -373,31 +401,63 @@ def list_prompts(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     page: Annotated[int, Query(ge=1, le=MAX_INT, description="Page number, from 1.")] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page.")] = 50,
+    from_updated_at: Annotated[
+        datetime | None, Query(alias="fromUpdatedAt", description="Versions created at or after.")
+    ] = None,
+    to_updated_at: Annotated[
+        datetime | None, Query(alias="toUpdatedAt", description="Versions created before.")
+    ] = None,
+    filter_: Annotated[
+        str | None,
+        Query(alias="filter", max_length=20_000, description="Langfuse's JSON array of version conditions."),
+    ] = None,
 ) -> LangfusePromptList:
-    """Prompt names with their versions, labels and tags."""
-    query = select(Prompt).where(Prompt.project_id == actor.project_id)
-    if name is not None:
-        query = query.where(Prompt.name == name)
-    prompts = [p for p in session.scalars(query.order_by(Prompt.name)) if tag is None or tag in p.tags]
-    metas = []
-    for prompt in prompts:
-        labels = _labels(session, prompt)
-        all_labels = sorted({item for values in labels.values() for item in values})
-        if label is not None and label not in all_labels:
-            continue
-        head = service.get_version(session=session, prompt=prompt, number=prompt.head_version)
-        type_, _ = from_content(head.content)
-        metas.append(
-            LangfusePromptMeta(
-                name=prompt.name,
-                type=type_,
-                versions=list(range(1, prompt.head_version + 1)),
-                labels=all_labels,
-                tags=list(prompt.tags),
-                lastUpdatedAt=head.created_at,
-                lastConfig=dict(head.content.get("config") or {}),
-            )
+    """Prompt names with their matching versions, labels and tags (filters apply to versions)."""
+    conditions = (
+        parse_filter(filter_)
+        if filter_ is not None
+        else simple_filter(
+            name=name, label=label, tag=tag, from_updated_at=from_updated_at, to_updated_at=to_updated_at
         )
+    )
+    prompts = list(session.scalars(select(Prompt).where(Prompt.project_id == actor.project_id)))
+    by_id = {prompt.id: prompt for prompt in prompts}
+    labels_of = {prompt.id: _labels(session, prompt) for prompt in prompts}
+    matching: dict[int, list[dict[str, Any]]] = {}
+    rows = session.scalars(
+        select(PromptVersion)
+        .where(PromptVersion.prompt_id.in_(list(by_id)))
+        .order_by(PromptVersion.prompt_id, PromptVersion.number)
+    )
+    for version in rows:
+        prompt = by_id[version.prompt_id]
+        at = version.created_at if version.created_at.tzinfo else version.created_at.replace(tzinfo=UTC)
+        row = {
+            "id": f"{prompt.id}-{version.number}",
+            "name": prompt.name,
+            "type": from_content(version.content)[0],
+            "version": version.number,
+            "createdAt": at,
+            "updatedAt": at,
+            "labels": labels_of[prompt.id].get(version.number, []),
+            "tags": list(prompt.tags),
+            "config": dict(version.content.get("config") or {}),
+        }
+        if all(condition(row) for condition in conditions):
+            matching.setdefault(prompt.id, []).append(row)
+    metas = [
+        LangfusePromptMeta(
+            name=by_id[prompt_id].name,
+            type=found[-1]["type"],
+            versions=[row["version"] for row in found],
+            labels=sorted({item for row in found for item in row["labels"]}),
+            tags=list(by_id[prompt_id].tags),
+            lastUpdatedAt=found[-1]["updatedAt"],
+            lastConfig=found[-1]["config"],
+        )
+        for prompt_id, found in matching.items()
+    ]
+    metas.sort(key=lambda meta: meta.name)
     total = len(metas)
     start = (page - 1) * limit
     return LangfusePromptList(
@@ -406,7 +466,24 @@ def list_prompts(
     )
 
 
-@router.post("/prompts", status_code=status.HTTP_201_CREATED, response_model=LangfusePrompt)
+@router.get("/projects", response_model=LangfuseProjects)
+def get_projects(session: ReadDB, actor: Fetcher) -> LangfuseProjects:
+    """The key's project: what `langfuse.auth_check()` asks for (Langfuse: the project of the key)."""
+    project = session.get(Project, actor.project_id)
+    assert project is not None  # the caller authenticated with it
+    return LangfuseProjects(
+        data=[
+            LangfuseProject(
+                id=str(project.id),
+                name=project.name,
+                organization={"id": "promptkeeper", "name": "PromptKeeper"},
+                metadata={},
+            )
+        ]
+    )
+
+
+@router.post("/v2/prompts", status_code=status.HTTP_201_CREATED, response_model=LangfusePrompt)
 def create_prompt(
     session: WriteDB,
     actor: Writer,
@@ -441,9 +518,9 @@ def create_prompt(
         head = service.get_version(session=session, prompt=prompt, number=prompt.head_version)
         type_ = data.type or head.content["type"]
         if type_ != head.content["type"]:
-            raise Conflict(
-                f"'{name}' is a {head.content['type']} prompt; a version cannot change its type",
-                details={"type": head.content["type"]},
+            raise ValidationFailed(  # Langfuse: 400, an invalid change (409 is retried by its clients)
+                f"body.type: '{name}' is a {head.content['type']} prompt; a version cannot change its type",
+                details={"field": "body.type", "type": head.content["type"]},
             )
         content = service.parse_content(to_content(type_, data.prompt, data.config))
         version = service.create_version(
@@ -463,7 +540,7 @@ def create_prompt(
     return prompt_body(session, prompt, version)
 
 
-@router.patch("/prompts/{name}/versions/{version}", response_model=LangfusePrompt)
+@router.patch("/v2/prompts/{name:path}/versions/{version}", response_model=LangfusePrompt)
 def update_labels(
     name: PromptNameDep,
     version: Annotated[int, Path(ge=1, le=MAX_INT)],
@@ -483,7 +560,7 @@ def update_labels(
     return prompt_body(session, prompt, row)
 
 
-@router.delete("/prompts/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/v2/prompts/{name:path}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_prompt(
     name: PromptNameDep,
     session: ReadDB,
@@ -497,7 +574,7 @@ def delete_prompt(
         service.get_prompt(session=session, project_id=actor.project_id, name=name)
     except NotFound:
         raise _not_found(name, "does not exist") from None
-    raise Conflict(
+    raise PermissionDenied(  # a policy refusal: 403, which Langfuse's clients do not retry (409 they do)
         "PromptKeeper keeps every version (the deployment history answers what ran when), so "
         "versions are not deleted; move labels with PATCH /api/public/v2/prompts/{name}/versions/{version}",
         details={"version": version, "label": label},

@@ -28,7 +28,11 @@ __all__ = [
 
 MAX_TEMPLATE_CHARS = 200_000
 MAX_MESSAGES = 500
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+#: The roles every provider knows; others are kept as written. Langfuse takes any string role, and
+#: so do providers' newer ones (`function`, or a persona in a multi-agent prompt): refusing them
+#: made prompts moved from Langfuse fail at save.
+STANDARD_ROLES = ("system", "developer", "user", "assistant", "tool")
+Role = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 
 
 class Message(BaseModel):
