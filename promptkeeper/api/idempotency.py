@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.errors import error_response
@@ -138,6 +140,13 @@ async def _answered(scope: Scope, claim: Claim, receive: Receive, send: Send) ->
 
     try:
         stored = await anyio.to_thread.run_sync(lookup)
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        # The database is down or busy: let the request run with its claim bound. Routing, the
+        # error handler and the metrics then treat it like any other request (a 503 under its
+        # route); should the database be back, the claim taken in the write's transaction still
+        # makes the write happen once.
+        log.warning("idempotency lookup failed, the request runs with its claim: %s", exc)
+        return False
     except SecretKeyError as exc:  # this instance's PROMPTKEEPER_SECRET_KEY is not the one it was sealed with
         log.error("cannot replay %s %s: %s", claim.method, claim.path, exc)
         await error_response(500, "internal_error", str(exc), {"field": f"header.{HEADER}"})(
