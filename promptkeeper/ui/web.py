@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import EDIT_ROLES, client_address, decode_prompt_name
+from promptkeeper.core import storable
 from promptkeeper.errors import (
     PermissionDenied,
     PromptKeeperError,
@@ -102,16 +103,21 @@ async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise PermissionDenied("the form is too large")
+    # invalid UTF-8 (raw or percent-encoded) becomes lone surrogates, refused below: never U+FFFD
+    # stored in place of what was typed
+    text = body.decode("utf-8", errors="surrogateescape")
     fields = {
         # browsers send a textarea's line breaks as CRLF (the HTML form encoding): prompts keep LF
         name: [value.replace("\r\n", "\n") for value in values]
-        for name, values in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()
+        for name, values in parse_qs(text, keep_blank_values=True, errors="surrogateescape").items()
     }
-    for name, values in fields.items():  # PostgreSQL stores no NUL: refused here as in the API
-        if "\x00" in name or any("\x00" in value for value in values):
-            field = name.replace("\x00", "")
+    for name, values in fields.items():  # no database stores these: refused here as in the API
+        kind = storable.problem(name) or next(filter(None, map(storable.problem, values)), None)
+        if kind is not None:
+            field = storable.printable(name)
+            what = "the NUL character" if kind == "nul" else "invalid UTF-8"
             raise ValidationFailed(
-                f"form.{field}: must not contain the NUL character", details={"field": f"form.{field}"}
+                f"form.{field}: must not contain {what}", details={"field": f"form.{field}"}
             )
     if user is not None:
         sent = (fields.get("csrf") or [""])[0]
