@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from fastapi import Request
@@ -124,6 +124,23 @@ async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
         if not hmac.compare_digest(sent, user.csrf):
             raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page and try again")
     return fields
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says this request comes from another site (fetch metadata, else `Origin`).
+
+    The sign-in form has no session to derive a CSRF token from; what stops another site from
+    signing a visitor in to the attacker's account is that browsers label a form post with where
+    it comes from. A request with neither header is not from a browser (or from one too old to
+    send either): login CSRF needs a browser.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 def is_count(value: str) -> bool:
