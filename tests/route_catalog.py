@@ -91,6 +91,7 @@ class World:
                 "POST",
                 f"/v1/prompts/{quote_name(name)}/versions",
                 {"content": text_content(f"Hello {{{{ name }}}} #{number}")},
+                self.author,  # written by the author: the admin may approve its review
             )
         if deployed:
             for number in range(1, versions + 1):

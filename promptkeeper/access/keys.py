@@ -21,7 +21,11 @@ def create_key(
         raise ValidationFailed("expires_at: must be in the future", details={"field": "expires_at"})
     project = session.get(Project, actor.project_id)
     assert project is not None
-    new = create_api_key(session=session, project=project, name=name, role=role, expires_at=expires_at)
+    # minted by a credential: the new key acts for the same person (an operator's CLI keys do not)
+    owner = actor.identity if actor.key_id is not None or actor.user_id is not None else None
+    new = create_api_key(
+        session=session, project=project, name=name, role=role, expires_at=expires_at, owner_identity=owner
+    )
     record(
         session=session,
         actor=actor,

@@ -65,3 +65,6 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: the person a key minted through the API or the UI acts for (`Actor.identity` of whoever
+    #: minted it): reviews count people, not keys. None: the key is its own identity.
+    owner_identity: Mapped[str | None] = mapped_column(String(64), default=None)

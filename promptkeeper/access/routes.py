@@ -125,10 +125,12 @@ def me(session: ReadDB, caller: AnyCaller) -> MeRead:
 
 
 @router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
-def change_password(body: PasswordChange, session: WriteDB, caller: AnyCaller) -> None:
-    """Change the password of the user whose session this is."""
+def change_password(body: PasswordChange, session: WriteDB, context: ContextDep, caller: AnyCaller) -> None:
+    """Change the password of the user whose session this is; their other sessions end (on other
+    instances within `PROMPTKEEPER_AUTH_CACHE_TTL` seconds)."""
     users.change_password(session=session, actor=caller, current=body.current_password, new=body.new_password)
     session.commit()
+    context.auth.forget()
 
 
 # --- API keys -----------------------------------------------------------------------------------

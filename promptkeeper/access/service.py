@@ -42,7 +42,8 @@ class Actor:
     """Who did something, as recorded in histories and the audit log.
 
     `identity` tells people apart for review rules: two keys of one user are one approver; a key
-    without a user is its own identity.
+    minted through the API or the UI is whoever minted it (`owner_identity`), so an admin cannot
+    mint extra reviewers; a key made by the operator (bootstrap, CLI) is its own identity.
     """
 
     name: str
@@ -51,11 +52,14 @@ class Actor:
     key_id: int | None = None
     user_id: int | None = None
     request_id: str | None = None
+    owner_identity: str | None = None
 
     @property
     def identity(self) -> str:
         if self.user_id is not None:
             return f"user:{self.user_id}"
+        if self.owner_identity is not None:
+            return self.owner_identity
         if self.key_id is not None:
             return f"key:{self.key_id}"
         return f"system:{self.name}"
@@ -79,6 +83,7 @@ class Principal:
     user_id: int | None = None
     kind: str = "key"
     expires_at: datetime | None = None  # the key's own expiry (remembered with it: see authenticator)
+    owner_identity: str | None = None
 
     def actor(self, request_id: str | None = None) -> Actor:
         return Actor(
@@ -88,6 +93,7 @@ class Principal:
             key_id=self.key_id,
             user_id=self.user_id,
             request_id=request_id,
+            owner_identity=self.owner_identity,
         )
 
 
@@ -147,6 +153,7 @@ def create_api_key(
     secret: str | None = None,
     user_id: int | None = None,
     kind: str = "key",
+    owner_identity: str | None = None,
 ) -> NewKey:
     secret = secret or generate_secret()
     prefix = key_prefix(secret)
@@ -159,6 +166,7 @@ def create_api_key(
         expires_at=expires_at,
         user_id=user_id,
         kind=kind,
+        owner_identity=owner_identity,
     )
     session.add(key)
     session.flush()
@@ -203,6 +211,7 @@ def authenticate(*, session: Session, secret: str) -> Principal:
         user_id=key.user_id,
         kind=key.kind,
         expires_at=key.expires_at,
+        owner_identity=key.owner_identity,
     )
 
 

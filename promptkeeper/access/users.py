@@ -294,10 +294,27 @@ def change_password(*, session: Session, actor: Actor, current: str, new: str) -
     if user is None or not _password_matches(user.password_hash, current):
         raise Unauthorized("current password is wrong")
     user.password_hash = hash_password(new)
+    ended = end_sessions(session=session, user_id=user.id, keep=actor.key_id)
     session.flush()
     record(
-        session=session, actor=actor, action="user.password_changed", target_type="user", target=user.email
+        session=session,
+        actor=actor,
+        action="user.password_changed",
+        target_type="user",
+        target=user.email,
+        after={"other_sessions_ended": ended},
     )
+
+
+def end_sessions(*, session: Session, user_id: int, keep: int | None = None) -> int:
+    """Revoke the user's open sessions in every project (but `keep`): after a password change,
+    whoever signed in with the old password is out. Returns how many were ended."""
+    query = update(ApiKey).where(
+        ApiKey.user_id == user_id, ApiKey.kind == SESSION, ApiKey.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(ApiKey.id != keep)
+    return int(session.execute(query.values(revoked_at=utcnow())).rowcount)  # type: ignore[attr-defined]
 
 
 def ensure_user(
@@ -308,8 +325,9 @@ def ensure_user(
     user = find_user(session=session, email=email)
     if user is None:
         user = create_user(session=session, email=email, password=password, name=name)
-    else:
+    elif not _password_matches(user.password_hash, password):  # a reset: nobody stays signed in
         user.password_hash = hash_password(password)
+        end_sessions(session=session, user_id=user.id)
     membership = _membership(session, project_row.id, user.id)
     if membership is None:
         session.add(Membership(project_id=project_row.id, user_id=user.id, role=role.value))

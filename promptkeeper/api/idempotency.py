@@ -1,7 +1,8 @@
 """`Idempotency-Key` on writes: the ASGI side of `promptkeeper.idempotency.service`.
 
 Only requests that carry the header pay anything: their body is read once to fingerprint it, the
-answer is buffered, stored, then sent (so a client that saw the answer always finds it stored).
+answer is buffered, stored (encrypted: it may carry a new secret), then sent (so a client that saw
+the answer always finds it stored).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import logging
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.errors import error_response
 from promptkeeper.api.middleware import BODY_METHODS, read_body, replaying
+from promptkeeper.core.secrets import SecretKeyError
 from promptkeeper.errors import PromptKeeperError
 from promptkeeper.idempotency import service
 from promptkeeper.idempotency.service import HEADER, KEY_PATTERN, REPLAYED_HEADER, Claim
@@ -55,14 +59,20 @@ class IdempotencyMiddleware:
         body = await read_body(receive)
         if body is None:
             return
+        fingerprint, also = service.fingerprints(
+            scope["app"].state.context.db.secrets,
+            scope["method"].encode(),
+            scope["path"].encode(),
+            scope.get("query_string", b""),
+            body,
+        )
         claim = Claim(
             scope=service.digest(_credential(scope["headers"])),
             key=key,
-            fingerprint=service.digest(
-                scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body
-            ),
+            fingerprint=fingerprint,
             method=scope["method"],
             path=scope["path"],
+            also=also,
         )
         if await _answered(scope, claim, receive, send):
             return
@@ -104,7 +114,8 @@ class IdempotencyMiddleware:
                     session=session,
                     claim=claim,
                     status_code=status,
-                    body=content.decode("utf-8", errors="replace"),
+                    # sealed: the answer may be a new API key, webhook secret or session token
+                    body=database.secrets.seal(content.decode("utf-8", errors="replace")),
                     content_type=content_type,
                 )
                 session.commit()
@@ -125,10 +136,23 @@ async def _answered(scope: Scope, claim: Claim, receive: Receive, send: Send) ->
             if record is None:
                 return None
             assert record.status_code is not None and record.response_body is not None
-            return record.status_code, record.response_body, record.content_type
+            return record.status_code, database.secrets.open(record.response_body), record.content_type
 
     try:
         stored = await anyio.to_thread.run_sync(lookup)
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        # The database is down or busy: let the request run with its claim bound. Routing, the
+        # error handler and the metrics then treat it like any other request (a 503 under its
+        # route); should the database be back, the claim taken in the write's transaction still
+        # makes the write happen once.
+        log.warning("idempotency lookup failed, the request runs with its claim: %s", exc)
+        return False
+    except SecretKeyError as exc:  # this instance's PROMPTKEEPER_SECRET_KEY is not the one it was sealed with
+        log.error("cannot replay %s %s: %s", claim.method, claim.path, exc)
+        await error_response(500, "internal_error", str(exc), {"field": f"header.{HEADER}"})(
+            scope, receive, send
+        )
+        return True
     except PromptKeeperError as exc:
         response = error_response(exc.status_code, exc.code, exc.message, exc.details)
         if isinstance(exc, service.KeyInProgress):

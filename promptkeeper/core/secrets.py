@@ -7,12 +7,17 @@ passwords are not here: they are only ever compared, so they are stored as hashe
 Stored form: `enc:v1:<Fernet token>` (AES-128-CBC with HMAC-SHA256, from `cryptography`). Several
 keys may be configured: the first encrypts, all decrypt, so a key is rotated by putting the new
 one first, re-encrypting (`promptkeeper db rotate-secrets`), then dropping the old one.
+
+Values that are only compared but would be guessable from a plain hash (a fingerprint of a login
+request holds the password) are stored as an HMAC under the same keys (`mac`), so a dump is no
+offline oracle either.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -37,6 +42,13 @@ class SecretBox:
         if not keys:
             raise SecretKeyError("secret key: none configured")
         self._fernet = MultiFernet([_fernet(key) for key in keys])
+        # not the Fernet key itself: a MAC key of its own, derived from the same secret
+        self._mac_keys = [hashlib.sha256(b"promptkeeper-mac:" + key.encode()).digest() for key in keys]
+
+    def mac(self, data: bytes) -> list[str]:
+        """HMAC-SHA256 of `data` under each key, the first key's first: store the first, and accept
+        any (a value stored before a key rotation still matches)."""
+        return [hmac.new(key, data, hashlib.sha256).hexdigest() for key in self._mac_keys]
 
     def seal(self, plaintext: str) -> str:
         return PREFIX + self._fernet.encrypt(plaintext.encode()).decode("ascii")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
 from promptkeeper.core import scorers as scoring
+from promptkeeper.core import storable
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed, field_errors
 from promptkeeper.evaluations.models import EvalCase, EvalSuite, EvalSuiteVersion
@@ -225,6 +226,15 @@ def list_cases(
 # --- import and export ----------------------------------------------------------------------------
 
 
+def _storable(value: Any, line: int) -> Any:
+    """A decoded JSON value, refused when it holds text no database stores (a lone surrogate)."""
+    found = storable.find(value)
+    if found:
+        message, errors = field_errors(storable.errors(found))
+        raise ValidationFailed(f"line {line}: {message}", details={"line": line, "errors": errors})
+    return value
+
+
 def parse_cases(text: str, fmt: str) -> list[CaseIn]:
     """Cases from JSONL (one case object a line) or CSV (reserved columns + one column a variable)."""
     cases: list[CaseIn] = []
@@ -233,7 +243,7 @@ def parse_cases(text: str, fmt: str) -> list[CaseIn]:
             if not line.strip():
                 continue
             try:
-                cases.append(CaseIn.model_validate(json.loads(line)))
+                cases.append(CaseIn.model_validate(_storable(json.loads(line), number)))
             except json.JSONDecodeError as exc:
                 raise ValidationFailed(
                     f"line {number}: not JSON ({exc.msg})", details={"line": number}
@@ -249,7 +259,7 @@ def parse_cases(text: str, fmt: str) -> list[CaseIn]:
         raise ValidationFailed("the CSV has no header row", details={"line": 1})
     for number, row in enumerate(reader, start=2):
         try:
-            scorers = json.loads(row["scorers"]) if row.get("scorers") else None
+            scorers = _storable(json.loads(row["scorers"]), number) if row.get("scorers") else None
             cases.append(
                 CaseIn.model_validate(
                     {

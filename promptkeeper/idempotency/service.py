@@ -16,6 +16,11 @@ The response is stored right after the commit, before it is sent. If a process d
 between, the key stays claimed without a response: retries get 409 `idempotency_response_lost`
 after `RESPONSE_GRACE` (the write happened; read the resource), never a second write. Keys are
 kept for `RETENTION`.
+
+Nothing stored here is a usable secret (docs/security.md): the caller's credential is kept as a
+SHA-256 (it is a 256-bit random key), the request's fingerprint as an HMAC under the secret key (a
+login body holds a password, which a plain hash would expose to guessing), and the answer
+encrypted with the secret key (it may carry a new API key, webhook secret or session token).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
+from promptkeeper.core.secrets import SecretBox
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import insert_ignoring_duplicates
 from promptkeeper.errors import Conflict, ValidationFailed
@@ -60,6 +66,9 @@ class Claim:
     method: str
     path: str
     claimed: bool = False
+    #: fingerprints that also identify this request (under older secret keys, or unkeyed from
+    #: before fingerprints were keyed): a retry across a key rotation is still recognised
+    also: tuple[str, ...] = ()
 
 
 def digest(*parts: bytes) -> str:
@@ -68,6 +77,13 @@ def digest(*parts: bytes) -> str:
         hashed.update(len(part).to_bytes(8, "big"))
         hashed.update(part)
     return hashed.hexdigest()
+
+
+def fingerprints(box: SecretBox, *parts: bytes) -> tuple[str, tuple[str, ...]]:
+    """The request's fingerprint to store, and the others it may have been stored under."""
+    framed = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+    keyed = box.mac(framed)
+    return keyed[0], (*keyed[1:], digest(*parts))
 
 
 def lookup(*, session: Session, claim: Claim, now: datetime | None = None) -> IdempotencyRecord | None:
@@ -84,7 +100,7 @@ def lookup(*, session: Session, claim: Claim, now: datetime | None = None) -> Id
     )
     if record is None:
         return None
-    if record.fingerprint != claim.fingerprint:
+    if record.fingerprint != claim.fingerprint and record.fingerprint not in claim.also:
         raise KeyReused(
             f"header {HEADER}: '{claim.key}' was already used for a different request; "
             "use a new key for a new request",

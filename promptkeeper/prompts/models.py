@@ -59,6 +59,8 @@ class PromptVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     parent: Mapped[int | None] = mapped_column(Integer, default=None)
     author: Mapped[str] = mapped_column(String(128))
+    #: who wrote it, told apart as reviews tell people apart (None: written before it was kept)
+    author_identity: Mapped[str | None] = mapped_column(String(64), default=None)
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -245,6 +245,7 @@ def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tupl
         content_hash=content_hash(document),
         parent=None,
         author=author,
+        author_identity=actor.identity,
         message=data.message,
         created_at=now,
     )
@@ -370,6 +371,7 @@ def create_version(
         content_hash=digest,
         parent=prompt.head_version,
         author=actor.name,
+        author_identity=actor.identity,
         message=message,
         created_at=now,
     )

@@ -35,6 +35,7 @@ from promptkeeper.ui.web import (
     COOKIE,
     actor_of,
     context_of,
+    cross_site,
     first,
     form_of,
     is_count,
@@ -82,6 +83,9 @@ async def login(request: Request) -> Response:
     project = first(fields, "project").strip() or None
     target = _safe_next(first(fields, "next", "/ui/prompts"))
     context = context_of(request)
+    if cross_site(request):  # login CSRF: another site signing the visitor in to its account
+        message = "this sign-in was sent from another site: open the sign-in page here and sign in"
+        return page(request, "login.html", None, status_code=403, next=target, error=message, email="")
 
     def run(session: Session) -> Any:
         return users.login(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from fastapi import Request
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import EDIT_ROLES, client_address, decode_prompt_name
+from promptkeeper.core import storable
 from promptkeeper.errors import (
     PermissionDenied,
     PromptKeeperError,
@@ -102,22 +103,44 @@ async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise PermissionDenied("the form is too large")
+    # invalid UTF-8 (raw or percent-encoded) becomes lone surrogates, refused below: never U+FFFD
+    # stored in place of what was typed
+    text = body.decode("utf-8", errors="surrogateescape")
     fields = {
         # browsers send a textarea's line breaks as CRLF (the HTML form encoding): prompts keep LF
         name: [value.replace("\r\n", "\n") for value in values]
-        for name, values in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()
+        for name, values in parse_qs(text, keep_blank_values=True, errors="surrogateescape").items()
     }
-    for name, values in fields.items():  # PostgreSQL stores no NUL: refused here as in the API
-        if "\x00" in name or any("\x00" in value for value in values):
-            field = name.replace("\x00", "")
+    for name, values in fields.items():  # no database stores these: refused here as in the API
+        kind = storable.problem(name) or next(filter(None, map(storable.problem, values)), None)
+        if kind is not None:
+            field = storable.printable(name)
+            what = "the NUL character" if kind == "nul" else "invalid UTF-8"
             raise ValidationFailed(
-                f"form.{field}: must not contain the NUL character", details={"field": f"form.{field}"}
+                f"form.{field}: must not contain {what}", details={"field": f"form.{field}"}
             )
     if user is not None:
         sent = (fields.get("csrf") or [""])[0]
         if not hmac.compare_digest(sent, user.csrf):
             raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page and try again")
     return fields
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says this request comes from another site (fetch metadata, else `Origin`).
+
+    The sign-in form has no session to derive a CSRF token from; what stops another site from
+    signing a visitor in to the attacker's account is that browsers label a form post with where
+    it comes from. A request with neither header is not from a browser (or from one too old to
+    send either): login CSRF needs a browser.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 def is_count(value: str) -> bool:

@@ -1,8 +1,10 @@
 """Reviews: a request to deploy one version to one environment, and the verdicts on it.
 
 Whether a review is approved is derived from its events each time it is needed (never stored):
-each reviewer's latest verdict counts, the author's own verdicts never do, reviewers are told apart
-by identity (a user, or a key without a user), and any outstanding change request blocks. The
+each reviewer's latest verdict counts, the author's own verdicts never do (neither the review's
+author's nor an approval by the writer of the version under review), reviewers are told apart by
+identity (a user; a key is whoever minted it, see `Actor.identity`), and any outstanding change
+request blocks. The
 environment's *current* `required_approvals` applies, so raising it affects reviews in flight.
 """
 
@@ -17,7 +19,7 @@ from promptkeeper.access.service import Actor, Role
 from promptkeeper.audit.service import record
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from promptkeeper.prompts.models import Environment, Prompt
+from promptkeeper.prompts.models import Environment, Prompt, PromptVersion
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
 from promptkeeper.workflow.models import Review, ReviewEvent
 
@@ -49,7 +51,12 @@ def review_state(*, session: Session, review: Review, environment: Environment) 
     for event in events:
         if event.actor_identity != review.author_identity:
             latest[event.actor_identity] = (event.kind, event.actor)
-    approvals = [name for kind, name in latest.values() if kind == "approve"]
+    writer = _writer(session, review)
+    approvals = [
+        name
+        for identity, (kind, name) in latest.items()
+        if kind == "approve" and not _wrote(writer, identity, name)
+    ]
     blocking = [name for kind, name in latest.values() if kind == "request_changes"]
     state = ReviewState(
         status="pending", required=required, approvals=approvals, changes_requested_by=blocking
@@ -61,6 +68,21 @@ def review_state(*, session: Session, review: Review, environment: Environment) 
     elif len(approvals) >= required:
         state.status = "approved"
     return state
+
+
+def _writer(session: Session, review: Review) -> tuple[str | None, str]:
+    """The identity (None for versions written before it was kept) and name of the version's author."""
+    row = session.execute(
+        select(PromptVersion.author_identity, PromptVersion.author).where(
+            PromptVersion.prompt_id == review.prompt_id, PromptVersion.number == review.version_number
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, "")
+
+
+def _wrote(writer: tuple[str | None, str], identity: str, name: str) -> bool:
+    written_by, author = writer
+    return identity == written_by if written_by is not None else name == author
 
 
 def _target(prompt: Prompt, review: Review) -> str:
@@ -210,6 +232,11 @@ def act(
             raise PermissionDenied(
                 "the author of a review cannot decide it: another approver must",
                 details={"review": review.id},
+            )
+        if kind == "approve" and _wrote(_writer(session, review), actor.identity, actor.name):
+            raise PermissionDenied(
+                f"you wrote version {review.version_number}: its approval must come from someone else",
+                details={"review": review.id, "version": review.version_number},
             )
     if kind == "request_changes" and not body.strip():
         raise ValidationFailed("body.comment: say what should change", details={"field": "body.comment"})
