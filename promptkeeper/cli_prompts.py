@@ -23,6 +23,7 @@ from promptkeeper.cli_common import (
     Remote,
     Url,
     config_path,
+    fail,
     print_result,
     usage,
 )
@@ -232,15 +233,11 @@ def deploy(
     version: Annotated[int, typer.Argument(help="Version to deploy.")],
     environment: Environment = "production",
     reason: Annotated[str, typer.Option("--reason")] = "",
-<<<<<<< HEAD
-    url: Url = "",
-=======
     wait: Annotated[
         bool, typer.Option("--wait", help="If the gate runs the evaluation first, wait for the outcome.")
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 1800,
-    url: Url = DEFAULT_URL,
->>>>>>> wt-gates
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
@@ -273,7 +270,7 @@ def pending(
     pending_id: Annotated[int | None, typer.Argument(help="One pending deploy (default: all).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it is no longer waiting.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 1800,
-    url: Url = DEFAULT_URL,
+    url: Url = "",
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from promptkeeper.core.egress import parse_allow_entry
 
 
 class Settings(BaseSettings):
@@ -113,6 +115,26 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds before the first retry of a failed webhook delivery; doubles on each retry.",
     )
+    webhook_concurrency: int = Field(
+        default=64, ge=1, le=4096, description="Webhook deliveries in flight at once per server process."
+    )
+    webhook_project_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=4096,
+        description="Webhook deliveries of one project in flight at once per server process, so that one "
+        "project's slow receivers cannot take every slot.",
+    )
+    webhook_egress: Literal["auto", "public", "any"] = Field(
+        default="auto",
+        description="Where webhooks may connect: `public` (globally routable addresses only, plus "
+        "`webhook_allow`), `any`, or `auto`: `public` with PostgreSQL (production), `any` with SQLite.",
+    )
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (`10.1.0.0/16`, `127.0.0.1`) and host names (`hooks.corp`, `*.corp`) webhooks "
+        "may reach although `public` refuses them; comma-separated.",
+    )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint for the `openai` provider (unset: OpenAI)."
     )
@@ -184,6 +206,20 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)") from None
         return ",".join(entries)
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _split_allow_list(cls, value: object) -> object:
+        return (
+            [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        )
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _check_allow_list(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allow_entry(entry)
+        return value
 
     @field_validator("database_url")
     @classmethod

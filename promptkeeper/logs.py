@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from promptkeeper.audit.signing import scrub_urls
 from promptkeeper.config import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -35,7 +36,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class RedactUrls(logging.Filter):
+    """Cuts the URLs in a logger's lines down to scheme and host.
+
+    httpx logs every request at INFO with its full URL (`HTTP Request: POST http://user:pw@host/
+    hook?token=…`); webhook URLs, and some provider URLs, carry credentials in the userinfo, the
+    path or the query. The filter sits on the logger itself, so it applies whatever the handlers
+    and levels are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = scrub_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_http_logs() -> None:
+    """Install `RedactUrls` on httpx's logger, once (idempotent; the dispatcher calls it too)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactUrls) for f in logger.filters):
+        logger.addFilter(RedactUrls())
+
+
 def configure_logging(settings: Settings) -> None:
+    redact_http_logs()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

@@ -173,6 +173,9 @@ def make_settings(backend: Backend, tmp_path: Path, **overrides: Any) -> Setting
         "admin_key": ADMIN_KEY,
         "admin_key_file": tmp_path / "admin-key",
         "db_timeout": 10.0,
+        # Test receivers listen on 127.0.0.1, which the production default (PostgreSQL:
+        # PROMPTKEEPER_WEBHOOK_EGRESS=public) refuses; tests of the policy set their own list.
+        "webhook_allow": ["127.0.0.1/32"],
     }
     values.update(overrides)
     return Settings(**values)

@@ -15,6 +15,16 @@ two processes never send the same attempt.
 
 Delivery is at least once: a receiver may see a delivery twice (a lost response, a lease that ran
 out) and should use `X-PromptKeeper-Delivery` to drop duplicates.
+
+Tenants share a process's slots (`webhook_concurrency`) but no project holds more than
+`webhook_project_concurrency` of them, and each claim serves every waiting project's oldest
+delivery before any project's second: a project whose receivers hang delays its own deliveries,
+and another project waits at most for one free slot. Every attempt ends within `webhook_timeout`.
+
+What the receiver answers stays out of the delivery log beyond its status code: the log shows the
+status and its standard reason phrase, never the body, the server's reason text or a `Location`
+(a receiver may be an internal service, and the log would hand its answers to whoever can read
+the log).
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -29,7 +41,7 @@ from typing import Any, cast
 import anyio
 import anyio.to_thread
 import httpx
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, case, func, literal, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -38,7 +50,16 @@ from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.service import DeliveriesQueued, record
 from promptkeeper.audit.signing import encode_body, request_headers, retry_delay, where
+from promptkeeper.audit.transport import (
+    EgressRefused,
+    Resolver,
+    scrub_error,
+    split_userinfo,
+    status_text,
+    webhook_client,
+)
 from promptkeeper.config import Settings
+from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import SecretKeyError
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
@@ -47,7 +68,7 @@ log = logging.getLogger(__name__)
 
 LEASE_MARGIN = 30.0
 _DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
-_ERROR_SNIPPET = 200
+_ERROR_SNIPPET = 200  # characters of an error in the log lines
 
 
 # --- the dispatcher ------------------------------------------------------------------------------
@@ -73,6 +94,8 @@ class Outcome:
     ok: bool
     status_code: int | None
     error: str
+    #: No retry: the egress policy refused the receiver, and would again.
+    final: bool = False
 
 
 class Dispatcher:
@@ -84,8 +107,9 @@ class Dispatcher:
         settings: Settings,
         *,
         poll_interval: float = 1.0,
-        concurrency: int = 16,
+        concurrency: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self._db = db
         self._timeout = settings.webhook_timeout
@@ -93,8 +117,11 @@ class Dispatcher:
         self._retry_base = settings.webhook_retry_base
         self._lease = timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN)
         self._poll_interval = poll_interval
-        self._concurrency = concurrency
+        self._concurrency = concurrency if concurrency is not None else settings.webhook_concurrency
+        self._project_concurrency = settings.webhook_project_concurrency
+        self._policy = EgressPolicy.from_settings(settings)
         self._transport = transport
+        self._resolver = resolver
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -127,8 +154,8 @@ class Dispatcher:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout, follow_redirects=False, transport=self._transport
+        self._client = webhook_client(
+            timeout=self._timeout, policy=self._policy, resolver=self._resolver, transport=self._transport
         )
         ready = asyncio.Event()
         self._task = asyncio.create_task(self._main(ready), name="promptkeeper-webhooks")
@@ -170,15 +197,16 @@ class Dispatcher:
                 self._wake.clear()
                 free = self._concurrency - len(self._inflight)
                 if free > 0:
-                    for job in await self._claim(free):
+                    busy = Counter(job.project_id for job in self._inflight.values())
+                    for job in await self._claim(free, busy):
                         self._inflight[job.delivery_id] = job  # before any await: see `stop`
                         group.start_soon(self._attempt, job, name=f"webhook-delivery-{job.delivery_id}")
                 with anyio.move_on_after(self._poll_interval):
                     await self._wake.wait()
 
-    async def _claim(self, limit: int) -> list[Job]:
+    async def _claim(self, limit: int, busy: Mapping[int, int]) -> list[Job]:
         try:
-            return await anyio.to_thread.run_sync(self.claim, limit)
+            return await anyio.to_thread.run_sync(self.claim, limit, busy)
         except _DATABASE_ERRORS as exc:
             log.debug("could not claim webhook deliveries: %s", exc)
         except Exception:  # the loop must survive anything
@@ -215,39 +243,48 @@ class Dispatcher:
             timestamp=int(time.time()),
             body=body,
         )
+        url, auth = split_userinfo(job.url)
         try:
             with anyio.fail_after(self._timeout):  # httpx's timeout is per read, not per request
-                async with self._client.stream("POST", job.url, content=body, headers=headers) as response:
-                    if 200 <= response.status_code < 300:
-                        return Outcome(ok=True, status_code=response.status_code, error="")
-                    snippet = await _read_some(response, _ERROR_SNIPPET)
-                    error = f"HTTP {response.status_code}" + (f": {snippet}" if snippet else "")
-                    return Outcome(ok=False, status_code=response.status_code, error=error)
+                async with self._client.stream(
+                    "POST", url, content=body, headers=headers, auth=auth
+                ) as response:
+                    code = response.status_code
+                    return Outcome(ok=200 <= code < 300, status_code=code, error=status_text(code))
         except TimeoutError:
             return Outcome(ok=False, status_code=None, error=f"timed out after {self._timeout:g} s")
-        except httpx.HTTPError as exc:
-            return Outcome(ok=False, status_code=None, error=f"{type(exc).__name__}: {exc}"[:500])
+        except EgressRefused as exc:
+            error = f"refused by the egress policy: {exc}"
+            return Outcome(ok=False, status_code=None, error=scrub_error(error, job.url), final=True)
         except Exception as exc:  # e.g. httpx.InvalidURL: a failed attempt, never a dead dispatcher
-            log.debug("webhook delivery %d raised", job.delivery_id, exc_info=True)
-            return Outcome(ok=False, status_code=None, error=f"{type(exc).__name__}: {exc}"[:500])
+            error = scrub_error(f"{type(exc).__name__}: {exc}", job.url)
+            if not isinstance(exc, httpx.HTTPError):
+                log.debug("webhook delivery %d raised %s", job.delivery_id, error)
+            return Outcome(ok=False, status_code=None, error=error)
 
     # -- database (blocking: called in a worker thread) -------------------------------------------
 
-    def claim(self, limit: int) -> list[Job]:
-        """Take up to `limit` due deliveries, counting the attempt and leasing them."""
+    def claim(self, limit: int, busy: Mapping[int, int] | None = None) -> list[Job]:
+        """Take up to `limit` due deliveries, counting the attempt and leasing them.
+
+        `busy` counts this process's attempts in flight by project: a project at its share gets
+        nothing, and the others' oldest deliveries come first, one project after another.
+        """
         now = utcnow()
         lease = now + self._lease
-        due = (WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        share = self._project_concurrency
+        busy = busy or {}
+        full = [project for project, count in busy.items() if count >= share]
+        due = [WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now]
+        if full:
+            due.append(WebhookDelivery.project_id.not_in(full))
         with self._db.read_connection() as connection:
             # Most polls find nothing: look without a write transaction (on SQLite, the write lock).
             if connection.execute(select(WebhookDelivery.id).where(*due).limit(1)).first() is None:
                 return []
         with self._db.write_session() as session:
-            query = (
-                select(WebhookDelivery)
-                .where(*due)
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
+            query = select(WebhookDelivery).where(
+                WebhookDelivery.id.in_(_fair_pick(due, busy, share, limit)), *due
             )
             if self._db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
@@ -296,7 +333,7 @@ class Dispatcher:
         delay: float | None = None
         if outcome.ok:
             values.update(status="delivered", delivered_at=now)
-        elif job.attempts >= self._max_attempts or outcome.status_code == 410:
+        elif job.attempts >= self._max_attempts or outcome.status_code == 410 or outcome.final:
             values.update(status="failed")
         else:
             delay = retry_delay(job.attempts, self._retry_base)
@@ -368,11 +405,29 @@ class Dispatcher:
             session.commit()
 
 
-async def _read_some(response: httpx.Response, limit: int) -> str:
-    """The start of an error response, for the delivery log; the rest is not read."""
-    chunk = b""
-    async for part in response.aiter_bytes():
-        chunk += part
-        if len(chunk) >= limit:
-            break
-    return " ".join(chunk[:limit].decode(errors="replace").split())
+def _fair_pick(due: list[Any], busy: Mapping[int, int], share: int, limit: int) -> Any:
+    """The ids to claim: per project, its oldest due deliveries up to its free share; across
+    projects, every project's first before any project's second (a window function: SQLite and
+    PostgreSQL both have them; FOR UPDATE goes on the outer query)."""
+    rank = func.row_number().over(
+        partition_by=WebhookDelivery.project_id,
+        order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+    )
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.project_id,
+            WebhookDelivery.next_attempt_at,
+            rank.label("rank"),
+        )
+        .where(*due)
+        .subquery()
+    )
+    rooms = {project: share - count for project, count in busy.items() if 0 < count < share}
+    room = case(rooms, value=ranked.c.project_id, else_=share) if rooms else literal(share)
+    return (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= room)
+        .order_by(ranked.c.rank, ranked.c.next_attempt_at, ranked.c.id)
+        .limit(limit)
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
-from promptkeeper.api.deps import Admin, Limit, Offset, ReadDB, Reader, WriteDB
+from promptkeeper.api.deps import Admin, ContextDep, Limit, Offset, ReadDB, Reader, WriteDB
 from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.audit import service, webhooks
 from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
@@ -20,11 +20,19 @@ from promptkeeper.audit.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
+from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.prompts.schemas import MAX_INT, Page
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=ERROR_RESPONSES)
 
 WebhookId = Annotated[int, Path(ge=1, le=MAX_INT, description="The webhook's id.")]
+
+
+def egress_policy(context: ContextDep) -> EgressPolicy:
+    return EgressPolicy.from_settings(context.settings)
+
+
+Egress = Annotated[EgressPolicy, Depends(egress_policy)]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -134,9 +142,9 @@ def list_webhooks(session: ReadDB, caller: Admin) -> list[WebhookRead]:
 
 
 @router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
-def create_webhook(body: WebhookCreate, session: WriteDB, caller: Admin) -> WebhookCreated:
+def create_webhook(body: WebhookCreate, session: WriteDB, caller: Admin, egress: Egress) -> WebhookCreated:
     """Subscribe a URL to audit actions; the response carries the signing secret, once."""
-    webhook, secret = webhooks.create_webhook(session=session, actor=caller, data=body)
+    webhook, secret = webhooks.create_webhook(session=session, actor=caller, data=body, egress=egress)
     session.commit()
     return WebhookCreated(**_webhook_read(webhook).model_dump(), secret=secret)
 
@@ -150,13 +158,13 @@ def get_webhook(webhook_id: WebhookId, session: ReadDB, caller: Admin) -> Webhoo
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookRead)
 def update_webhook(
-    webhook_id: WebhookId, body: WebhookUpdate, session: WriteDB, caller: Admin
+    webhook_id: WebhookId, body: WebhookUpdate, session: WriteDB, caller: Admin, egress: Egress
 ) -> WebhookRead:
     """Change the URL, the event patterns, the description or whether it is active."""
     webhook = webhooks.get_webhook(
         session=session, project_id=caller.project_id, webhook_id=webhook_id, lock=True
     )
-    webhooks.update_webhook(session=session, actor=caller, webhook=webhook, data=body)
+    webhooks.update_webhook(session=session, actor=caller, webhook=webhook, data=body, egress=egress)
     session.commit()
     return _webhook_read(webhook)
 

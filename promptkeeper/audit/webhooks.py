@@ -6,6 +6,12 @@ by `create_webhook`, and never again: reads, the audit log and logs leave it out
 Every change to a webhook is itself an audit entry (`webhook.created`, `webhook.updated`, ...),
 so a `*` webhook hears about changes to webhooks too. Queueing a delivery (`ping`, `redeliver`)
 emits `DeliveriesQueued`, which wakes the dispatcher once the caller has committed.
+
+A URL's userinfo and query values are credentials as often as not (`?token=…`): the audit log
+(which viewers read, and which `*` webhooks receive) and ping bodies show the URL with them masked
+(`signing.redact_url`); only the webhook routes, for admins, return it whole. Creating or changing
+a URL checks it against the egress policy (`promptkeeper.core.egress`); the dispatcher checks
+again, against what the host resolves to, whenever it connects.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import WebhookCreate, WebhookUpdate
 from promptkeeper.audit.service import DeliveriesQueued, record
+from promptkeeper.audit.signing import redact_url
+from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import PREFIX, SecretBox
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import emit, secret_box
-from promptkeeper.errors import Conflict, NotFound
+from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 
 PING = "ping"
 
@@ -33,13 +41,26 @@ def generate_secret() -> str:
 
 
 def _settings_of(webhook: Webhook) -> dict[str, Any]:
-    """What the audit log records about a webhook: everything but the secret."""
+    """What describes a webhook, but the secret (the audit log masks the URL: `_audited`)."""
     return {
         "url": webhook.url,
         "events": list(webhook.events),
         "description": webhook.description,
         "active": webhook.active,
     }
+
+
+def _audited(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: redact_url(v) if k == "url" else v for k, v in settings.items()}
+
+
+def _check_egress(egress: EgressPolicy, url: str) -> None:
+    """422 naming `url` when the URL itself names an address the policy refuses."""
+    try:
+        egress.check_url(url)
+    except ValueError as exc:
+        error = {"field": "body.url", "message": str(exc), "type": "egress_refused"}
+        raise ValidationFailed(f"body.url: {exc}", details={"errors": [error]}) from None
 
 
 def _record(session: Session, actor: Actor, action: str, webhook: Webhook, **summary: Any) -> None:
@@ -54,8 +75,11 @@ def _record(session: Session, actor: Actor, action: str, webhook: Webhook, **sum
     )
 
 
-def create_webhook(*, session: Session, actor: Actor, data: WebhookCreate) -> tuple[Webhook, str]:
+def create_webhook(
+    *, session: Session, actor: Actor, data: WebhookCreate, egress: EgressPolicy
+) -> tuple[Webhook, str]:
     """The new webhook and its secret (the only time the secret is handed out)."""
+    _check_egress(egress, data.url)
     secret = data.secret if data.secret is not None else generate_secret()
     webhook = Webhook(
         project_id=actor.project_id,
@@ -69,7 +93,7 @@ def create_webhook(*, session: Session, actor: Actor, data: WebhookCreate) -> tu
     )
     session.add(webhook)
     session.flush()
-    _record(session, actor, "webhook.created", webhook, after=_settings_of(webhook))
+    _record(session, actor, "webhook.created", webhook, after=_audited(_settings_of(webhook)))
     return webhook, secret
 
 
@@ -101,8 +125,12 @@ def get_webhook(*, session: Session, project_id: int, webhook_id: int, lock: boo
     return webhook
 
 
-def update_webhook(*, session: Session, actor: Actor, webhook: Webhook, data: WebhookUpdate) -> Webhook:
+def update_webhook(
+    *, session: Session, actor: Actor, webhook: Webhook, data: WebhookUpdate, egress: EgressPolicy
+) -> Webhook:
     changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    if "url" in changes:
+        _check_egress(egress, changes["url"])
     before = _settings_of(webhook)
     for field, value in changes.items():
         setattr(webhook, field, value)
@@ -114,8 +142,9 @@ def update_webhook(*, session: Session, actor: Actor, webhook: Webhook, data: We
             actor,
             "webhook.updated",
             webhook,
-            before={k: v for k, v in before.items() if after[k] != v},
-            after={k: v for k, v in after.items() if before[k] != v},
+            # Compared whole, shown masked: a new token is a change even where it is hidden.
+            before=_audited({k: v for k, v in before.items() if after[k] != v}),
+            after=_audited({k: v for k, v in after.items() if before[k] != v}),
         )
     return webhook
 
@@ -126,7 +155,7 @@ def delete_webhook(*, session: Session, actor: Actor, webhook: Webhook) -> None:
     session.delete(webhook)
     session.flush()
     # Recorded after the delete, so that the webhook does not queue a delivery of its own deletion.
-    _record(session, actor, "webhook.deleted", webhook, before=settings)
+    _record(session, actor, "webhook.deleted", webhook, before=_audited(settings))
 
 
 def list_deliveries(
@@ -186,7 +215,7 @@ def ping(*, session: Session, actor: Actor, webhook: Webhook) -> WebhookDelivery
             "event": PING,
             "at": now.isoformat(),
             "actor": actor.name,
-            "webhook": {"id": webhook.id, "url": webhook.url, "events": list(webhook.events)},
+            "webhook": {"id": webhook.id, "url": redact_url(webhook.url), "events": list(webhook.events)},
             "request_id": actor.request_id,
         },
         next_attempt_at=now,

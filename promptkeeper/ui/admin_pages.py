@@ -14,12 +14,14 @@ from promptkeeper.access.service import Role
 from promptkeeper.audit import service as audit
 from promptkeeper.audit import webhooks
 from promptkeeper.audit.schemas import WebhookCreate
+from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.errors import PermissionDenied, ValidationFailed
 from promptkeeper.prompts import service
 from promptkeeper.prompts.schemas import EnvironmentCreate, EnvironmentUpdate
 from promptkeeper.ui.web import (
     User,
     actor_of,
+    context_of,
     first,
     form_of,
     is_count,
@@ -129,6 +131,7 @@ async def change_settings(request: Request, what: str) -> Response:
                 session=session,
                 actor=actor,
                 data=WebhookCreate.model_validate({"url": first(fields, "url"), "events": events}),
+                egress=EgressPolicy.from_settings(context_of(request).settings),
             )
             shown["secret"] = secret
         else:
