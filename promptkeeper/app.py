@@ -24,6 +24,7 @@ from promptkeeper.api.idempotency import IdempotencyMiddleware
 from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.api.nul import reject_nul
+from promptkeeper.api.warmup import build_routes
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, write_admin_key
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         elif generated is not None:
             write_admin_key(settings.admin_key_file, generated)
         app.state.context = context
+        build_routes(app)  # before the first request, not during it
         await context.runtime.start()
         await context.dispatcher.start()
         if context.worker is not None:
