@@ -138,7 +138,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         elif generated is not None:
             write_admin_key(settings.admin_key_file, generated)
         app.state.context = context
-        build_routes(app)  # before the first request, not during it
+        if settings.build_routes_at_start:
+            build_routes(app)  # before the first request, not during it
         await context.runtime.start()
         await context.dispatcher.start()
         if context.worker is not None:

@@ -4,8 +4,9 @@ FastAPI 0.165 keeps an included router as a branch whose routes (dependants, and
 adapter for every parameter and response model) are built the first time a request is routed
 through it, on the event loop and under a lock. On the 2-core machine that was 0.5 to 1.4 s of CPU
 spread over a new server's first requests, during which every other request waited; on a loaded
-machine a draft created right after start-up took over httpx's 5 s. `promptkeeper serve` and the
-test servers call this in the lifespan, before the server accepts connections.
+machine a draft created right after start-up took over httpx's 5 s. The lifespan calls this before
+the server accepts connections (`PROMPTKEEPER_BUILD_ROUTES_AT_START`, on by default; the suite's
+in-process TestClient turns it off, as nothing there waits on a socket).
 
 FastAPI exposes no public hook for this, so the walk looks for the branch methods by name and does
 nothing on a FastAPI without them (tests/test_warm_start.py fails if building moves elsewhere).
