@@ -26,6 +26,7 @@ from promptkeeper.api.idempotency import IdempotencyMiddleware
 from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.api.nul import reject_nul
+from promptkeeper.api.warmup import build_routes
 from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, forget_local_server, remember_local_server, write_admin_key
@@ -149,6 +150,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         # signal, so code after uvicorn.run never runs.
         local_server = remember_local_server(settings) if announce else None
         app.state.context = context
+        if settings.build_routes_at_start:
+            build_routes(app)  # before the first request, not during it
         await context.runtime.start()
         await context.dispatcher.start()
         if context.worker is not None:

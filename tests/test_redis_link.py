@@ -19,8 +19,9 @@ KEY: Key = (1, "folder/p", "production")
 
 
 def payload(revision: int) -> Payload:
-    body = json.dumps({"content": {"type": "text", "template": f"r{revision}"}}).encode()
-    return Payload(body=body, etag=f'"e{revision}"', revision=revision, version=revision, content={})
+    content = {"type": "text", "template": f"r{revision}"}
+    body = json.dumps({"content": content}).encode()
+    return Payload(body=body, etag=f'"e{revision}"', revision=revision, version=revision, content=content)
 
 
 def change(revision: int) -> ReleaseChanged:

@@ -241,15 +241,23 @@ class AsyncClient(ClientBase):
     # -- fetching ------------------------------------------------------------------------------------
 
     async def _fetch(
-        self, name: str, environment: str | None, version: int | None, previous: Prompt | None
+        self,
+        name: str,
+        environment: str | None,
+        version: int | None,
+        previous: Prompt | None,
+        urls: list[str] | None = None,
+        floor: int = 0,
     ) -> Prompt:
+        """The first answer of at least revision `floor`; else the newest answer had, if any."""
         params = resolve_params(environment, version)
+        best: Prompt | None = None
         headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            for base in self.urls:
+            for base in urls or self.urls:
                 try:
                     response = await self._http.get(base + resolve_path(name), params=params, headers=headers)
                     check_response(response)
@@ -259,7 +267,13 @@ class AsyncClient(ClientBase):
                 self.stats["fetches"] += 1
                 if response.status_code == 304:
                     self.stats["not_modified"] += 1
-                return prompt_from(response, previous)
+                prompt = prompt_from(response, previous)
+                if (prompt.revision or 0) >= floor:
+                    return prompt
+                if best is None or (prompt.revision or 0) > (best.revision or 0):
+                    best = prompt  # this server has not heard of the change yet: ask the next
+        if best is not None:
+            return best
         assert last is not None
         raise last
 
@@ -285,7 +299,8 @@ class AsyncClient(ClientBase):
         previous = self._cached(name, environment)
         usable = previous if previous is not None and previous.source == "server" else None
         try:
-            prompt = await self._fetch(name, environment, None, usable)
+            urls, floor = self._refresh_plan(environment, name)
+            prompt = await self._fetch(name, environment, None, usable, urls, floor)
         except NETWORK_ERRORS:
             self._refresh_failed(name, environment)
             return
@@ -293,7 +308,7 @@ class AsyncClient(ClientBase):
             log.warning("refreshing prompt '%s' (%s) failed: %s", name, environment, exc)
             self._refresh_failed(name, environment)
             return
-        self._store(prompt, pinned=False)
+        self._settle(environment, name, prompt)
 
     # -- background ----------------------------------------------------------------------------------
 
@@ -312,12 +327,14 @@ class AsyncClient(ClientBase):
         while not self._closed:
             try:
                 item: tuple[str, str] | None = await asyncio.wait_for(
-                    self._refresh.get(), timeout=min(1.0, self.poll_interval)
+                    self._refresh.get(), timeout=self._worker_wait()
                 )
             except TimeoutError:
                 item = None
             if item is not None:
                 await self._refresh_one(*item)
+            for key in self._due_retries():
+                await self._refresh_one(*key)
             if self._poll_due():
                 self._last_poll = time.monotonic()
                 for environment, name in self.cached_keys():
@@ -344,7 +361,7 @@ class AsyncClient(ClientBase):
                             for key in self.cached_keys():
                                 self._refresh_later(*key)
                         async for line in response.aiter_lines():
-                            for key in self._on_stream_line(line):
+                            for key in self._on_stream_line(line, base):
                                 self._refresh_later(*key)
                 except (httpx.HTTPError, OSError) as exc:
                     log.debug("event stream from %s interrupted: %s", base, exc)

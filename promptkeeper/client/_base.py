@@ -3,6 +3,11 @@
 The cache is `entries[environment][name] -> Entry`, read without locks: a hit is two dictionary
 lookups and a clock read, and returns the cached `Prompt` object itself. Writers replace whole
 entries (atomic under the GIL), so a reader never sees a half-updated one.
+
+A change announced on the stream is a promise that its revision exists: the refresh it triggers
+asks the announcing server first and does not settle for an older answer from another one (which
+may not have heard of the change yet, e.g. while Redis is down). Such an answer is served only
+until a retry a moment later, not for the cache TTL.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import httpx
 
 from promptkeeper.client._core import (
     Entry,
+    Floor,
     PromptUnavailable,
     Snapshot,
     SSEParser,
@@ -37,6 +43,11 @@ NETWORK_ERRORS = (httpx.TransportError, _Retryable)
 FAILED_REFRESH_DELAY = 5.0
 STREAM_READ_TIMEOUT = 60.0
 MAX_STICKY_UNITS = 100_000
+#: Retrying a refresh whose answer was older than the announced revision: 0.1 s, doubling to 2 s;
+#: after FLOOR_PATIENCE seconds the answer is taken as it is (the release may have been recreated).
+FLOOR_RETRY_FIRST = 0.1
+FLOOR_RETRY_MAX = 2.0
+FLOOR_PATIENCE = 30.0
 
 
 class ClientBase:
@@ -76,7 +87,15 @@ class ClientBase:
         self.stream_connected = False
         self._last_poll = time.monotonic()
         self._closed = False
-        self.stats = {"fetches": 0, "not_modified": 0, "refresh_failures": 0, "stream_events": 0}
+        self.stats = {
+            "fetches": 0,
+            "not_modified": 0,
+            "refresh_failures": 0,
+            "stream_events": 0,
+            "older_than_announced": 0,
+        }
+        self._floors: dict[tuple[str, str], Floor] = {}
+        self._retry_at: dict[tuple[str, str], float] = {}
         self.events = EventQueue()
         self.flush_interval = 1.0
         self._sticky: OrderedDict[tuple[int, str], int] = OrderedDict()
@@ -244,6 +263,58 @@ class ClientBase:
         if prompt is not None:
             self._store(prompt, pinned=False, ttl=min(self.cache_ttl, FAILED_REFRESH_DELAY))
 
+    # -- announced revisions ---------------------------------------------------------------------------
+
+    def _refresh_plan(self, environment: str, name: str) -> tuple[list[str], int]:
+        """The server URLs to ask (the announcer of a pending change first) and the revision wanted."""
+        floor = self._floors.get((environment, name))
+        if floor is None:
+            return self.urls, 0
+        if floor.source is None or floor.source not in self.urls:
+            return self.urls, floor.revision
+        return [floor.source, *(u for u in self.urls if u != floor.source)], floor.revision
+
+    def _settle(self, environment: str, name: str, prompt: Prompt) -> None:
+        """Store a refresh's answer: for the TTL, unless it is older than the announced revision."""
+        key = (environment, name)
+        floor = self._floors.get(key)
+        revision = prompt.revision or 0
+        if floor is not None and revision < floor.revision:
+            if time.monotonic() - floor.since <= FLOOR_PATIENCE:
+                self.stats["older_than_announced"] += 1
+                delay = min(FLOOR_RETRY_MAX, FLOOR_RETRY_FIRST * 2**floor.attempts)
+                floor.attempts += 1
+                previous = self._cached(name, environment)
+                if previous is not None and (previous.revision or 0) >= revision:
+                    prompt = previous
+                self._store(prompt, pinned=False, ttl=delay)
+                self._retry_at[key] = time.monotonic() + delay
+                return
+            log.warning(
+                "'%s' (%s): revision %d was announced but servers answer %d; taking that",
+                name,
+                environment,
+                floor.revision,
+                revision,
+            )
+        self._floors.pop(key, None)
+        self._retry_at.pop(key, None)
+        self._store(prompt, pinned=False)
+
+    def _due_retries(self) -> list[tuple[str, str]]:
+        now = time.monotonic()
+        due = [key for key, at in list(self._retry_at.items()) if at <= now]
+        for key in due:
+            self._retry_at.pop(key, None)
+        return due
+
+    def _worker_wait(self) -> float:
+        """How long the refresh worker may sleep: until the next retry, and at most 1 s."""
+        wait = min(1.0, self.poll_interval)
+        if self._retry_at:
+            wait = min(wait, max(0.0, min(self._retry_at.values()) - time.monotonic()))
+        return wait
+
     def cached_keys(self) -> list[tuple[str, str]]:
         return [(env, name) for env, by_env in list(self._entries.items()) for name in list(by_env)]
 
@@ -270,8 +341,9 @@ class ClientBase:
 
     # -- stream --------------------------------------------------------------------------------------
 
-    def _on_stream_line(self, line: str) -> list[tuple[str, str]]:
-        """Feed one SSE line; returns the cached `(environment, name)` pairs that need a refresh."""
+    def _on_stream_line(self, line: str, source: str | None = None) -> list[tuple[str, str]]:
+        """Feed one SSE line (from server `source`); returns the cached `(environment, name)` pairs
+        that need a refresh, after noting the revision announced for each."""
         parsed = self._sse.feed_line(line)
         if parsed is None:
             return []
@@ -286,6 +358,9 @@ class ClientBase:
         current = self._cached(name, environment)
         if current is None or (current.revision or 0) >= revision:
             return []
+        floor = self._floors.get((environment, name))
+        if floor is None or floor.revision < revision:
+            self._floors[(environment, name)] = Floor(revision, source, time.monotonic())
         return [(environment, name)]
 
     def _stream_headers(self) -> dict[str, str]:

@@ -46,6 +46,17 @@ class Entry:
     expires: float
 
 
+@dataclass(slots=True)
+class Floor:
+    """A revision announced on the stream and not yet served: refreshes ask `source` first, and an
+    answer below `revision` is kept only until the next retry (issue 20.4)."""
+
+    revision: int
+    source: str | None
+    since: float
+    attempts: int = 0
+
+
 def resolve_path(name: str) -> str:
     return "/v1/resolve/" + quote(name, safe="")
 

@@ -277,15 +277,23 @@ class Client(ClientBase):
     # -- fetching ------------------------------------------------------------------------------------
 
     def _fetch(
-        self, name: str, environment: str | None, version: int | None, previous: Prompt | None
+        self,
+        name: str,
+        environment: str | None,
+        version: int | None,
+        previous: Prompt | None,
+        urls: list[str] | None = None,
+        floor: int = 0,
     ) -> Prompt:
+        """The first answer of at least revision `floor`; else the newest answer had, if any."""
         params = resolve_params(environment, version)
+        best: Prompt | None = None
         headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            for base in self.urls:
+            for base in urls or self.urls:
                 try:
                     response = self._http.get(base + resolve_path(name), params=params, headers=headers)
                     check_response(response)
@@ -295,7 +303,13 @@ class Client(ClientBase):
                 self.stats["fetches"] += 1
                 if response.status_code == 304:
                     self.stats["not_modified"] += 1
-                return prompt_from(response, previous)
+                prompt = prompt_from(response, previous)
+                if (prompt.revision or 0) >= floor:
+                    return prompt
+                if best is None or (prompt.revision or 0) > (best.revision or 0):
+                    best = prompt  # this server has not heard of the change yet: ask the next
+        if best is not None:
+            return best
         assert last is not None
         raise last
 
@@ -319,9 +333,15 @@ class Client(ClientBase):
     def _refresh_one(self, environment: str, name: str) -> None:
         self._queued.discard((environment, name))
         previous = self._cached(name, environment)
+        urls, floor = self._refresh_plan(environment, name)
         try:
             prompt = self._fetch(
-                name, environment, None, previous if previous and previous.source == "server" else None
+                name,
+                environment,
+                None,
+                previous if previous and previous.source == "server" else None,
+                urls,
+                floor,
             )
         except NETWORK_ERRORS:
             self._refresh_failed(name, environment)
@@ -330,7 +350,7 @@ class Client(ClientBase):
             log.warning("refreshing prompt '%s' (%s) failed: %s", name, environment, exc)
             self._refresh_failed(name, environment)
             return
-        self._store(prompt, pinned=False)
+        self._settle(environment, name, prompt)
 
     # -- background ----------------------------------------------------------------------------------
 
@@ -352,11 +372,13 @@ class Client(ClientBase):
     def _worker(self) -> None:
         while not self._stop.is_set():
             try:
-                item = self._refresh.get(timeout=min(1.0, self.poll_interval))
+                item = self._refresh.get(timeout=self._worker_wait())
             except queue.Empty:
                 item = None
             if item is not None:
                 self._refresh_one(*item)
+            for key in self._due_retries():
+                self._refresh_one(*key)
             if self._poll_due():
                 self._last_poll = time.monotonic()
                 for environment, name in self.cached_keys():
@@ -388,7 +410,7 @@ class Client(ClientBase):
                             for key in self.cached_keys():
                                 self._refresh_later(*key)
                         for line in response.iter_lines():
-                            for key in self._on_stream_line(line):
+                            for key in self._on_stream_line(line, base):
                                 self._refresh_later(*key)
                 except (httpx.HTTPError, OSError) as exc:
                     if not self._stop.is_set():

@@ -5,10 +5,12 @@ retries), a failure marks Redis as down for a short back-off so that requests st
 exactly one warning is logged per outage. The pub/sub listener reconnects in the background and,
 because messages sent while it was away are lost, tells the runtime to drop its L1 once it is back.
 
-L2 values carry the release revision: `b"<revision>|<version>|<etag>|<body>"`, or a tombstone
-`b"<revision>|"` written after a change. Writes go through a Lua script that refuses to replace a
-value with one of a lower revision, so a reader that loaded an old row just before a deploy cannot
-put it back into Redis after the deploy's tombstone.
+L2 values carry the release revision: `b"<revision>|<the whole payload>"` (`runtime.codec`: every
+field, the experiment split included), or a tombstone `b"<revision>|"` written after a change.
+Writes go through a Lua script that refuses to replace a value with one of a lower revision, so a
+reader that loaded an old row just before a deploy cannot put it back into Redis after the
+deploy's tombstone. The key's `r2` marks the encoding: an instance of an older release, which
+wrote payloads without their split, neither reads nor writes these keys.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry as SyncRetry
 
+from promptkeeper.runtime import codec
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 
@@ -46,22 +49,7 @@ _DOWN_BACKOFF = 1.0
 
 def l2_key(prefix: str, key: Key) -> str:
     project_id, name, environment = key
-    return f"{prefix}:r:{project_id}:{environment}:{name}"
-
-
-def _encode(payload: Payload) -> bytes:
-    return f"{payload.revision}|{payload.version}|{payload.etag}|".encode() + payload.body
-
-
-def _decode(raw: bytes) -> Payload | None:
-    parts = raw.split(b"|", 3)
-    if len(parts) < 4 or not parts[1]:
-        return None  # a tombstone
-    body = parts[3]
-    content = json.loads(body)["content"]
-    return Payload(
-        body=body, etag=parts[2].decode(), revision=int(parts[0]), version=int(parts[1]), content=content
-    )
+    return f"{prefix}:r2:{project_id}:{environment}:{name}"
 
 
 _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5, "health_check_interval": 0}
@@ -116,14 +104,14 @@ class RedisLink:
             self._failed("get", exc)
             return None
         self._recovered()
-        return _decode(raw) if isinstance(raw, bytes) and raw else None
+        return codec.decode(raw) if isinstance(raw, bytes) and raw else None
 
     async def put(self, key: Key, payload: Payload) -> None:
         if not self._usable():
             return
         try:
             await self._async_set(
-                keys=[l2_key(self.prefix, key)], args=[payload.revision, _encode(payload), self._ttl_ms]
+                keys=[l2_key(self.prefix, key)], args=[payload.revision, codec.encode(payload), self._ttl_ms]
             )
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
@@ -137,7 +125,8 @@ class RedisLink:
         key = (event.project_id, event.prompt, event.environment)
         try:
             self._sync_set(
-                keys=[l2_key(self.prefix, key)], args=[event.revision, f"{event.revision}|", self._ttl_ms]
+                keys=[l2_key(self.prefix, key)],
+                args=[event.revision, codec.tombstone(event.revision), self._ttl_ms],
             )
             self._sync.publish(self.channel, json.dumps(_event_dict(event)))
         except (RedisError, OSError) as exc:
