@@ -1,13 +1,14 @@
 """Looks at a live version: windows, decisions, alerts and the automatic rollback.
 
-A look happens when the live version's scored records cross a multiple of `check_every` (after
-`min_sample`), in one write transaction under the monitor's row lock, so two workers finishing
-batches at once take one look, not two. Each rule is judged by `core.detection.judge`: the live
+A look happens when a rule is due (`due`: its own scored records cross a multiple of
+`check_every` after `min_sample`, or the timer finds it with new records or an unconfirmed
+breach), in one write transaction under the monitor's row lock, so two workers finishing batches
+at once take one look, not two. Each rule due is judged by `core.detection.judge`: the live
 version's records since it went live (up to `EVIDENCE_WINDOWS` windows: evidence that grows with
 the looks) against the **frozen** window of the previous version, its last `window_size` scores
 from before the current version went live; drift reads the live version's latest window. A look
-is stored (`MonitorCheck`) with its findings; the level the monitor acts
-on is the one reached by `consecutive` looks in a row.
+is stored (`MonitorCheck`) with every rule's latest finding; the level a rule acts on is the one
+reached by `consecutive` looks at it in a row.
 
 When a rule's acting level rises above what this deployment has already alerted, an alert is stored
 and published (audit entry `alert.warning` / `alert.critical`, hence the signed webhooks, and the
