@@ -129,6 +129,8 @@ class MonitorScorer:
         self.judge_calls = 0
         self.renewals = 0
         self._call_seconds = 0.0  # the judge calls' pace, measured (moving average)
+        self._sizing: dict[int, Monitor] = {}
+        self._sized_at = 0.0
 
     # -- claiming ----------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class MonitorScorer:
             found = list(session.execute(query).all())
             if not found:
                 return []
-            monitors = self._load_monitors(session, {row[1] for row in found if row[1] is not None})
+            monitors = self._claim_monitors(session, {row[1] for row in found if row[1] is not None})
             budget, ids = self.judge_budget(), list[int]()
             for generation_id, monitor_id, request_id in found:
                 cost = len(self._costly_rules(monitors.get(monitor_id or 0), request_id))
@@ -186,6 +188,15 @@ class MonitorScorer:
             )
             session.commit()
             return ids
+
+    def _claim_monitors(self, session: Session, ids: set[int]) -> dict[int, Monitor]:
+        """The monitors a claim sizes its batch by, read at most once a checkpoint: claims are the
+        hot path of heuristic scoring, and a stale copy only misjudges one batch's size."""
+        fresh = time.monotonic() - self._sized_at < self.checkpoint
+        if not (fresh and ids <= self._sizing.keys()):
+            self._sizing = self._load_monitors(session, ids)
+            self._sized_at = time.monotonic()
+        return self._sizing
 
     def renew(self, ids: Iterable[int]) -> set[int]:
         """Extend the lease of rows this worker still holds; returns them."""
