@@ -14,9 +14,14 @@
    deployments with no drop (98% vs 98%, 50 windows each) give the false-alarm rate.
 4. One real closed loop through the database (SQLite or PostgreSQL): v1 at 98%, then v2 at 90%,
    until the automatic rollback; the sampled records it took and the wall time of the processing.
+5. Judge cost: `--judge-records` sampled records with an `llm_judge` rule, judged by an
+   OpenAI-compatible server (`tests.fake_llm`) answering after `--judge-latency-ms` (500), by two
+   workers with the default lease, batch and judge rate: judge calls per sampled record (1.00:
+   no record judged twice).
 
 Usage: .venv/bin/python bench/monitoring.py [--backend postgresql|sqlite] [--records 100000]
-       [--sample-rate 0.1] [--deployments 200] [--traffic 50]
+       [--sample-rate 0.1] [--deployments 200] [--traffic 50] [--judge-records 200]
+       [--judge-latency-ms 500] [--only-judge]
 """
 
 from __future__ import annotations
@@ -229,6 +234,60 @@ def closed_loop(base: str, url: str) -> dict[str, float]:
         http.close()
 
 
+def judge_cost(url: str, records: int, latency_ms: float) -> dict[str, float]:
+    """Two workers (threads, the default lease, batch and judge rate) judge `records` sampled
+    records with a judge that answers after `latency_ms`; the calls it received, per record. The
+    API runs in this process (the records are set up through it; the workers are what is measured)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from promptkeeper.app import create_app
+    from tests.fake_llm import FakeLLM
+
+    api = Settings(database_url=url, admin_key=ADMIN_KEY, worker_in_process=False)
+    http = TestClient(create_app(api), headers={"Authorization": f"Bearer {ADMIN_KEY}"}).__enter__()
+    with FakeLLM(reply=lambda messages: '{"score": 5, "reasoning": "fine"}', latency_ms=latency_ms) as llm:
+        judge = {"scorer": "llm_judge", "params": {"rubric": "Is it right?"}}
+        _setup(http, "bench/judge", 1.0, scorers=[judge], judge_provider="openai", judge_model="gpt-4o-mini")
+        _send(http, "bench/judge", 1, 0, records, 0.0, random.Random(3))
+        settings = Settings(
+            database_url=url,
+            worker_in_process=False,
+            openai_base_url=llm.openai_base_url,
+            openai_api_key="sk",
+        )
+        db = Database(settings)
+        try:
+            workers = [MonitorScorer(db, settings, f"bench-judge-{i}") for i in range(2)]
+            started = time.perf_counter()
+
+            def drain(worker: MonitorScorer) -> None:
+                while worker.step():
+                    pass
+
+            threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - started
+            scored = sum(w.scored for w in workers)
+        finally:
+            db.dispose()
+            http.__exit__(None, None, None)
+        return {
+            "records": records,
+            "scored": scored,
+            "judge_calls": llm.requests,
+            "calls_per_record": llm.requests / max(1, scored),
+            "seconds": seconds,
+            "lease_s": settings.worker_lease,
+            "batch": settings.monitor_batch,
+            "judge_rate": settings.monitor_judge_rate,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,6 +297,9 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=float, default=0.1)
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--traffic", type=float, default=50.0, help="production requests per second")
+    parser.add_argument("--judge-records", type=int, default=200)
+    parser.add_argument("--judge-latency-ms", type=float, default=500.0)
+    parser.add_argument("--only-judge", action="store_true", help="run the judge-cost part alone")
     args = parser.parse_args()
     results: dict[str, object] = {"backend": args.backend, "run": uuid.uuid4().hex[:8]}
     with database(args.backend) as url:
@@ -246,6 +308,17 @@ def main() -> None:
             "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
             "PROMPTKEEPER_WORKER_IN_PROCESS": "false",
         }
+        cost = judge_cost(url, args.judge_records, args.judge_latency_ms)
+        print(
+            f"judge cost ({args.backend}): {cost['calls_per_record']:.2f} judge calls per sampled record "
+            f"({cost['judge_calls']:.0f} calls for {cost['scored']:.0f} records, 1 judge scorer, "
+            f"{args.judge_latency_ms:g} ms judge, 2 workers, lease {cost['lease_s']:g} s, batch "
+            f"{cost['batch']:.0f}, {cost['judge_rate']:g} calls/s per worker; {cost['seconds']:.0f} s)"
+        )
+        results.update(judge_cost=cost)
+        if args.only_judge:
+            print(f"saved {save('monitoring', results)}")
+            return
         with server(env) as base:
             speed = throughput(base, url, args.records, args.sample_rate)
             loop = closed_loop(base, url)

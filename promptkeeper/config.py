@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         gt=0,
         description="LLM-judge calls per second per worker when scoring production outputs.",
     )
+    monitor_look_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between a worker's looks at every monitor, for evidence that arrives "
+        "without scoring (feedback) and breaches waiting for their confirming looks.",
+    )
     experiment_update_interval: float = Field(
         default=300.0,
         gt=0,

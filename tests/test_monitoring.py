@@ -182,7 +182,8 @@ def test_generations_are_sampled_by_request_id_and_stored_once(
     client: TestClient, database: Database
 ) -> None:
     _prompt(client, "mon/ingest")
-    _monitor(client, "mon/ingest", sample_rate=0.3)
+    judge = {"scorer": "llm_judge", "params": {"rubric": "right?"}}  # a costly scorer: the sample only
+    _monitor(client, "mon/ingest", sample_rate=0.3, scorers=[judge], judge_provider="openai", judge_model="m")
     traffic = Traffic(client, "mon/ingest", seed=1)
     traffic.send(1, 500, fail_rate=0.0)
     with database.session() as session:
@@ -299,7 +300,7 @@ def test_a_safety_drop_is_caught_and_rolled_back(
     )
     scorer = MonitorScorer(database, settings, "test-worker")
     traffic = Traffic(client, name, seed=20261124)
-    for _ in range(8):  # v1: about 1,000 sampled records at 98%
+    for _ in range(8):  # v1: 4,000 records at 98% (a heuristic scores every one)
         traffic.send(1, 500, fail_rate=0.02)
         _drain(scorer)
     status = client.get(f"/v1/monitors/{monitor['id']}/status").json()
@@ -345,7 +346,7 @@ def test_a_safety_drop_is_caught_and_rolled_back(
     assert {"alert.critical", "rollback.automatic"} <= events
 
     # v1 serves again with a fresh window; v2 is known bad, so it is no yardstick for v1
-    traffic.send(1, 400, fail_rate=0.02)
+    traffic.send(1, 100, fail_rate=0.02)  # fewer than min_sample
     _drain(scorer)
     status = client.get(f"/v1/monitors/{monitor['id']}/status").json()
     assert (status["live_version"], status["baseline_version"], status["state"]) == (1, None, "collecting")

@@ -1,13 +1,16 @@
 """Monitor decisions: is the live version worse than the previous one, or drifting? Pure.
 
-A monitor looks at a version's scores every `check_every` scored records. Each look judges every
+A monitor looks at each scorer of a version every `check_every` of its scored records (and on a
+timer). Each look judges every
 scorer with `judge`, which combines the tests of `regression.py`:
 
 - **Regression** against the previous version's frozen window, one-sided, at two non-inferiority
   margins: significant beyond `warning_margin` is a warning, beyond `critical_margin` critical.
   Pass rates use the two-proportion test (Fisher's exact below `SMALL` records per window, where
-  the observed drop must also exceed the margin, since Fisher has none); continuous scores use
-  Mann–Whitney with the margin as the tolerance.
+  the observed drop must also exceed the margin, since Fisher has none); scores (`kind: score`)
+  use Welch's t on the difference of means with the margin (below `SMALL` records the observed
+  drop must exceed the margin too): the margin is in score units, so the effect must be the
+  difference of means; a rank test's median shift reads 0 for a judge answering on a few levels.
 - **Floor**: a pass rate (or mean) significantly below the scorer's absolute `floor` is critical,
   with or without a previous version (a first deployment has no baseline).
 - **Drift** within the version: a likelihood-ratio CUSUM over the latest window against the
@@ -148,12 +151,12 @@ def spent_alpha(alpha: float, look: int) -> float:
 
 def _regression(rule: Rule, current: Window, baseline: Window, alpha: float, finding: Finding) -> None:
     if rule.kind == "score":
-        finding.method = "mann_whitney"
+        finding.method = "welch"
         for level, margin in (("warning", rule.warning_margin), ("critical", rule.critical_margin)):
-            test = regression.mann_whitney_regression(baseline.values, current.values, tolerance=margin)
-            finding.tests[level] = {"margin": margin, "p_value": test.p_value}
-            finding.effect = test.effect
-            if test.p_value < alpha:
+            means = regression.mean_regression(baseline.values, current.values, margin, level=1 - alpha)
+            finding.tests[level] = {"margin": margin, "p_value": means.p_value}
+            finding.effect, finding.bound = means.effect, means.bound
+            if means.p_value < alpha and not (min(baseline.n, current.n) < SMALL and means.effect >= -margin):
                 finding.raise_to(level, "regression")  # type: ignore[arg-type]
         _headline(finding)
         return

@@ -7,9 +7,11 @@ alarm on improvements or on differences too small to matter:
 
 - pass/fail scores: `proportion_regression` (normal approximation, with a margin) and
   `fisher_regression` (exact, for small windows, without a margin);
-- continuous scores: `mann_whitney_regression` (the U test with tie correction and continuity
-  correction, on the current scores shifted by the tolerance) with the Hodges–Lehmann shift as the
-  effect size;
+- scores: `mean_regression` (Welch's t, one-sided, with the margin: the effect is the difference
+  of means, which is what a margin in score units bounds; judges answer on a few levels, where a
+  median shift reads 0 for a large drop); `mann_whitney_regression` (the U test with tie and
+  continuity corrections, on the current scores shifted by the tolerance) with the Hodges–Lehmann
+  shift as the effect size, for continuous scores when a rank test is wanted;
 - drift within one version's stream: `cusum_alarm` and `ewma_alarm`;
 - `breaches`: a decision acts only after N consecutive breaches, so one unlucky window does not
   roll back a good version.
@@ -24,6 +26,8 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
+from promptkeeper.core.stats import t_quantile, t_upper_tail
+
 __all__ = [
     "RegressionTest",
     "breaches",
@@ -32,6 +36,7 @@ __all__ = [
     "fisher_regression",
     "hodges_lehmann_shift",
     "mann_whitney_regression",
+    "mean_regression",
     "proportion_regression",
 ]
 
@@ -148,6 +153,59 @@ def mann_whitney_regression(
         return RegressionTest(effect, 1.0)
     z = (u - mean + 0.5) / math.sqrt(variance)  # continuity correction toward the null
     return RegressionTest(effect, _NORMAL.cdf(z))
+
+
+class MeanTest(NamedTuple):
+    """`effect`: current minus baseline mean; `p_value`: one-sided (small when the current mean is
+    below the baseline's by more than the margin); `bound`: the one-sided upper confidence bound on
+    the effect at `level`; `df`: Welch–Satterthwaite degrees of freedom (inf: no variance)."""
+
+    effect: float
+    p_value: float
+    bound: float
+    df: float
+
+
+def _mean_and_variance(values: Sequence[float]) -> tuple[float, float]:
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
+def _t_cdf(t: float, df: float) -> float:
+    if math.isinf(df) or df > 1e6:
+        return _NORMAL.cdf(t)
+    tail = t_upper_tail(abs(t), df)
+    return tail if t < 0 else 1.0 - tail
+
+
+def mean_regression(
+    baseline: Sequence[float], current: Sequence[float], margin: float = 0.0, level: float = 0.95
+) -> MeanTest:
+    """H0: mean_current >= mean_baseline - margin against H1: mean_current < mean_baseline - margin.
+
+    Welch's t on (current + margin) against the baseline (SciPy's `ttest_ind(current + margin,
+    baseline, equal_var=False, alternative="less")`). With no variance in either window the
+    p-value is 0 when the observed drop exceeds the margin, else 1.
+    """
+    if not baseline or not current:
+        raise ValueError("need scores in both windows")
+    if margin < 0:
+        raise ValueError(f"the margin must be non-negative, got {margin}")
+    mean_b, var_b = _mean_and_variance(baseline)
+    mean_c, var_c = _mean_and_variance(current)
+    a, b = var_b / len(baseline), var_c / len(current)
+    effect = mean_c - mean_b
+    if a + b <= 0:
+        return MeanTest(effect, 0.0 if effect < -margin else 1.0, effect, math.inf)
+    terms = (a * a / (len(baseline) - 1) if len(baseline) > 1 else 0.0) + (
+        b * b / (len(current) - 1) if len(current) > 1 else 0.0
+    )
+    df = (a + b) ** 2 / terms
+    se = math.sqrt(a + b)
+    critical = _NORMAL.inv_cdf(level) if df > 1e6 else t_quantile(2 * level - 1, df)
+    return MeanTest(effect, _t_cdf((effect + margin) / se, df), effect + critical * se, df)
 
 
 def cusum_alarm(scores: Sequence[float], target: float, slack: float, threshold: float) -> int | None:

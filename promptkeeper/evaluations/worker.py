@@ -1,8 +1,10 @@
 """The job loop: in-process in embedded mode (a task of each server), or `promptkeeper worker`.
 
 It claims one evaluation run at a time and executes it; with no run waiting, it scores a batch of
-sampled production outputs for the monitors (`monitoring.scoring`). With neither, it sleeps
-`worker_poll_interval` seconds, or less when a run is queued in this process (`wake`).
+production outputs for the monitors (`monitoring.scoring`). With neither, it sleeps
+`worker_poll_interval` seconds, or less when a run is queued in this process (`wake`). Every
+`monitor_look_interval` seconds, busy or not, it looks at every monitor (`MonitorScorer.look_all`):
+feedback becomes evidence without any scoring, so no batch would trigger its looks.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
@@ -28,6 +31,8 @@ class Worker:
         self.executor = Executor(db, settings, self.name)
         self.monitors = MonitorScorer(db, settings, self.name)
         self._interval = settings.worker_poll_interval
+        self._look_interval = settings.monitor_look_interval
+        self._next_looks = time.monotonic() + self._look_interval
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -43,6 +48,12 @@ class Worker:
         """Claim and execute runs until stopped (or, with `until_idle`, until none is waiting)."""
         self._loop = asyncio.get_running_loop()
         while not self._stop.is_set():
+            if time.monotonic() >= self._next_looks:
+                self._next_looks = time.monotonic() + self._look_interval
+                try:
+                    await self.executor.in_thread(self.monitors.look_all)
+                except DATABASE_ERRORS as exc:
+                    log.warning("worker %s cannot reach the database: %s", self.name, exc)
             try:
                 run_id = await self.executor.in_thread(self.executor.claim)
             except DATABASE_ERRORS as exc:

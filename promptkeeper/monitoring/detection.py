@@ -1,13 +1,14 @@
 """Looks at a live version: windows, decisions, alerts and the automatic rollback.
 
-A look happens when the live version's scored records cross a multiple of `check_every` (after
-`min_sample`), in one write transaction under the monitor's row lock, so two workers finishing
-batches at once take one look, not two. Each rule is judged by `core.detection.judge`: the live
+A look happens when a rule is due (`due`: its own scored records cross a multiple of
+`check_every` after `min_sample`, or the timer finds it with new records or an unconfirmed
+breach), in one write transaction under the monitor's row lock, so two workers finishing batches
+at once take one look, not two. Each rule due is judged by `core.detection.judge`: the live
 version's records since it went live (up to `EVIDENCE_WINDOWS` windows: evidence that grows with
 the looks) against the **frozen** window of the previous version, its last `window_size` scores
 from before the current version went live; drift reads the live version's latest window. A look
-is stored (`MonitorCheck`) with its findings; the level the monitor acts
-on is the one reached by `consecutive` looks in a row.
+is stored (`MonitorCheck`) with every rule's latest finding; the level a rule acts on is the one
+reached by `consecutive` looks at it in a row.
 
 When a rule's acting level rises above what this deployment has already alerted, an alert is stored
 and published (audit entry `alert.warning` / `alert.critical`, hence the signed webhooks, and the
@@ -27,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -194,8 +195,46 @@ def _rule(stored: dict[str, Any]) -> detection.Rule:
     )
 
 
-def check(database: Database, monitor_id: int) -> MonitorCheck | None:
-    """Take a look if one is due; returns the stored look, or None."""
+#: Without new evidence a look is repeated (on the timer) only for a rule whose latest finding is
+#: a breach not yet acted on: the looks that confirm it must not wait for traffic.
+LEVEL_HISTORY = 50
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def due(
+    monitor: Monitor, scored: int, before: dict[str, Any] | None, now: datetime, look_interval: float
+) -> bool:
+    """Whether a rule with `scored` records is looked at now, given its latest finding `before`:
+    at its minimum sample, whenever its own evidence crosses a multiple of `check_every`, and on
+    the timer when it has new records or a breach waits for the looks that confirm it."""
+    if scored < monitor.min_sample:
+        return False
+    if before is None:
+        return True
+    last = int(before.get("scored", before.get("current_n", 0)))
+    if scored // monitor.check_every > last // monitor.check_every:
+        return True
+    at = _time(before.get("at"))
+    if at is not None and now - at < timedelta(seconds=look_interval):
+        return False
+    return scored > last or before.get("level") != before.get("acting")
+
+
+def check(database: Database, monitor_id: int, *, look_interval: float = 30.0) -> MonitorCheck | None:
+    """Take a look if one is due; returns the stored look, or None.
+
+    Whether one is due is read first without the write lock: workers call this after every batch
+    and on a timer, mostly to find nothing due."""
+    with database.session() as session:
+        monitor = session.get(Monitor, monitor_id)
+        if monitor is None or not monitor.enabled or not _pending(session, monitor, utcnow(), look_interval):
+            return None
     with database.write_session() as session:
         query = select(Monitor).where(Monitor.id == monitor_id)
         if database.is_postgres:
@@ -203,134 +242,96 @@ def check(database: Database, monitor_id: int) -> MonitorCheck | None:
         monitor = session.scalar(query)
         if monitor is None or not monitor.enabled:
             return None
-        taken = look(session, monitor)
+        taken = look(session, monitor, look_interval=look_interval)
         session.commit()
         return taken
 
 
-def look(session: Session, monitor: Monitor, now: datetime | None = None) -> MonitorCheck | None:
-    """The look itself, in the caller's transaction (which holds the monitor's lock)."""
-    live = segment(session, monitor)
-    if live is None:
-        return None
-    counts = scored_counts(session, monitor.id, live.version, live.since)
-    scored = max((counts.get(rule["name"], 0) for rule in monitor.rules), default=0)
-    if scored < monitor.min_sample:
-        return None
-    live = with_baseline(session, monitor, live)
+def _state(session: Session, monitor: Monitor, live: Segment) -> tuple[MonitorCheck | None, dict[str, int]]:
+    """The latest look of this deployment and each rule's scored records since it went live."""
     previous = session.scalar(
         select(MonitorCheck)
         .where(MonitorCheck.monitor_id == monitor.id, MonitorCheck.deployment_id == live.deployment_id)
         .order_by(MonitorCheck.id.desc())
         .limit(1)
     )
-    if previous is not None and previous.scored // monitor.check_every >= scored // monitor.check_every:
-        return None
-    number = (previous.look + 1) if previous is not None else 1
-    history = list(
-        session.scalars(
-            select(MonitorCheck)
-            .where(MonitorCheck.monitor_id == monitor.id, MonitorCheck.deployment_id == live.deployment_id)
-            .order_by(MonitorCheck.id.desc())
-            .limit(max(0, monitor.consecutive - 1))
-        )
+    return previous, scored_counts(session, monitor.id, live.version, live.since)
+
+
+def _pending(session: Session, monitor: Monitor, now: datetime, look_interval: float) -> bool:
+    live = segment(session, monitor)
+    if live is None:
+        return False
+    previous, counts = _state(session, monitor, live)
+    before = {f["scorer"]: f for f in previous.findings} if previous is not None else {}
+    return any(
+        due(monitor, counts.get(rule["name"], 0), before.get(rule["name"]), now, look_interval)
+        for rule in monitor.rules
     )
-    history.reverse()
+
+
+def look(
+    session: Session, monitor: Monitor, now: datetime | None = None, *, look_interval: float = 30.0
+) -> MonitorCheck | None:
+    """The look itself, in the caller's transaction (which holds the monitor's lock).
+
+    Each rule is judged when it is due (`due`), on its own evidence and with its own look number
+    (alpha spending is per rule), so a rule fed slowly (a judge on a sample) is neither starved by
+    nor re-tested at the pace of a fast one. The other rules' latest findings are carried into the
+    stored look unchanged (`fresh: false`), so the latest look always holds every rule's state."""
+    now = now or utcnow()
+    live = segment(session, monitor)
+    if live is None:
+        return None
+    previous, counts = _state(session, monitor, live)
+    before = {f["scorer"]: f for f in previous.findings} if previous is not None else {}
+    rules = [
+        stored
+        for stored in monitor.rules
+        if due(monitor, counts.get(stored["name"], 0), before.get(stored["name"]), now, look_interval)
+    ]
+    if not rules:
+        return None
+    live = with_baseline(session, monitor, live)
+    number = (previous.look + 1) if previous is not None else 1
     findings: list[detection.Finding] = []
+    stored_findings: list[dict[str, Any]] = []
     acting: dict[str, detection.Level] = {}
     spans: dict[str, tuple[Span, Span | None]] = {}
-    for stored in monitor.rules:
+    for stored in rules:
         name = stored["name"]
-        if counts.get(name, 0) < monitor.min_sample:
-            continue
-        recent_span = window(
-            session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since
-        )
-        if counts[name] <= monitor.window_size:
-            current = recent_span
-        elif stored["kind"] == "pass_rate":
-            current = evidence_counts(
-                session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
-            )
-        else:
-            current = window(
-                session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
-            )
-        baseline: Span | None = None
-        if live.baseline_version is not None and live.baseline_version != live.version:
-            baseline = _frozen(
-                (
-                    "baseline",
-                    monitor.id,
-                    live.deployment_id,
-                    live.since,
-                    name,
-                    live.baseline_version,
-                    monitor.window_size,
-                ),
-                partial(
-                    window,
-                    session,
-                    monitor.id,
-                    live.baseline_version or 0,
-                    name,
-                    limit=monitor.window_size,
-                    before=live.since,
-                ),
-            )
-            if baseline.window.n < monitor.min_sample:
-                baseline = None
-        reference = None  # drift: the version's first window, once the latest window lies after it
-        if counts[name] >= 2 * monitor.window_size:
-            reference = _frozen(
-                (
-                    "reference",
-                    monitor.id,
-                    live.deployment_id,
-                    live.since,
-                    name,
-                    live.version,
-                    monitor.window_size,
-                ),
-                partial(
-                    window,
-                    session,
-                    monitor.id,
-                    live.version,
-                    name,
-                    limit=monitor.window_size,
-                    since=live.since,
-                    oldest=True,
-                ),
-            ).window
-        finding = detection.judge(
-            _rule(stored),
-            current.window,
-            baseline.window if baseline else None,
-            look=number,
-            alpha=monitor.alpha,
-            reference=reference,
-            recent=recent_span.window,
-        )
+        earlier = before.get(name)
+        rule_look = int(earlier.get("look", number - 1)) + 1 if earlier is not None else 1
+        finding, spans[name] = _judge_rule(session, monitor, live, stored, counts[name], rule_look)
         findings.append(finding)
-        spans[name] = (current, baseline)
-        levels = [_level_of(check, name) for check in history] + [finding.level]
+        levels = [*(earlier.get("levels", [earlier["level"]]) if earlier else []), finding.level]
+        levels = levels[-LEVEL_HISTORY:]
         acting[name] = detection.acting_level(levels, monitor.consecutive)
-    if not findings:
-        return None
-    worst = max((f.level for f in findings), key=detection.LEVELS.index)
-    acting_worst = max(acting.values(), key=detection.LEVELS.index)
+        stored_findings.append(
+            {
+                **finding.as_dict(),
+                "acting": acting[name],
+                "look": rule_look,
+                "scored": counts[name],
+                "levels": levels,
+                "at": now.isoformat(),
+                "fresh": True,
+            }
+        )
+    fresh = {f.scorer for f in findings}
+    stored_findings += [{**f, "fresh": False} for name, f in before.items() if name not in fresh]
+    ranks = detection.LEVELS.index
     taken = MonitorCheck(
         monitor_id=monitor.id,
         deployment_id=live.deployment_id,
         version=live.version,
         baseline_version=live.baseline_version,
-        at=now or utcnow(),
+        at=now,
         look=number,
-        scored=scored,
-        level=worst,
-        acting=acting_worst,
-        findings=[{**f.as_dict(), "acting": acting[f.scorer]} for f in findings],
+        scored=max((counts.get(rule["name"], 0) for rule in monitor.rules), default=0),
+        level=max((f["level"] for f in stored_findings), key=ranks),
+        acting=max((f.get("acting", "ok") for f in stored_findings), key=ranks),
+        findings=stored_findings,
     )
     session.add(taken)
     session.flush()
@@ -338,11 +339,79 @@ def look(session: Session, monitor: Monitor, now: datetime | None = None) -> Mon
     return taken
 
 
-def _level_of(check: MonitorCheck, rule: str) -> str:
-    for finding in check.findings:
-        if finding["scorer"] == rule:
-            return str(finding["level"])
-    return "ok"
+def _judge_rule(
+    session: Session, monitor: Monitor, live: Segment, stored: dict[str, Any], scored: int, rule_look: int
+) -> tuple[detection.Finding, tuple[Span, Span | None]]:
+    """One rule at its look `rule_look`: its evidence, its baseline, its drift reference."""
+    name = stored["name"]
+    recent_span = window(session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since)
+    if scored <= monitor.window_size:
+        current = recent_span
+    elif stored["kind"] == "pass_rate":
+        current = evidence_counts(
+            session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+        )
+    else:
+        current = window(
+            session, monitor.id, live.version, name, limit=evidence_cap(monitor), since=live.since
+        )
+    baseline: Span | None = None
+    if live.baseline_version is not None and live.baseline_version != live.version:
+        baseline = _frozen(
+            (
+                "baseline",
+                monitor.id,
+                live.deployment_id,
+                live.since,
+                name,
+                live.baseline_version,
+                monitor.window_size,
+            ),
+            partial(
+                window,
+                session,
+                monitor.id,
+                live.baseline_version or 0,
+                name,
+                limit=monitor.window_size,
+                before=live.since,
+            ),
+        )
+        if baseline.window.n < monitor.min_sample:
+            baseline = None
+    reference = None  # drift: the version's first window, once the latest window lies after it
+    if scored >= 2 * monitor.window_size:
+        reference = _frozen(
+            (
+                "reference",
+                monitor.id,
+                live.deployment_id,
+                live.since,
+                name,
+                live.version,
+                monitor.window_size,
+            ),
+            partial(
+                window,
+                session,
+                monitor.id,
+                live.version,
+                name,
+                limit=monitor.window_size,
+                since=live.since,
+                oldest=True,
+            ),
+        ).window
+    finding = detection.judge(
+        _rule(stored),
+        current.window,
+        baseline.window if baseline else None,
+        look=rule_look,
+        alpha=monitor.alpha,
+        reference=reference,
+        recent=recent_span.window,
+    )
+    return finding, (current, baseline)
 
 
 def _alert(

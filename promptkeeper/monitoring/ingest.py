@@ -1,12 +1,15 @@
 """Generation records and feedback from `POST /v1/events` (a sink of `experiments.events`).
 
 In the batch's transaction: generations are validated (a record names its prompt, version,
-environment and output), given their monitor and, when their request id falls in its sample, queued
-for scoring (`score_state = 'pending'`: the row is the job). A request id already stored is
-skipped, so a batch the SDK resends after a timeout stores nothing twice.
+environment and output), given their (enabled) monitor and queued for scoring
+(`score_state = 'pending'`: the row is the job) when one of its rules needs a worker: a cheap
+heuristic always, a costly scorer (an LLM judge) when the request id falls in the sample
+(`service.needs_worker`). A request id already stored is skipped, so a batch the SDK resends after
+a timeout stores nothing twice.
 
 Feedback (thumbs, rating, edited, regenerated) on outcome events is copied onto the generation with
-the same request id, and becomes a score for monitors that judge feedback signals.
+the same request id, and becomes a score for enabled monitors that judge feedback signals, on
+every generation: feedback costs nothing to score, and sampling it would throw most of it away.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments import events as experiment_events
 from promptkeeper.experiments.schemas import EventIn
 from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
-from promptkeeper.monitoring.service import FEEDBACK, sampled
+from promptkeeper.monitoring.service import FEEDBACK, needs_worker
 from promptkeeper.prompts.models import Environment, Prompt
 
 _REQUIRED = ("prompt", "version", "environment", "output")
@@ -41,14 +44,16 @@ _COPIED = (
 )
 
 
-def _monitors(session: Session, project_id: int) -> dict[tuple[str, str], tuple[int, float]]:
+def _monitors(
+    session: Session, project_id: int
+) -> dict[tuple[str, str], tuple[int, float, list[dict[str, Any]]]]:
     rows = session.execute(
-        select(Prompt.name, Environment.name, Monitor.id, Monitor.sample_rate)
+        select(Prompt.name, Environment.name, Monitor.id, Monitor.sample_rate, Monitor.rules)
         .join(Prompt, Prompt.id == Monitor.prompt_id)
         .join(Environment, Environment.id == Monitor.environment_id)
         .where(Monitor.project_id == project_id, Monitor.enabled.is_(True))
     )
-    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
+    return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
 
 
 def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:
@@ -84,7 +89,7 @@ def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:
             }
             if monitor is not None:
                 row["monitor_id"] = monitor[0]
-                if sampled(event.request_id, monitor[1]):
+                if needs_worker(monitor[2], event.request_id, monitor[1]):
                     row["score_state"] = "pending"
             rows.append(row)
         stored = insert_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
@@ -116,17 +121,16 @@ def apply_feedback(session: Session, project_id: int, events: Sequence[EventIn])
         return
     monitor_ids = {row.monitor_id for row in found if row.monitor_id is not None}
     rules: dict[int, list[dict[str, Any]]] = {}
-    rates: dict[int, float] = {}
     if monitor_ids:
-        for monitor in session.scalars(select(Monitor).where(Monitor.id.in_(monitor_ids))):
+        enabled = select(Monitor).where(Monitor.id.in_(monitor_ids), Monitor.enabled.is_(True))
+        for monitor in session.scalars(enabled):
             rules[monitor.id] = [r for r in monitor.rules if r["scorer"] in FEEDBACK]
-            rates[monitor.id] = monitor.sample_rate
     scores: list[dict[str, Any]] = []
     now = utcnow()
     for row in found:
         values = {k: v for k, v in _feedback_values(by_request[row.request_id]).items() if v is not None}
         session.execute(update(Generation).where(Generation.id == row.id).values(**values))
-        if row.monitor_id is None or not sampled(row.request_id, rates.get(row.monitor_id, 0.0)):
+        if row.monitor_id is None:
             continue
         for rule in rules.get(row.monitor_id, []):
             field, to_score = FEEDBACK[rule["scorer"]]

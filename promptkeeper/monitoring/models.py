@@ -2,14 +2,17 @@
 
 - `Monitor`: one per (prompt, environment), its sampling, scorers (`rules`) and decision settings.
 - `Generation`: one production output, unique per (project, request id) so a resent batch stores
-  nothing twice. A generation that falls in its monitor's sample is a scoring job:
-  `score_state` goes pending -> leased (a worker holds it until `lease_until`) -> done; a lease that
-  runs out (its worker died) makes it claimable again. Unsampled ones are kept as `unsampled`.
+  nothing twice. A generation its monitor's rules need a worker for (a heuristic: every one; only
+  costly rules: the sample) is a scoring job: `score_state` goes pending -> leased (a worker holds
+  it until `lease_until`, renewed while it works) -> done, or `skipped` when its monitor was
+  disabled or deleted first; a lease that runs out (its worker died) makes it claimable again.
+  The others are kept as `unsampled`.
 - `MonitorScore`: one value per (generation, scorer), unique, so no generation is scored twice
   even if two workers race after a lease ran out. Feedback signals (thumbs, rating, edited,
   regenerated) become scores when the feedback arrives.
-- `MonitorCheck`: one look at a live version (every `check_every` scored records): the per-scorer
-  findings and the level. The status page draws scores over time from these.
+- `MonitorCheck`: one look at a live version (a rule is looked at every `check_every` of its own
+  scored records, and on a timer): every rule's latest finding (`fresh` when judged at this look)
+  and the level. The status page draws scores over time from these.
 - `MonitorAlert`: a warning or critical decision, with its evidence, and the automatic rollback it
   caused (if any). A version with a critical alert is never a rollback target.
 """

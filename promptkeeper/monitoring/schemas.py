@@ -29,7 +29,7 @@ class RuleIn(_Body):
     )
     kind: Literal["pass_rate", "score"] = Field(
         default="pass_rate",
-        description="Judge the pass rate (proportion tests) or the scores (Mann-Whitney).",
+        description="Judge the pass rate (proportion tests) or the mean score (Welch's t).",
     )
     warning_margin: float = Field(default=0.0, ge=0, le=1, description="A drop beyond this is a warning.")
     critical_margin: float = Field(default=0.05, ge=0, le=1, description="A drop beyond this is critical.")
@@ -54,11 +54,13 @@ class RuleRead(BaseModel):
 
 
 class _Settings(_Body):
-    sample_rate: float = Field(default=0.1, gt=0, le=1, description="Share of generations scored.")
+    sample_rate: float = Field(
+        default=0.1, gt=0, le=1, description="Share of generations scored by costly scorers (LLM judges)."
+    )
     window_size: int = Field(default=1000, ge=20, le=100_000, description="Scored records per window.")
     min_sample: int = Field(default=200, ge=10, le=MAX_INT, description="Scored records before any decision.")
     check_every: int = Field(
-        default=100, ge=1, le=MAX_INT, description="A look every this many scored records."
+        default=100, ge=1, le=MAX_INT, description="A look at a rule every this many of its scored records."
     )
     consecutive: int = Field(default=3, ge=1, le=50, description="Breaching looks in a row before acting.")
     alpha: float = Field(default=0.05, gt=0, le=0.2, description="False-alarm budget per scorer and level.")
@@ -149,6 +151,9 @@ class ScorerStatus(BaseModel):
     current: WindowRead | None
     baseline: WindowRead | None
     level: Level | None = Field(description="The latest look's finding (None before the minimum sample).")
+    acting: Level | None = Field(
+        default=None, description="The level acted on: reached by `consecutive` looks at this rule in a row."
+    )
 
 
 class CheckRead(BaseModel):

@@ -35,6 +35,28 @@ FEEDBACK: dict[str, tuple[str, Callable[[Any], float]]] = {
 _SAMPLE_SALT = b"promptkeeper-monitor:"
 
 
+def costly(rule: dict[str, Any]) -> bool:
+    """Whether a rule's scorer costs money or a model call per record (an LLM judge, embeddings):
+    only those are limited to the monitor's sample. Heuristics and feedback count on every
+    generation, so sampling never thins the cheap evidence."""
+    if rule["scorer"] in FEEDBACK:
+        return False
+    try:
+        spec = scoring.get_scorer(rule["scorer"])
+    except scoring.ScorerError:  # a plugin no longer loaded: its score will say so, cheaply
+        return False
+    return spec.needs_judge or spec.needs_embedder
+
+
+def needs_worker(rules: Sequence[dict[str, Any]], request_id: str, rate: float) -> bool:
+    """Whether a generation is a scoring job: a cheap rule scores every generation, a costly one
+    the sample; feedback rules are scored at ingestion."""
+    worked = [rule for rule in rules if rule["scorer"] not in FEEDBACK]
+    if any(not costly(rule) for rule in worked):
+        return True
+    return bool(worked) and sampled(request_id, rate)
+
+
 def sampled(request_id: str, rate: float) -> bool:
     """Whether a request falls in a sample of `rate`: a hash of the request id alone, so the same
     request is in or out on every replay, every server and every SDK."""

@@ -118,9 +118,11 @@ def status(session: Session, monitor: Monitor, checks: int = 100) -> MonitorStat
                 session, monitor.id, live.baseline_version, name, limit=monitor.window_size, before=live.since
             )
             baseline = _window(span, live.baseline_version, rule["kind"])
-        level = None
+        level = acting = None
         if current_look and latest is not None:
-            level = next((f["level"] for f in latest.findings if f["scorer"] == name), None)
+            finding = next((f for f in latest.findings if f["scorer"] == name), None)
+            if finding is not None:
+                level, acting = finding["level"], finding.get("acting", "ok")
         scorers.append(
             ScorerStatus(
                 name=name,
@@ -128,6 +130,7 @@ def status(session: Session, monitor: Monitor, checks: int = 100) -> MonitorStat
                 current=_window(current, live.version, rule["kind"]),
                 baseline=baseline,
                 level=level,
+                acting=acting,
             )
         )
     if not current_look or latest is None:

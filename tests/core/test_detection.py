@@ -63,7 +63,7 @@ def test_small_windows_use_fishers_exact_test() -> None:
     assert finding.level == "critical"
 
 
-def test_continuous_scores_use_mann_whitney_with_the_margin_as_tolerance() -> None:
+def test_scores_compare_means_with_the_margin() -> None:
     rng = random.Random(3)
     baseline = [min(1.0, max(0.0, rng.gauss(0.8, 0.1))) for _ in range(400)]
     drop = [min(1.0, max(0.0, rng.gauss(0.72, 0.1))) for _ in range(400)]
@@ -73,10 +73,25 @@ def test_continuous_scores_use_mann_whitney_with_the_margin_as_tolerance() -> No
 
     rule = dt.Rule("judge", kind="score", warning_margin=0.0, critical_margin=0.15)
     finding = dt.judge(rule, window(drop), window(baseline), look=1)
-    assert finding.method == "mann_whitney" and finding.level == "warning"  # below the 0.15 tolerance
-    assert finding.effect == pytest.approx(-0.08, abs=0.02)
-    theirs = scipy_stats.mannwhitneyu(drop, baseline, alternative="less", method="asymptotic").pvalue
-    assert finding.tests["warning"]["p_value"] == pytest.approx(float(theirs), rel=1e-9)
+    assert finding.method == "welch" and finding.level == "warning"  # within the 0.15 margin
+    assert finding.effect == pytest.approx(sum(drop) / 400 - sum(baseline) / 400)
+    theirs = scipy_stats.ttest_ind(drop, baseline, equal_var=False, alternative="less").pvalue
+    assert finding.tests["warning"]["p_value"] == pytest.approx(float(theirs), rel=1e-6)
+
+
+def test_a_judge_answering_1_or_5_is_critical_on_the_drop_of_its_mean() -> None:
+    """Scores of 0 or 1 only: 1.0 -> 0.58. A median shift reads 0 here and a rank test with the
+    margin as a shift sees v2 as better; the difference of means is -0.42, beyond 0.1."""
+    rule = dt.Rule("judge", kind="score", warning_margin=0.0, critical_margin=0.1)
+    baseline = dt.Window([1.0] * 200, [True] * 200)
+    values = [0.0] * 84 + [1.0] * 116
+    current = dt.Window(values, [v >= 0.75 for v in values])
+    finding = dt.judge(rule, current, baseline, look=1)
+    assert (finding.level, finding.reason) == ("critical", "regression")
+    assert finding.effect == pytest.approx(-0.42)
+    assert finding.bound is not None and finding.bound < -0.1
+    small = dt.Window([0.0] * 5 + [1.0] * 95, [False] * 5 + [True] * 95)  # 0.95: within the margin
+    assert dt.judge(rule, small, baseline, look=1).level == "warning"
 
 
 def test_the_floor_applies_without_a_baseline() -> None:

@@ -36,6 +36,28 @@ def test_proportion_regression_matches_the_normal_tail(seed: int) -> None:
     assert ours.effect == pytest.approx(p_c - p_b)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_mean_regression_matches_welch_in_scipy(seed: int) -> None:
+    rng = random.Random(seed)
+    baseline = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(rng.randint(5, 400))]
+    current = [min(1.0, max(0.0, rng.gauss(0.6, 0.3))) for _ in range(rng.randint(5, 400))]
+    margin = rng.choice([0.0, 0.03, 0.1])
+    ours = rg.mean_regression(baseline, current, margin, level=0.99)
+    shifted = [c + margin for c in current]
+    theirs = scipy_stats.ttest_ind(shifted, baseline, equal_var=False, alternative="less")
+    assert ours.p_value == pytest.approx(float(theirs.pvalue), rel=1e-7, abs=1e-12)
+    assert ours.effect == pytest.approx(sum(current) / len(current) - sum(baseline) / len(baseline))
+    interval = scipy_stats.ttest_ind(current, baseline, equal_var=False, alternative="less")
+    assert ours.bound == pytest.approx(float(interval.confidence_interval(0.99).high), rel=1e-7)
+
+
+def test_mean_regression_without_variance() -> None:
+    assert rg.mean_regression([1.0] * 50, [0.0] * 50, 0.1).p_value == 0.0
+    assert rg.mean_regression([1.0] * 50, [1.0] * 50, 0.1).p_value == 1.0
+    with pytest.raises(ValueError):
+        rg.mean_regression([], [1.0])
+
+
 def test_margins_forgive_small_drops() -> None:
     strict = rg.proportion_regression(980, 1000, 960, 1000)
     tolerant = rg.proportion_regression(980, 1000, 960, 1000, margin=0.03)
