@@ -767,8 +767,16 @@ ROUTES: list[Route] = [
         "/api/public/v2/prompts/{name}",
         EDIT,
         lambda w: Request("DELETE", f"/api/public/v2/prompts/{quote_name(w.prompt())}"),
-        service_rule=None,
-        notes=["always refused (409): versions are never deleted; see REFUSED"],
+        service_rule="keeps every version",
+        notes=["always refused (403, which Langfuse's clients do not retry): versions are never deleted"],
+    ),
+    Route(
+        "GET",
+        "/api/public/projects",
+        ALL,
+        lambda w: Request("GET", "/api/public/projects"),
+        scoped=False,
+        notes=["the key's own project: what langfuse.auth_check() asks for"],
     ),
     # audit and webhooks
     Route("GET", "/v1/audit", READ, lambda w: Request("GET", "/v1/audit"), scoped=False),

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_quickstart import served  # noqa: F401 - the fixture
+from tests.test_quickstart import Served, served  # noqa: F401 - the fixture
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "workflow.md"
 
@@ -23,8 +23,8 @@ def guide_script() -> str:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the guide uses curl")
-def test_workflow_guide_runs(served: tuple[str, subprocess.Popen[str]], tmp_path: Path) -> None:  # noqa: F811
-    url, _ = served
+def test_workflow_guide_runs(served: Served, tmp_path: Path) -> None:  # noqa: F811
+    url = served.url
     script = guide_script()
     assert script.count("curl ") >= 10 and "promptkeeper users add" in script
     prelude = "\n".join(
