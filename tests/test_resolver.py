@@ -28,11 +28,13 @@ class Loader:
         self.calls = 0
         self.fail = False
         self.lock = threading.Lock()
+        self.read = threading.Event()  # set once a load has read the revision it will return
 
     def __call__(self, key: Key) -> Payload:
         with self.lock:
             self.calls += 1
         revision = self.revision  # what the database holds when the query runs
+        self.read.set()
         time.sleep(self.delay)
         if self.fail:
             raise OperationalError("SELECT", {}, Exception("connection refused"))
@@ -79,7 +81,9 @@ def test_invalidation_floor_rejects_a_load_that_raced_with_it() -> None:
 
     async def scenario() -> None:
         task = asyncio.create_task(resolver.get(*KEY))
-        await asyncio.sleep(0.01)  # the load of revision 4 is in flight ...
+        # the load of revision 4 is in flight (it has read the row: a busy machine may take a
+        # while to start its thread, so wait for that rather than for a fixed 10 ms) ...
+        await asyncio.to_thread(loader.read.wait, 10)
         resolver.invalidate(*KEY, revision=5)  # ... when revision 5 is committed
         loader.revision = 5
         after = asyncio.create_task(resolver.get(*KEY))  # asked after the change: must not join

@@ -65,7 +65,8 @@ def test_hostile_template_saves_quickly_and_fails_to_render(
 ) -> None:
     started = time.monotonic()
     create_prompt(client, "evil", template)  # saving only parses (it used to evaluate `[0] * 10**9`)
-    assert time.monotonic() - started < 2.0
+    # evaluating at save took 200 s; 3.3 s was seen for a plain save beside a CPU hog
+    assert time.monotonic() - started < BOUND
     started = time.monotonic()
     response = client.post("/v1/render", json={"name": "evil", "version": 1})
     assert time.monotonic() - started < BOUND
