@@ -1,9 +1,12 @@
-"""`AsyncClient`: the asyncio SDK, with background tasks for freshness."""
+"""`AsyncClient`: the asyncio SDK, with background tasks for freshness.
+
+Both clients are written once, in `_async.py`: scripts/unasync.py generates `_sync.py` from it
+(`async` and `await` dropped, `Async*` names made plain), and the few primitives that really differ
+(background loops, events, queues, locks, sleeping) come from `_synchronization.py` in both forms.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,12 +18,15 @@ from promptkeeper.client._core import (
     IDEMPOTENCY_HEADER,
     WRITE_DELAYS,
     WRITE_TIMEOUT,
+    Snapshot,
     Write,
     batch_key,
     check_response,
     check_write_response,
     deploy_write,
     log,
+    normalize_fallbacks,
+    normalize_urls,
     prompt_from,
     prompt_write,
     resolve_params,
@@ -29,13 +35,28 @@ from promptkeeper.client._core import (
 )
 from promptkeeper.client._events import BATCH_SIZE
 from promptkeeper.client._prompt import Prompt
+from promptkeeper.client._synchronization import (
+    AsyncBackground,
+    AsyncEvent,
+    AsyncLock,
+    AsyncQueue,
+    async_sleep,
+)
 
 
 class AsyncClient(ClientBase):
-    """The same surface as `Client` for asyncio applications: `await client.get(name)`.
+    """Fetch prompts by name; serve them from memory; keep them fresh in the background.
 
-    Background work runs as tasks on the loop of the first `get`; call `await client.aclose()`
-    (or use `async with`) to stop them.
+    `get()` waits on the network only the first time a prompt is asked for. After that it is a
+    dictionary lookup; changes arrive through the server's event stream (or polling with ETags when
+    streaming is unavailable), and expired entries are served while a refresh runs. When the server
+    cannot be reached, the cache, then the snapshot file, then `fallbacks` are used, and only then
+    `PromptUnavailable` is raised.
+
+    `url` may be a list of server URLs: each request tries them in order.
+
+    The background work runs as asyncio tasks, started by the first `get`; `await client.aclose()`
+    (or `async with`) stops them.
     """
 
     def __init__(
@@ -55,28 +76,34 @@ class AsyncClient(ClientBase):
         transport: httpx.AsyncBaseTransport | None = None,
         redact: Callable[[Any], Any] | None = None,
     ) -> None:
-        super().__init__(
-            url,
-            api_key,
-            environment,
-            cache_ttl,
-            fallbacks,
-            snapshot_path,
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            stream=stream,
-            poll_interval=poll_interval,
-            redact=redact,
-        )
+        if cache_ttl < 0 or timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
+            raise ValueError("cache_ttl, retries and backoff must be >= 0; timeout and poll_interval > 0")
+        super().__init__()
+        self.urls = normalize_urls(url)
+        self.environment = environment
+        self.cache_ttl = cache_ttl
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.stream_enabled = stream
+        self.poll_interval = poll_interval
+        self.redact = redact
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "promptkeeper-python"}
+        self._fallbacks = normalize_fallbacks(fallbacks)
+        self._snapshot = Snapshot(snapshot_path)
         self._http = httpx.AsyncClient(headers=self._headers, timeout=timeout, transport=transport)
         self._stream_http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, read=STREAM_READ_TIMEOUT), transport=transport
         )
-        self._refresh: asyncio.Queue[tuple[str, str]] | None = None
+        self._refresh: AsyncQueue[tuple[str, str] | None] = AsyncQueue()
         self._queued: set[tuple[str, str]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._events_wake: asyncio.Event | None = None
+        self._background = AsyncBackground()
+        self._stop = AsyncEvent()
+        self._stream_response: httpx.Response | None = None
+        self._events_wake = AsyncEvent()
+        self._send_lock = AsyncLock()
+
+    # -- public --------------------------------------------------------------------------------------
 
     async def get(
         self,
@@ -87,7 +114,14 @@ class AsyncClient(ClientBase):
         unit: str | None = None,
         request_id: str | None = None,
     ) -> Prompt:
-        """See `Client.get`."""
+        """The prompt `environment` (default: the client's) serves, or a specific `version`.
+
+        `unit` (a user or session id): while an experiment runs on the environment, the variant
+        assigned to this unit, computed locally (no request) for fixed weights; its exposure is
+        logged in the background under `request_id` (default: a new one, in `prompt.request_id`),
+        which `log_outcome` takes. Without a unit, or with no experiment running, the deployed
+        version, and nothing is logged.
+        """
         if version is None:
             env = environment or self.environment
             by_environment = self._entries.get(env)
@@ -116,7 +150,9 @@ class AsyncClient(ClientBase):
     # -- registry writes ------------------------------------------------------------------------------
 
     async def create_prompt(self, name: str, content: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
-        """See `Client.create_prompt`."""
+        """Create a prompt and its version 1 (an editor key); `fields` are the other body fields
+        (`description`, `tags`, `message`...). Retried across the server URLs with one
+        Idempotency-Key, so a lost answer never creates twice."""
         return await self._write(prompt_write(name, content, fields))
 
     async def create_version(
@@ -127,20 +163,21 @@ class AsyncClient(ClientBase):
         message: str | None = None,
         base_version: int | None = None,
     ) -> dict[str, Any]:
-        """See `Client.create_version`."""
+        """Append a version (`base_version`: refuse with `Conflict` unless it is still the head).
+        Safe to retry like `create_prompt`."""
         return await self._write(version_write(name, content, message, base_version))
 
     async def deploy(
         self, name: str, environment: str, version: int, *, reason: str | None = None
     ) -> dict[str, Any]:
-        """See `Client.deploy`."""
+        """Deploy a version to an environment (the environment's policy applies). Safe to retry."""
         return await self._write(deploy_write(name, environment, version, reason))
 
     async def _write(self, write: Write) -> dict[str, Any]:
         headers = {IDEMPOTENCY_HEADER: write.key}
         last: BaseException | None = None
         for delay in WRITE_DELAYS:
-            await asyncio.sleep(delay)
+            await async_sleep(delay)
             for base in self.urls:
                 try:
                     response = await self._http.post(
@@ -153,7 +190,7 @@ class AsyncClient(ClientBase):
         raise last
 
     async def flush(self, timeout: float = 5.0) -> bool:
-        """See `Client.flush`."""
+        """Send every queued event now; True when none is left (False: the server is unreachable)."""
         deadline = time.monotonic() + timeout
         while len(self.events) and time.monotonic() < deadline:
             if not await self._send_batch():
@@ -161,15 +198,14 @@ class AsyncClient(ClientBase):
         return not len(self.events)
 
     async def aclose(self) -> None:
+        """Send queued events (for up to `timeout`), stop the background tasks, close connections."""
         if not self._closed and len(self.events):
             await self.flush(self.timeout)
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        self._stop.set()
+        self._events_wake.set()
+        self._refresh.put_nowait(None)
+        await self._background.stop(self._stream_response)
         await self._http.aclose()
         await self._stream_http.aclose()
 
@@ -182,7 +218,7 @@ class AsyncClient(ClientBase):
     # -- experiments and events ------------------------------------------------------------------------
 
     async def _server_variant(self, prompt: Prompt, environment: str, unit: str) -> int:
-        """See `Client._server_variant`."""
+        """A bandit unit's variant, from the server (which keeps it); hashing when it is unreachable."""
         plan = prompt.experiment
         assert plan is not None
         params = {"environment": environment, "unit": unit}
@@ -192,7 +228,7 @@ class AsyncClient(ClientBase):
                 check_response(response)
             except NETWORK_ERRORS:
                 continue
-            except Exception as exc:
+            except Exception as exc:  # e.g. the experiment ended meanwhile: the local answer will do
                 log.debug("assignment of %s for '%s' failed: %s", unit, prompt.name, exc)
                 break
             index = self._assignment_from(plan, unit, response)
@@ -203,37 +239,37 @@ class AsyncClient(ClientBase):
 
     def _events_added(self) -> None:
         self._start_background()
-        if len(self.events) >= BATCH_SIZE and self._events_wake is not None:
+        if len(self.events) >= BATCH_SIZE:
             self._events_wake.set()
 
     async def _send_batch(self) -> bool:
-        batch = self.events.take()
-        if not batch:
-            return True
-        key = batch_key(batch)
-        for base in self.urls:
-            try:
-                response = await self._http.post(
-                    base + "/v1/events", json={"events": batch}, headers={IDEMPOTENCY_HEADER: key}
-                )
-            except httpx.TransportError:
-                continue
-            if self._events_delivered(response, batch):
+        """Post one batch; False when it could not be delivered (it is queued again)."""
+        async with self._send_lock:
+            batch = self.events.take()
+            if not batch:
                 return True
-        self.events.put_back(batch)
-        return False
+            key = batch_key(batch)
+            for base in self.urls:
+                try:
+                    response = await self._http.post(
+                        base + "/v1/events", json={"events": batch}, headers={IDEMPOTENCY_HEADER: key}
+                    )
+                except httpx.TransportError:
+                    continue
+                if self._events_delivered(response, batch):
+                    return True
+            self.events.put_back(batch)
+            return False
 
     async def _sender(self) -> None:
-        assert self._events_wake is not None
         delay = self.flush_interval
-        while not self._closed:
-            try:
-                await asyncio.wait_for(self._events_wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+        while not self._stop.is_set():
+            await self._events_wake.wait(delay)
             self._events_wake.clear()
+            if self._stop.is_set():
+                return
             delay = self.flush_interval
-            while len(self.events) and not self._closed:
+            while len(self.events) and not self._stop.is_set():
                 if not await self._send_batch():
                     delay = min(30.0, max(delay, self.backoff) * 2)
                     break
@@ -256,7 +292,7 @@ class AsyncClient(ClientBase):
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                await async_sleep(self.backoff * 2 ** (attempt - 1))
             for base in urls or self.urls:
                 try:
                     response = await self._http.get(base + resolve_path(name), params=params, headers=headers)
@@ -290,7 +326,7 @@ class AsyncClient(ClientBase):
 
     def _refresh_later(self, environment: str, name: str) -> None:
         key = (environment, name)
-        if key not in self._queued and self._refresh is not None:
+        if key not in self._queued:
             self._queued.add(key)
             self._refresh.put_nowait(key)
 
@@ -304,7 +340,7 @@ class AsyncClient(ClientBase):
         except NETWORK_ERRORS:
             self._refresh_failed(name, environment)
             return
-        except Exception as exc:
+        except Exception as exc:  # e.g. the prompt was undeployed: keep serving what we have
             log.warning("refreshing prompt '%s' (%s) failed: %s", name, environment, exc)
             self._refresh_failed(name, environment)
             return
@@ -313,24 +349,14 @@ class AsyncClient(ClientBase):
     # -- background ----------------------------------------------------------------------------------
 
     def _start_background(self) -> None:
-        if self._tasks:
-            return
-        self._refresh = asyncio.Queue()
-        self._events_wake = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._worker(), name="promptkeeper-worker"))
-        self._tasks.append(asyncio.create_task(self._sender(), name="promptkeeper-sender"))
+        loops = [self._worker, self._sender]
         if self.stream_enabled:
-            self._tasks.append(asyncio.create_task(self._streamer(), name="promptkeeper-streamer"))
+            loops.append(self._streamer)
+        self._background.start(loops)
 
     async def _worker(self) -> None:
-        assert self._refresh is not None
-        while not self._closed:
-            try:
-                item: tuple[str, str] | None = await asyncio.wait_for(
-                    self._refresh.get(), timeout=self._worker_wait()
-                )
-            except TimeoutError:
-                item = None
+        while not self._stop.is_set():
+            item = await self._refresh.get(timeout=self._worker_wait())
             if item is not None:
                 await self._refresh_one(*item)
             for key in self._due_retries():
@@ -342,8 +368,10 @@ class AsyncClient(ClientBase):
 
     async def _streamer(self) -> None:
         delay = 0.5
-        while not self._closed:
+        while not self._stop.is_set():
             for base in self.urls:
+                if self._stop.is_set():
+                    return
                 try:
                     async with self._stream_http.stream(
                         "GET", base + "/v1/stream", headers=self._stream_headers()
@@ -354,18 +382,23 @@ class AsyncClient(ClientBase):
                                 request=response.request,
                                 response=response,
                             )
+                        self._stream_response = response
+                        if self._stop.is_set():  # closed while we were connecting
+                            return
                         reconnected = self._sse.last_id is not None
                         self.stream_connected = True
                         delay = 0.5
-                        if reconnected:
+                        if reconnected:  # anything missed is replayed by the server; revalidate anyway
                             for key in self.cached_keys():
                                 self._refresh_later(*key)
                         async for line in response.aiter_lines():
                             for key in self._on_stream_line(line, base):
                                 self._refresh_later(*key)
                 except (httpx.HTTPError, OSError) as exc:
-                    log.debug("event stream from %s interrupted: %s", base, exc)
+                    if not self._stop.is_set():
+                        log.debug("event stream from %s interrupted: %s", base, exc)
                 finally:
+                    self._stream_response = None
                     self.stream_connected = False
-            await asyncio.sleep(delay)
+            await self._stop.wait(delay)
             delay = min(delay * 2, 30.0)

@@ -30,8 +30,6 @@ from promptkeeper.client._core import (
     _Retryable,
     describe,
     log,
-    normalize_fallbacks,
-    normalize_urls,
     parse_change,
 )
 from promptkeeper.client._events import EventQueue, outcome_fields
@@ -51,35 +49,23 @@ FLOOR_PATIENCE = 30.0
 
 
 class ClientBase:
-    def __init__(
-        self,
-        url: str | list[str] | tuple[str, ...],
-        api_key: str,
-        environment: str = "production",
-        cache_ttl: float = 60.0,
-        fallbacks: Mapping[str, Any] | None = None,
-        snapshot_path: str | None = None,
-        *,
-        timeout: float = 2.0,
-        retries: int = 2,
-        backoff: float = 0.1,
-        stream: bool = True,
-        poll_interval: float = 30.0,
-        redact: Callable[[Any], Any] | None = None,
-    ) -> None:
-        if cache_ttl < 0 or timeout <= 0 or retries < 0 or backoff < 0 or poll_interval <= 0:
-            raise ValueError("cache_ttl, retries and backoff must be >= 0; timeout and poll_interval > 0")
-        self.urls = normalize_urls(url)
-        self.environment = environment
-        self.cache_ttl = cache_ttl
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.stream_enabled = stream
-        self.poll_interval = poll_interval
-        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "promptkeeper-python"}
-        self._fallbacks = normalize_fallbacks(fallbacks)
-        self._snapshot = Snapshot(snapshot_path)
+    """The state and decisions of both clients, for the one constructor (`AsyncClient.__init__`,
+    which `Client.__init__` is generated from) to fill in with the settings below."""
+
+    urls: list[str]
+    environment: str
+    cache_ttl: float
+    timeout: float
+    retries: int
+    backoff: float
+    stream_enabled: bool
+    poll_interval: float
+    redact: Callable[[Any], Any] | None
+    _headers: dict[str, str]
+    _fallbacks: dict[str, Any]
+    _snapshot: Snapshot
+
+    def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {}
         self._pinned: dict[tuple[str, int], Prompt] = {}
         self._write_lock = threading.Lock()
@@ -99,7 +85,6 @@ class ClientBase:
         self.events = EventQueue()
         self.flush_interval = 1.0
         self._sticky: OrderedDict[tuple[int, str], int] = OrderedDict()
-        self.redact = redact
 
     # -- experiments -------------------------------------------------------------------------------
 
