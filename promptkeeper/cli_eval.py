@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database, usage
-from promptkeeper.prompts.schemas import path_segment
+from promptkeeper.core.fields import path_segment
 
 eval_app = typer.Typer(
     help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True

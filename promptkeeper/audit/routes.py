@@ -21,7 +21,7 @@ from promptkeeper.audit.schemas import (
     WebhookUpdate,
 )
 from promptkeeper.core.egress import EgressPolicy
-from promptkeeper.prompts.schemas import MAX_INT, Page
+from promptkeeper.core.fields import MAX_INT, Page
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=ERROR_RESPONSES)
 

@@ -58,6 +58,7 @@ from promptkeeper.api.deps import (
 )
 from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
 from promptkeeper.compat.langfuse_filters import parse_filter, simple_filter
+from promptkeeper.core.fields import MAX_INT, check_prompt_name
 from promptkeeper.errors import (
     Conflict,
     NotFound,
@@ -68,7 +69,7 @@ from promptkeeper.errors import (
 )
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import MAX_INT, PromptCreate, PromptUpdate, check_prompt_name
+from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate
 from promptkeeper.runtime.routes import variant_for
 from promptkeeper.workflow import deployments
 

@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
+from promptkeeper.core.fields import path_segment
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import GateFailed, NotFound, ValidationFailed
 from promptkeeper.evaluations.models import EvalGate, EvalRun, EvalSuite
 from promptkeeper.evaluations.providers.registry import provider_names
 from promptkeeper.evaluations.schemas import GateSet
 from promptkeeper.prompts.models import Environment, Prompt, Release
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import get_environment
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
 from promptkeeper.audit.service import record
+from promptkeeper.core.fields import path_segment
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, GateFailed, NotFound, PromptKeeperError, ValidationFailed
 from promptkeeper.evaluations import gates, runs
@@ -29,7 +30,6 @@ from promptkeeper.evaluations.models import EvalRun, EvalSuite, PendingDeploymen
 from promptkeeper.evaluations.schemas import PendingDeploymentRead, RunCreate
 from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
 from promptkeeper.workflow import deployments
 

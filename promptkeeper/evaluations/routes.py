@@ -22,6 +22,7 @@ from promptkeeper.api.deps import (
     WriteDB,
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.errors import NotFound
 from promptkeeper.evaluations import gates, runs, suites
 from promptkeeper.evaluations.models import (
@@ -47,7 +48,6 @@ from promptkeeper.evaluations.schemas import (
     SuiteVersionCreate,
 )
 from promptkeeper.prompts.models import Prompt
-from promptkeeper.prompts.schemas import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.prompts.service import get_environment
 
 router = APIRouter(prefix="/v1", tags=["evaluations"], responses=ERROR_RESPONSES)

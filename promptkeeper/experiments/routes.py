@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.core.fields import Page
 from promptkeeper.experiments import analysis, events, metrics, service
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import (
@@ -24,7 +25,6 @@ from promptkeeper.experiments.schemas import (
     VariantRead,
     WeightsUpdate,
 )
-from promptkeeper.prompts.schemas import Page
 
 router = APIRouter(prefix="/v1", tags=["experiments"], responses=ERROR_RESPONSES)
 

@@ -20,14 +20,13 @@ from promptkeeper.api.deps import (
     WriteDB,
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.evaluations import pending
 from promptkeeper.evaluations.models import PendingDeployment
 from promptkeeper.evaluations.schemas import PendingDeploymentRead
 from promptkeeper.prompts import releases, service
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
-    ENVIRONMENT_PATTERN,
-    MAX_INT,
     ChangeRead,
     DeploymentCreate,
     DeploymentRead,
@@ -35,7 +34,6 @@ from promptkeeper.prompts.schemas import (
     EnvironmentCreate,
     EnvironmentRead,
     EnvironmentUpdate,
-    Page,
     PromoteCreate,
     PromptCreate,
     PromptCreated,

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Limit, Offset, ReadDB, RuntimeCaller
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
 from promptkeeper.core.templates import TemplateError, content_placeholders, render_content
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import ENVIRONMENT_PATTERN, Page
 
 router = APIRouter(prefix="/v1", tags=["runtime"], responses=ERROR_RESPONSES)
 

@@ -24,18 +24,12 @@ from promptkeeper.api.deps import (
     decode_prompt_name,
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, NAME_PATTERN
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
 from promptkeeper.prompts import releases, service
-from promptkeeper.prompts.schemas import (
-    ENVIRONMENT_PATTERN,
-    MAX_INT,
-    NAME_PATTERN,
-    RenderRead,
-    RenderRequest,
-    ResolveRead,
-)
+from promptkeeper.prompts.schemas import RenderRead, RenderRequest, ResolveRead
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
 from promptkeeper.runtime.stream import format_event

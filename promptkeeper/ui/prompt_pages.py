@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access import users
 from promptkeeper.api.deps import client_address
+from promptkeeper.core.fields import path_segment
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
 from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, Unauthorized, ValidationFailed
 from promptkeeper.evaluations import pending
 from promptkeeper.prompts import releases, service
-from promptkeeper.prompts.schemas import PromptCreate, path_segment
+from promptkeeper.prompts.schemas import PromptCreate
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
     COOKIE,
