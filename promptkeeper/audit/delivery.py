@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.service import DeliveriesQueued, record
-from promptkeeper.audit.signing import encode_body, request_headers, retry_delay, where
+from promptkeeper.audit.signing import encode_body, request_headers, retry_delay
 from promptkeeper.audit.transport import (
     EgressRefused,
     Resolver,
@@ -61,6 +61,7 @@ from promptkeeper.audit.transport import (
 from promptkeeper.config import Settings
 from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import SecretKeyError
+from promptkeeper.core.urls import where
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 
