@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import WebhookCreate, WebhookUpdate
 from promptkeeper.audit.service import DeliveriesQueued, record
+from promptkeeper.core.actor import Actor
 from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import PREFIX, SecretBox
 from promptkeeper.core.urls import redact_url
