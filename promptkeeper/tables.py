@@ -1,4 +1,8 @@
-"""Imports every table module so that `metadata` is complete (for migrations and tests)."""
+"""Every domain's tables in one `metadata` (for schema comparisons and tests).
+
+It sits above the domains: storage (`db/`) defines `Base` and knows no domain, and the migrations
+run without the models.
+"""
 
 from promptkeeper.access import models as access_models
 from promptkeeper.audit import models as audit_models
