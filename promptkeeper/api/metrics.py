@@ -169,13 +169,13 @@ def exposition(metrics: RequestMetrics, context: Any) -> str:
                 "monitor_records_scored_total",
                 "counter",
                 "Generations this process scored.",
-                worker.monitors.scored,
+                worker.scored,
             ),
             (
                 "monitor_judge_calls_total",
                 "counter",
                 "LLM-judge calls of monitors.",
-                worker.monitors.judge_calls,
+                worker.judge_calls,
             ),
         ]
     for short, kind, help_text, value in single:

@@ -57,8 +57,10 @@ from promptkeeper.api.deps import (
     request_id,
 )
 from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
+from promptkeeper.api.routes.runtime import variant_for
 from promptkeeper.compat.langfuse_filters import parse_filter, simple_filter
 from promptkeeper.core.fields import MAX_INT, check_prompt_name
+from promptkeeper.deployments import policy as deployments
 from promptkeeper.errors import (
     Conflict,
     NotFound,
@@ -70,8 +72,6 @@ from promptkeeper.errors import (
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate
-from promptkeeper.runtime.routes import variant_for
-from promptkeeper.workflow import deployments
 
 router = APIRouter(prefix="/api/public", tags=["langfuse-compatible"], responses=LANGFUSE_ERROR_RESPONSES)
 

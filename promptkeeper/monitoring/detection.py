@@ -40,9 +40,9 @@ from promptkeeper.audit.service import record
 from promptkeeper.core import detection
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
+from promptkeeper.deployments import releases
 from promptkeeper.errors import PromptKeeperError
 from promptkeeper.monitoring.models import Monitor, MonitorAlert, MonitorCheck, MonitorScore
-from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, Release
 
 log = logging.getLogger(__name__)

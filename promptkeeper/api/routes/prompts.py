@@ -21,10 +21,10 @@ from promptkeeper.api.deps import (
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
-from promptkeeper.evaluations import pending
+from promptkeeper.deployments import pending, policy, releases
 from promptkeeper.evaluations.models import PendingDeployment
 from promptkeeper.evaluations.schemas import PendingDeploymentRead
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
     ChangeRead,
@@ -44,7 +44,6 @@ from promptkeeper.prompts.schemas import (
     VersionCreate,
     VersionRead,
 )
-from promptkeeper.workflow import deployments as policy
 
 router = APIRouter(prefix="/v1", tags=["registry"], responses=ERROR_RESPONSES)
 

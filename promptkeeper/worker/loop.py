@@ -1,5 +1,9 @@
 """The job loop: in-process in embedded mode (a task of each server), or `promptkeeper worker`.
 
+The domains hold what a job does (`evaluations.execute`, `monitoring.scoring`); this loop claims,
+runs and paces them, and hands the executor what a finished run sets off
+(`deployments.promotion.run_finished`), which evaluations cannot import.
+
 It claims one evaluation run at a time and executes it; with no run waiting, it scores a batch of
 production outputs for the monitors (`monitoring.scoring`). With neither, it sleeps
 `worker_poll_interval` seconds, or less when a run is queued in this process (`wake`). Every
@@ -17,6 +21,7 @@ import time
 
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
+from promptkeeper.deployments.promotion import run_finished
 from promptkeeper.evaluations.execute import Executor
 from promptkeeper.evaluations.runs import RunQueued
 from promptkeeper.monitoring.scoring import MonitorScorer
@@ -28,7 +33,7 @@ log = logging.getLogger(__name__)
 class Worker:
     def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.executor = Executor(db, settings, self.name)
+        self.executor = Executor(db, settings, self.name, on_finished=run_finished)
         self.monitors = MonitorScorer(db, settings, self.name)
         self._interval = settings.worker_poll_interval
         self._look_interval = settings.monitor_look_interval
@@ -38,6 +43,15 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.completed = 0
+
+    @property
+    def scored(self) -> int:
+        """Generations this process scored for the monitors."""
+        return self.monitors.scored
+
+    @property
+    def judge_calls(self) -> int:
+        return self.monitors.judge_calls
 
     def on_commit(self, event: object) -> None:
         """Post-commit listener: a run queued in this process starts without waiting for a poll."""

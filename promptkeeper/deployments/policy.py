@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
 from promptkeeper.core.fields import path_segment
+from promptkeeper.deployments import releases
 from promptkeeper.errors import Conflict, PermissionDenied, ValidationFailed
 from promptkeeper.evaluations import gates
-from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt
 from promptkeeper.workflow import reviews

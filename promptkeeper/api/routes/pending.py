@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from promptkeeper.api.deps import Editor, IdPath, Limit, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.api.errors import ERROR_RESPONSES
-from promptkeeper.evaluations import pending
+from promptkeeper.deployments import pending
 from promptkeeper.evaluations.schemas import PendingDeploymentRead, PendingStatus
 
 router = APIRouter(prefix="/v1", tags=["evaluations"], responses=ERROR_RESPONSES)

@@ -24,14 +24,14 @@ from promptkeeper.access.service import Actor, Role
 from promptkeeper.audit.service import record
 from promptkeeper.core.fields import path_segment
 from promptkeeper.db.base import utcnow
+from promptkeeper.deployments import policy as deployments
+from promptkeeper.deployments import releases
 from promptkeeper.errors import Conflict, GateFailed, NotFound, PromptKeeperError, ValidationFailed
 from promptkeeper.evaluations import gates, runs
 from promptkeeper.evaluations.models import EvalRun, EvalSuite, PendingDeployment
 from promptkeeper.evaluations.schemas import PendingDeploymentRead, RunCreate
-from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
-from promptkeeper.workflow import deployments
 
 IN_FLIGHT = ("queued", "running")
 

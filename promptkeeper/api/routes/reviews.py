@@ -22,11 +22,10 @@ from promptkeeper.api.deps import (
     WriteDB,
 )
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.routes.prompts import WAITS, deployed_or_pending
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
-from promptkeeper.evaluations import pending
-from promptkeeper.prompts import releases
+from promptkeeper.deployments import pending, releases
 from promptkeeper.prompts.models import Environment, Prompt
-from promptkeeper.prompts.routes import WAITS, deployed_or_pending
 from promptkeeper.prompts.schemas import DeploymentRead
 from promptkeeper.workflow import reviews
 from promptkeeper.workflow.models import Review

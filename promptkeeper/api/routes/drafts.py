@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
 from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.routes.prompts import version_read
 from promptkeeper.core.content import content_hash
 from promptkeeper.core.fields import MAX_INT, Page
 from promptkeeper.prompts import service as prompts
 from promptkeeper.prompts.models import Prompt
-from promptkeeper.prompts.routes import version_read
 from promptkeeper.prompts.schemas import ChangeRead
 from promptkeeper.workflow import drafts
 from promptkeeper.workflow.models import Draft

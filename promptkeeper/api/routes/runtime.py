@@ -26,9 +26,10 @@ from promptkeeper.api.deps import (
 from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, NAME_PATTERN
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
+from promptkeeper.deployments import releases
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import service
 from promptkeeper.prompts.schemas import RenderRead, RenderRequest, ResolveRead
 from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
