@@ -47,7 +47,7 @@ from promptkeeper.deployments import releases
 from promptkeeper.experiments import serving
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.mcp_server.http import McpEndpoint
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
 from promptkeeper.tracing import TracingMiddleware
 from promptkeeper.ui import (

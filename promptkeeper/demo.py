@@ -15,10 +15,10 @@ from promptkeeper.db.engine import Database
 from promptkeeper.deployments import releases
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
-from promptkeeper.experiments import events as experiment_events
+from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments import service as experiments
 from promptkeeper.experiments.schemas import EventIn, ExperimentCreate, ExperimentStop
-from promptkeeper.monitoring import ingest as monitoring_ingest
+from promptkeeper.monitoring import generations as monitoring_ingest
 from promptkeeper.monitoring import service as monitors
 from promptkeeper.monitoring.schemas import MonitorCreate
 from promptkeeper.prompts import service

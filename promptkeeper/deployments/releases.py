@@ -26,7 +26,7 @@ from promptkeeper.errors import Conflict, NotFound
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import ResolveRead
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 
 ACTIONS = (

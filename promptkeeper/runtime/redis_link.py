@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry as SyncRetry
 
 from promptkeeper.runtime import codec
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 
 log = logging.getLogger(__name__)

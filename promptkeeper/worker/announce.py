@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.redis_link import RedisLink
+from promptkeeper.runtime.release_changes import ReleaseChanged
 
 
 class Announcer:

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
 from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.fields import Page
-from promptkeeper.experiments import analysis, events, metrics, service
+from promptkeeper.experiments import analysis, metrics, service
+from promptkeeper.experiments import ingestion as events
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import (
     EventBatch,

@@ -31,7 +31,7 @@ from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
 from promptkeeper.prompts import service
 from promptkeeper.prompts.schemas import RenderRead, RenderRequest, ResolveRead
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
 from promptkeeper.runtime.stream import format_event
 

@@ -1,4 +1,4 @@
-"""Generation records and feedback from `POST /v1/events` (a sink of `experiments.events`).
+"""Generation records and feedback from `POST /v1/events` (a sink of `experiments.ingestion`).
 
 In the batch's transaction: generations are validated (a record names its prompt, version,
 environment and output), given their (enabled) monitor and queued for scoring
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import insert_ignoring_duplicates
 from promptkeeper.errors import ValidationFailed
-from promptkeeper.experiments import events as experiment_events
+from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments.schemas import EventIn
 from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
 from promptkeeper.monitoring.service import FEEDBACK, needs_worker
