@@ -7,7 +7,7 @@ import random
 import pytest
 from scipy import stats as scipy_stats
 
-from promptkeeper.core import regression as rg
+from promptkeeper.core import regression_stats as rg
 
 TOLERANCE = 1e-9
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats as scipy_stats
 
-from promptkeeper.core import detection as dt
+from promptkeeper.core import monitor_decisions as dt
 
 
 def _window(rate: float, n: int, rng: random.Random) -> dt.Window:

@@ -3,7 +3,7 @@
 A look happens when a rule is due (`due`: its own scored records cross a multiple of
 `check_every` after `min_sample`, or the timer finds it with new records or an unconfirmed
 breach), in one write transaction under the monitor's row lock, so two workers finishing batches
-at once take one look, not two. Each rule due is judged by `core.detection.judge`: the live
+at once take one look, not two. Each rule due is judged by `core.monitor_decisions.judge`: the live
 version's records since it went live (up to `EVIDENCE_WINDOWS` windows: evidence that grows with
 the looks) against the **frozen** window of the previous version, its last `window_size` scores
 from before the current version went live; drift reads the live version's latest window. A look
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
-from promptkeeper.core import detection
+from promptkeeper.core import monitor_decisions as decisions
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 from promptkeeper.deployments import releases
@@ -88,7 +88,7 @@ def segment(session: Session, monitor: Monitor) -> Segment | None:
 class Span:
     """A window and the times of its first and last scores."""
 
-    window: detection.Window
+    window: decisions.Window
     start: datetime | None
     end: datetime | None
 
@@ -117,7 +117,7 @@ def window(
     if not oldest:
         rows.reverse()
     return Span(
-        detection.Window([float(r[0]) for r in rows], [bool(r[1]) for r in rows]),
+        decisions.Window([float(r[0]) for r in rows], [bool(r[1]) for r in rows]),
         rows[0][2] if rows else None,
         rows[-1][2] if rows else None,
     )
@@ -149,7 +149,7 @@ def evidence_counts(
     )
     passes = func.sum(case((newest.c.passed.is_(True), 1), else_=0))
     row = session.execute(select(func.count(), passes, func.min(newest.c.at), func.max(newest.c.at))).one()
-    return Span(detection.Window.counts(int(row[1] or 0), int(row[0])), row[2], row[3])
+    return Span(decisions.Window.counts(int(row[1] or 0), int(row[0])), row[2], row[3])
 
 
 _FROZEN: OrderedDict[tuple[Any, ...], Span] = OrderedDict()
@@ -185,8 +185,8 @@ def scored_counts(session: Session, monitor_id: int, version: int, since: dateti
     return {str(row[0]): int(row[1]) for row in rows}
 
 
-def _rule(stored: dict[str, Any]) -> detection.Rule:
-    return detection.Rule(
+def _rule(stored: dict[str, Any]) -> decisions.Rule:
+    return decisions.Rule(
         scorer=stored["name"],
         kind=stored["kind"],
         warning_margin=stored["warning_margin"],
@@ -294,9 +294,9 @@ def look(
         return None
     live = with_baseline(session, monitor, live)
     number = (previous.look + 1) if previous is not None else 1
-    findings: list[detection.Finding] = []
+    findings: list[decisions.Finding] = []
     stored_findings: list[dict[str, Any]] = []
-    acting: dict[str, detection.Level] = {}
+    acting: dict[str, decisions.Level] = {}
     spans: dict[str, tuple[Span, Span | None]] = {}
     for stored in rules:
         name = stored["name"]
@@ -306,7 +306,7 @@ def look(
         findings.append(finding)
         levels = [*(earlier.get("levels", [earlier["level"]]) if earlier else []), finding.level]
         levels = levels[-LEVEL_HISTORY:]
-        acting[name] = detection.acting_level(levels, monitor.consecutive)
+        acting[name] = decisions.acting_level(levels, monitor.consecutive)
         stored_findings.append(
             {
                 **finding.as_dict(),
@@ -320,7 +320,7 @@ def look(
         )
     fresh = {f.scorer for f in findings}
     stored_findings += [{**f, "fresh": False} for name, f in before.items() if name not in fresh]
-    ranks = detection.LEVELS.index
+    ranks = decisions.LEVELS.index
     taken = MonitorCheck(
         monitor_id=monitor.id,
         deployment_id=live.deployment_id,
@@ -341,7 +341,7 @@ def look(
 
 def _judge_rule(
     session: Session, monitor: Monitor, live: Segment, stored: dict[str, Any], scored: int, rule_look: int
-) -> tuple[detection.Finding, tuple[Span, Span | None]]:
+) -> tuple[decisions.Finding, tuple[Span, Span | None]]:
     """One rule at its look `rule_look`: its evidence, its baseline, its drift reference."""
     name = stored["name"]
     recent_span = window(session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since)
@@ -402,7 +402,7 @@ def _judge_rule(
                 oldest=True,
             ),
         ).window
-    finding = detection.judge(
+    finding = decisions.judge(
         _rule(stored),
         current.window,
         baseline.window if baseline else None,
@@ -419,8 +419,8 @@ def _alert(
     monitor: Monitor,
     live: Segment,
     taken: MonitorCheck,
-    findings: list[detection.Finding],
-    acting: dict[str, detection.Level],
+    findings: list[decisions.Finding],
+    acting: dict[str, decisions.Level],
     spans: dict[str, tuple[Span, Span | None]],
 ) -> None:
     alerted: dict[str, str] = {}  # each rule's highest level already alerted in this deployment
@@ -429,7 +429,7 @@ def _alert(
             MonitorAlert.monitor_id == monitor.id, MonitorAlert.deployment_id == live.deployment_id
         )
     ):
-        if detection.LEVELS.index(level) > detection.LEVELS.index(alerted.get(rule, "ok")):
+        if decisions.LEVELS.index(level) > decisions.LEVELS.index(alerted.get(rule, "ok")):
             alerted[rule] = level
     critical_before = "critical" in alerted.values()
     prompt = session.get(Prompt, monitor.prompt_id)
@@ -440,7 +440,7 @@ def _alert(
         level = acting[finding.scorer]
         if level == "ok":
             continue
-        if detection.LEVELS.index(level) <= detection.LEVELS.index(alerted.get(finding.scorer, "ok")):
+        if decisions.LEVELS.index(level) <= decisions.LEVELS.index(alerted.get(finding.scorer, "ok")):
             continue
         current, baseline = spans[finding.scorer]
         evidence = _evidence(monitor, prompt, env, live, taken, finding, level, current, baseline)
@@ -498,7 +498,7 @@ def _evidence(
     env: Environment,
     live: Segment,
     taken: MonitorCheck,
-    finding: detection.Finding,
+    finding: decisions.Finding,
     level: str,
     current: Span,
     baseline: Span | None,

@@ -2,7 +2,7 @@
 
 A monitor looks at each scorer of a version every `check_every` of its scored records (and on a
 timer). Each look judges every
-scorer with `judge`, which combines the tests of `regression.py`:
+scorer with `judge`, which combines the tests of `regression_stats.py`:
 
 - **Regression** against the previous version's frozen window, one-sided, at two non-inferiority
   margins: significant beyond `warning_margin` is a warning, beyond `critical_margin` critical.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
 
-from promptkeeper.core import regression
+from promptkeeper.core import regression_stats as regression
 from promptkeeper.core.stats import binomial_upper_tail, wilson_interval
 
 __all__ = ["LEVELS", "Finding", "Rule", "Window", "acting_level", "judge", "spent_alpha"]
