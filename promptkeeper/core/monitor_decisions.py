@@ -38,7 +38,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from promptkeeper.core import regression_stats as regression
-from promptkeeper.core.stats import binomial_upper_tail, wilson_interval
+from promptkeeper.core.intervals import binomial_upper_tail, wilson_interval
 
 __all__ = ["LEVELS", "Finding", "Rule", "Window", "acting_level", "judge", "spent_alpha"]
 

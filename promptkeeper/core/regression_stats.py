@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
-from promptkeeper.core.stats import t_quantile, t_upper_tail
+from promptkeeper.core.intervals import t_quantile, t_upper_tail
 
 __all__ = [
     "RegressionTest",

@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
-from promptkeeper.core.stats import summarize, variance
+from promptkeeper.core.eval_stats import summarize
+from promptkeeper.core.intervals import variance
 from promptkeeper.core.templates import TemplateError, render_content
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database

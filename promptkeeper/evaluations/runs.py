@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
-from promptkeeper.core.stats import paired_difference
+from promptkeeper.core.eval_stats import paired_difference
 from promptkeeper.db.engine import emit
 from promptkeeper.errors import NotFound, ValidationFailed
 from promptkeeper.evaluations.models import EvalResult, EvalRun, EvalSuite

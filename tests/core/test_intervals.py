@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from promptkeeper.core.stats import (
+from promptkeeper.core.eval_stats import paired_difference, summarize
+from promptkeeper.core.intervals import (
     Interval,
     mean_interval,
-    paired_difference,
-    summarize,
     t_quantile,
     variance,
     wilson_interval,

@@ -1,29 +1,27 @@
-"""Statistics for evaluation runs: confidence intervals, per-scorer summaries, paired comparisons.
+"""Distributions and confidence intervals that evaluations, experiments and monitoring share.
 
 Pure: no I/O and no third-party packages. The few distributions needed (the normal quantile from
 `statistics.NormalDist`, Student's t quantile from the regularized incomplete beta function below) are
 small enough that pulling SciPy into the server for them would cost more than it saves; the tests pin
 every formula to values computed with SciPy and statsmodels.
 
-Sections: distributions, intervals, aggregation, comparison. Later statistics (sequential testing)
-get a section of their own at the end.
+Sections: distributions, intervals. What an evaluation run reports with them (per-scorer summaries,
+paired comparisons) is `eval_stats.py`; experiments have `experiment_stats.py`, monitors
+`regression_stats.py`.
 
-Errors: `ValueError` for impossible input (a level outside (0, 1), mismatched pairs, no values).
+Errors: `ValueError` for impossible input (a level outside (0, 1), no values).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
 __all__ = [
     "Interval",
-    "ScoreSummary",
     "mean_interval",
-    "paired_difference",
-    "summarize",
     "t_quantile",
     "variance",
     "wilson_interval",
@@ -184,72 +182,3 @@ def variance(values: Sequence[float]) -> float:
         return 0.0
     mean = math.fsum(values) / n
     return math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Aggregation
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScoreSummary:
-    scorer: str
-    n: int
-    mean: float
-    mean_ci: Interval
-    pass_rate: float
-    pass_ci: Interval
-    threshold: float
-
-
-def summarize(
-    scores: Iterable[tuple[str, float, bool, float]], level: float = 0.95
-) -> dict[str, ScoreSummary]:
-    """Per-scorer summaries of `(scorer, value, passed, threshold)` items, in order of first appearance.
-
-    Per-tag summaries are the same call on the items of that tag's cases. A scorer is expected to
-    have one threshold per run; if items disagree, the summary reports the first one seen.
-    """
-    values: dict[str, list[float]] = {}
-    passes: dict[str, int] = {}
-    thresholds: dict[str, float] = {}
-    for scorer, value, passed, threshold in scores:
-        values.setdefault(scorer, []).append(value)
-        passes[scorer] = passes.get(scorer, 0) + (1 if passed else 0)
-        thresholds.setdefault(scorer, threshold)
-    summaries: dict[str, ScoreSummary] = {}
-    for scorer, items in values.items():
-        n = len(items)
-        summaries[scorer] = ScoreSummary(
-            scorer=scorer,
-            n=n,
-            mean=math.fsum(items) / n,
-            mean_ci=mean_interval(items, level),
-            pass_rate=passes[scorer] / n,
-            pass_ci=wilson_interval(passes[scorer], n, level),
-            threshold=thresholds[scorer],
-        )
-    return summaries
-
-
-# ---------------------------------------------------------------------------------------------------
-# Comparison
-# ---------------------------------------------------------------------------------------------------
-
-
-def paired_difference(
-    before: Sequence[float], after: Sequence[float], level: float = 0.95
-) -> tuple[float, Interval]:
-    """Mean of `after - before` over the same cases, with a t interval.
-
-    Paired because candidate and baseline ran on the same cases: case difficulty cancels out, so the
-    interval is much narrower than comparing two independent means. An interval excluding 0 is a
-    difference the run can stand behind.
-    """
-    if len(before) != len(after):
-        raise ValueError(
-            f"paired_difference needs the same cases on both sides, got {len(before)} and {len(after)}"
-        )
-    differences = [b - a for a, b in zip(before, after, strict=True)]
-    interval = mean_interval(differences, level)
-    return math.fsum(differences) / len(differences), interval
