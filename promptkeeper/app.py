@@ -19,13 +19,14 @@ from starlette.routing import Route
 from promptkeeper import __version__, tracing
 from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.access.throttle import AuthThrottle
-from promptkeeper.api import health, metrics
+from promptkeeper.api import health
+from promptkeeper.api import prometheus as metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.errors import install_error_handlers
 from promptkeeper.api.idempotency import IdempotencyMiddleware
-from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.api.nul import reject_nul
+from promptkeeper.api.prometheus import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.routes import access as access_routes
 from promptkeeper.api.routes import audit as audit_routes
 from promptkeeper.api.routes import catalogue as catalogue_routes
