@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from promptkeeper.api.errors import error_response
+from promptkeeper.api.error_responses import error_response
 from promptkeeper.api.middleware import BODY_METHODS, read_body, replaying
 from promptkeeper.core.secrets import SecretKeyError
 from promptkeeper.errors import PromptKeeperError

@@ -1,7 +1,7 @@
 """Langfuse-compatible prompt API: existing Langfuse SDK code switches by changing its host.
 
 Serves Langfuse's public prompt routes (`/api/public/v2/prompts...`) with its request and
-response shapes and its error shape (`{"error": <name>, "message": ...}`, set in `api.errors`),
+response shapes and its error shape (`{"error": <name>, "message": ...}`, set in `api.error_responses`),
 mapped onto PromptKeeper:
 
 - A label is an environment: the label sits on the version the environment serves. `latest` is
@@ -56,7 +56,7 @@ from promptkeeper.api.deps import (
     client_address,
     request_id,
 )
-from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
+from promptkeeper.api.error_responses import LANGFUSE_ERROR_RESPONSES
 from promptkeeper.api.routes.runtime import variant_for
 from promptkeeper.compat.langfuse_filters import parse_filter, simple_filter
 from promptkeeper.core.fields import MAX_INT, check_prompt_name

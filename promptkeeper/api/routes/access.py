@@ -33,7 +33,7 @@ from promptkeeper.api.deps import (
     request_id,
     require,
 )
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.errors import Unauthorized
 
 router = APIRouter(prefix="/v1", tags=["access"], responses=ERROR_RESPONSES)

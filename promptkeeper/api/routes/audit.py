@@ -8,7 +8,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from promptkeeper.api.deps import Admin, ContextDep, Limit, Offset, ReadDB, Reader, WriteDB
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.audit import service, webhooks
 from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import (

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Limit, Offset, ReadDB, RuntimeCaller
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
 from promptkeeper.core.templates import TemplateError, content_placeholders, render_content
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, Limit, Offset, PromptNameDep, ReadDB, Reader, WriteDB
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.api.routes.prompts import version_read
 from promptkeeper.core.content import content_hash
 from promptkeeper.core.fields import MAX_INT, Page

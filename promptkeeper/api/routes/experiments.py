@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, status
 from sqlalchemy.orm import Session
 
 from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, RuntimeCaller, WriteDB
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import Page
 from promptkeeper.experiments import analysis, metrics, service
 from promptkeeper.experiments import ingestion as events

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, WriteDB
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import MAX_INT, Page
 from promptkeeper.monitoring import service  # noqa: F401 - ingest: the generation sink
 from promptkeeper.monitoring import status as monitor_status

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from promptkeeper.api.deps import Editor, IdPath, Limit, PromptNameDep, ReadDB, Reader, WriteDB
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.deployments import pending
 from promptkeeper.evaluations.schemas import PendingDeploymentRead, PendingStatus
 

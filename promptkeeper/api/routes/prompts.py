@@ -19,7 +19,7 @@ from promptkeeper.api.deps import (
     Reader,
     WriteDB,
 )
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.deployments import pending, policy, releases
 from promptkeeper.evaluations.models import PendingDeployment

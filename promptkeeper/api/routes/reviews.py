@@ -21,7 +21,7 @@ from promptkeeper.api.deps import (
     Reader,
     WriteDB,
 )
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.api.routes.prompts import WAITS, deployed_or_pending
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
 from promptkeeper.deployments import pending, releases

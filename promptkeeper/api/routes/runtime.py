@@ -23,7 +23,7 @@ from promptkeeper.api.deps import (
     client_address,
     decode_prompt_name,
 )
-from promptkeeper.api.errors import ERROR_RESPONSES
+from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, NAME_PATTERN
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.deployments import releases
