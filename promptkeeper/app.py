@@ -23,7 +23,7 @@ from promptkeeper.api import health
 from promptkeeper.api import prometheus as metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.error_responses import install_error_handlers
-from promptkeeper.api.idempotency import IdempotencyMiddleware
+from promptkeeper.api.idempotency_middleware import IdempotencyMiddleware
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.api.nul import reject_nul
 from promptkeeper.api.prometheus import MetricsMiddleware, RequestMetrics
