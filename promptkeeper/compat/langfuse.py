@@ -6,7 +6,7 @@ mapped onto PromptKeeper:
 
 - A label is an environment: the label sits on the version the environment serves. `latest` is
   the head version. `production` is the default of a fetch without `version` or `label`.
-- Moving a label is a deployment through `workflow.deployments.deploy`: the environment's
+- Moving a label is a deployment through `deployments.policy.deploy`: the environment's
   promotion path, evaluation gate and reviews apply, the history and audit log record it, and a
   refused move answers 4xx with PromptKeeper's message. A label that names no environment is
   refused (environments are created by admins: `POST /v1/environments`).

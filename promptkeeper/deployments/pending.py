@@ -5,7 +5,7 @@ With it, every other policy (promotion path, role, reviews) is checked at once, 
 are queued as ordinary evaluation jobs (the candidate's, and the baseline's when the gate limits
 the drop), and the deploy is stored as a `PendingDeployment` row; the caller gets `202` with its
 id. The worker that finishes the last of those runs settles it in the same transaction that
-records the run's result: it deploys through `workflow.deployments.deploy` with the requester as
+records the run's result: it deploys through `deployments.policy.deploy` with the requester as
 actor, so the gate and every policy are checked again on the fresh evidence, or records why not.
 Nothing lives in a process's memory: a restart, a dead worker or another instance changes nothing.
 

@@ -1,6 +1,6 @@
 """Deploys and rollbacks with the project's policies applied: protection, reviews, promotion path.
 
-`prompts.releases` does the mechanics (history row, revision, invalidation); this module decides
+`deployments.releases` does the mechanics (history row, revision, invalidation); this module decides
 whether the change is allowed. Every route, the CLI and the UI deploy through here, so no path can
 skip a policy:
 
@@ -11,7 +11,7 @@ skip a policy:
 - an environment with an evaluation gate only accepts a version whose newest evaluation run on
   the gate's suite version (its current one, or the one the gate pins) passes it
   (`evaluations.gates`); with the gate's `auto_run`, a deploy that lacks that run waits for it
-  (`evaluations.pending`) and comes back here when it passed;
+  (`deployments.pending`) and comes back here when it passed;
 - an admin may bypass the reviews and the gate with `override` where the environment allows it,
   giving a reason; the history records action `override` and the audit entry is a warning;
 - a rollback to a version that was live in the environment before needs no new review (it was
@@ -149,7 +149,7 @@ def authorize(
 
     Shared by plain deploys and by experiments that ship their winner, so both meet one policy.
     `gate=False` checks everything but the evaluation gate: a deploy that waits for its evaluation
-    (`evaluations.pending`) is told at once about the rest, and meets all of it again when it ships.
+    (`deployments.pending`) is told at once about the rest, and meets all of it again when it ships.
     """
     _check_promotion_path(session, prompt, env, version)
     if gate and not override:

@@ -1,7 +1,7 @@
 """Promotion gates: an environment accepts a version only with a passing evaluation run.
 
 This module reads gates and runs and decides; it imports no workflow code, because the deploy
-policy (`workflow.deployments`) calls it: every deploy, promote and review deploy to a gated
+policy (`deployments.policy`) calls it: every deploy, promote and review deploy to a gated
 environment passes through `check_gate`. (Automatic promotion, which deploys, lives with the runs.)
 
 A gate names a suite and, per scorer, a minimum mean score and a maximum drop of the mean against
