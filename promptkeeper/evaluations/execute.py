@@ -63,10 +63,6 @@ log = logging.getLogger(__name__)
 RunFinished = Callable[[Session, EvalRun], dict[str, Any]]
 
 
-def _nothing_more(session: Session, run: EvalRun) -> dict[str, Any]:
-    return {}
-
-
 #: Keys of a version's `config` that are passed to the model as parameters.
 MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
@@ -146,9 +142,7 @@ def _messages(rendered: str | list[dict[str, Any]]) -> list[dict[str, str]]:
 class Executor:
     """Claims and executes runs for one worker (embedded in a server, or `promptkeeper worker`)."""
 
-    def __init__(
-        self, db: Database, settings: Settings, worker: str, *, on_finished: RunFinished = _nothing_more
-    ) -> None:
+    def __init__(self, db: Database, settings: Settings, worker: str, *, on_finished: RunFinished) -> None:
         self._db = db
         self._on_finished = on_finished
         self._settings = settings
