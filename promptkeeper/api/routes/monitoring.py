@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from promptkeeper.api.deps import Editor, IdPath, Limit, Offset, ReadDB, Reader, WriteDB
 from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import MAX_INT, Page
-from promptkeeper.monitoring import service  # noqa: F401 - ingest: the generation sink
+from promptkeeper.monitoring import generations, service  # noqa: F401 - generations: the generation sink
 from promptkeeper.monitoring import status as monitor_status
 from promptkeeper.monitoring.schemas import (
     AlertRead,
