@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install lint typecheck bench clean services
+.PHONY: run test install lint typecheck imports bench clean services
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PromptKeeper needs Python 3.11 or newer")'
@@ -40,6 +40,7 @@ run: $(STAMP)
 test: $(TEST_STAMP) services
 	$(BIN)/ruff check promptkeeper tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 services:
@@ -51,6 +52,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 bench: $(STAMP) services
 	$(BIN)/python bench/resolve_http.py

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
-from promptkeeper.experiments.events import COLUMNS, ingest, insert_rows  # noqa: E402
+from promptkeeper.experiments.ingestion import COLUMNS, ingest, insert_rows  # noqa: E402
 from promptkeeper.experiments.schemas import EventIn  # noqa: E402
 
 ENV = "production"

@@ -6,7 +6,7 @@
    heuristic scorers) and stores every sampled record, with a look after each batch. Baseline, in
    the same run: the same scorers on the same outputs in memory (no database): the cost of the
    scorers themselves.
-3. Detection, simulated with the monitor's own decision code (`core.detection`, same rule and
+3. Detection, simulated with the monitor's own decision code (`core.monitor_decisions`, same rule and
    defaults as the test: window 1,000, looks every 100, three in a row, margins 0 / 0.03, drift
    of the latest window against the first):
    `--deployments` deployments of a version whose pass rate drops from 98% to 90% give the
@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
-from promptkeeper.core import detection  # noqa: E402
+from promptkeeper.core import monitor_decisions as detection
 from promptkeeper.core import scorers as scoring  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
-from promptkeeper.monitoring.detection import EVIDENCE_WINDOWS  # noqa: E402
+from promptkeeper.monitoring.looks import EVIDENCE_WINDOWS  # noqa: E402
 from promptkeeper.monitoring.scoring import MonitorScorer  # noqa: E402
 
 ENV = "production"

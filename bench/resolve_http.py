@@ -24,7 +24,8 @@ from promptkeeper.access.service import (  # noqa: E402
 from promptkeeper.bootstrap import bootstrap  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
-from promptkeeper.prompts import releases, service  # noqa: E402
+from promptkeeper.deployments import releases
+from promptkeeper.prompts import service  # noqa: E402
 from promptkeeper.prompts.schemas import PromptCreate  # noqa: E402
 
 

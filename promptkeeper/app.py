@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -16,37 +17,38 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from promptkeeper import __version__, tracing
-from promptkeeper.access import routes as access_routes
 from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.access.throttle import AuthThrottle
-from promptkeeper.api import health, metrics
+from promptkeeper.api import health
+from promptkeeper.api import prometheus as metrics
 from promptkeeper.api.context import AppContext
-from promptkeeper.api.errors import install_error_handlers
-from promptkeeper.api.idempotency import IdempotencyMiddleware
-from promptkeeper.api.metrics import MetricsMiddleware, RequestMetrics
+from promptkeeper.api.error_responses import install_error_handlers
+from promptkeeper.api.idempotency_middleware import IdempotencyMiddleware
 from promptkeeper.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware
 from promptkeeper.api.nul import reject_nul
+from promptkeeper.api.prometheus import MetricsMiddleware, RequestMetrics
+from promptkeeper.api.routes import access as access_routes
+from promptkeeper.api.routes import audit as audit_routes
+from promptkeeper.api.routes import catalogue as catalogue_routes
+from promptkeeper.api.routes import drafts as draft_routes
+from promptkeeper.api.routes import evaluations as evaluation_routes
+from promptkeeper.api.routes import experiments as experiment_routes
+from promptkeeper.api.routes import monitoring as monitoring_routes
+from promptkeeper.api.routes import pending as pending_routes
+from promptkeeper.api.routes import prompts as prompt_routes
+from promptkeeper.api.routes import reviews as review_routes
+from promptkeeper.api.routes import runtime as runtime_routes
 from promptkeeper.api.warmup import build_routes
-from promptkeeper.audit import routes as audit_routes
 from promptkeeper.audit.delivery import Dispatcher
 from promptkeeper.bootstrap import bootstrap, forget_local_server, remember_local_server, write_admin_key
 from promptkeeper.compat import langfuse as langfuse_routes
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
-from promptkeeper.evaluations import pending_routes
-from promptkeeper.evaluations import routes as evaluation_routes
-from promptkeeper.evaluations.worker import Worker
-from promptkeeper.experiments import routes as experiment_routes
+from promptkeeper.deployments import releases
 from promptkeeper.experiments import serving
-from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.mcp_server.http import McpEndpoint
-from promptkeeper.monitoring import routes as monitoring_routes
-from promptkeeper.prompts import releases
-from promptkeeper.prompts import routes as prompt_routes
-from promptkeeper.runtime import catalogue as catalogue_routes
-from promptkeeper.runtime import routes as runtime_routes
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
 from promptkeeper.tracing import TracingMiddleware
 from promptkeeper.ui import (
@@ -58,7 +60,7 @@ from promptkeeper.ui import (
     prompt_pages,
     review_pages,
 )
-from promptkeeper.workflow import draft_routes, review_routes
+from promptkeeper.worker import Jobs
 
 log = logging.getLogger("promptkeeper")
 UI_STATIC = Path(__file__).parent / "ui" / "static"
@@ -85,8 +87,18 @@ def announce_admin_key(settings: Settings, generated: str | None) -> None:
     )
 
 
-def build_context(settings: Settings) -> tuple[AppContext, str | None]:
-    """Connect, migrate, bootstrap; returns the context and an admin key generated now, if any."""
+@dataclass
+class Background:
+    """What the lifespan starts and stops besides the runtime: webhook deliveries and, in
+    embedded mode, the jobs (`promptkeeper.worker`)."""
+
+    dispatcher: Dispatcher
+    jobs: Jobs | None
+
+
+def build_context(settings: Settings) -> tuple[AppContext, Background, str | None]:
+    """Connect, migrate, bootstrap; returns the context, its background work and an admin key
+    generated now, if any."""
     db = Database(settings)
     try:
         generated = bootstrap(database=db, settings=settings)
@@ -97,9 +109,7 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
     db.listeners.append(runtime.on_commit)
     dispatcher = Dispatcher(db, settings)
     db.listeners.append(dispatcher.on_commit)
-    worker = Worker(db, settings) if settings.worker_in_process else None
-    if worker is not None:
-        db.listeners.append(worker.on_commit)
+    jobs = Jobs(db, settings) if settings.worker_in_process else None
     context = AppContext(
         settings=settings,
         db=db,
@@ -110,12 +120,10 @@ def build_context(settings: Settings) -> tuple[AppContext, str | None]:
             stale_ttl=settings.auth_stale_ttl,
         ),
         runtime=runtime,
-        dispatcher=dispatcher,
         sticky=StickyAssignments(db),
-        worker=worker,
-        scheduler=Scheduler(db, settings) if settings.worker_in_process else None,
+        worker=jobs.loop if jobs is not None else None,
     )
-    return context, generated
+    return context, Background(dispatcher=dispatcher, jobs=jobs), generated
 
 
 def registry_feeds(db: Database) -> Feeds:
@@ -141,7 +149,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context, generated = build_context(settings)
+        context, background, generated = build_context(settings)
         if announce:
             announce_admin_key(settings, generated)
         elif generated is not None:
@@ -153,20 +161,16 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         if settings.build_routes_at_start:
             build_routes(app)  # before the first request, not during it
         await context.runtime.start()
-        await context.dispatcher.start()
-        if context.worker is not None:
-            context.worker.start()
-        if context.scheduler is not None:
-            context.scheduler.start()
+        await background.dispatcher.start()
+        if background.jobs is not None:
+            background.jobs.start()
         try:
             async with mcp_endpoint.run():
                 yield
         finally:
-            if context.scheduler is not None:
-                await context.scheduler.stop()
-            if context.worker is not None:
-                await context.worker.stop()
-            await context.dispatcher.stop()
+            if background.jobs is not None:
+                await background.jobs.stop()
+            await background.dispatcher.stop()
             await context.runtime.stop()
             context.db.dispose()
             tracing.shutdown()

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database, usage
-from promptkeeper.prompts.schemas import path_segment
+from promptkeeper.core.fields import path_segment
 
 eval_app = typer.Typer(
     help="Offline evaluation: import suites, run them, read results.", no_args_is_help=True
@@ -238,52 +238,16 @@ def worker(
 
     Several workers share the load; a dead worker's job is resumed.
     """
-    import asyncio
-
     from promptkeeper import allocator
-    from promptkeeper.db.migrate import ensure_schema
-    from promptkeeper.evaluations.worker import Worker
-    from promptkeeper.experiments.jobs import Scheduler, tick
-    from promptkeeper.runtime.redis_link import Announcer
+    from promptkeeper.logs import configure_logging
+    from promptkeeper.worker import run_worker
 
     allocator.tune()  # a long-running process with a thread pool, like `serve`
     settings = load_settings()
-    from promptkeeper.logs import configure_logging
-
     configure_logging(settings)
     database = open_database(settings)
     try:
-        ensure_schema(database.engine, auto_migrate=settings.auto_migrate)
-        job_loop = Worker(database, settings)
-        typer.echo(f"worker {job_loop.name} started", err=True)
-        scheduler = Scheduler(database, settings)
-        announcer = None
-        if settings.redis_url:
-            announcer = Announcer(
-                settings.redis_url, l2_ttl=settings.cache_l2_ttl, prefix=settings.redis_prefix
-            )
-            database.listeners.append(announcer.on_commit)
-
-        async def work() -> None:
-            try:
-                if once:
-                    await job_loop.run(until_idle=True)
-                    tick(database, settings.experiment_update_interval)
-                    return
-                scheduler.start()
-                try:
-                    await job_loop.run()
-                finally:
-                    await scheduler.stop()
-            finally:
-                if announcer is not None:
-                    await announcer.close()
-
-        try:
-            asyncio.run(work())
-        except KeyboardInterrupt:  # pragma: no cover - interactive stop
-            pass
-        typer.echo(f"worker {job_loop.name} stopped after {job_loop.completed} job(s)", err=True)
+        run_worker(database, settings, once=once, say=lambda line: typer.echo(line, err=True))
     finally:
         database.dispose()
 

@@ -27,7 +27,7 @@ from promptkeeper.cli_common import (
     print_result,
     usage,
 )
-from promptkeeper.prompts.schemas import path_segment
+from promptkeeper.core.fields import path_segment
 
 prompts_app = typer.Typer(
     help="Prompts: list, show, create, version, diff, deploy, roll back, history.", no_args_is_help=True

@@ -12,15 +12,16 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.service import DEFAULT_PROJECT, Actor, Role, get_project
 from promptkeeper.access.users import ensure_user
 from promptkeeper.db.engine import Database
+from promptkeeper.deployments import releases
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate, SuiteCreate
-from promptkeeper.experiments import events as experiment_events
+from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments import service as experiments
 from promptkeeper.experiments.schemas import EventIn, ExperimentCreate, ExperimentStop
-from promptkeeper.monitoring import ingest as monitoring_ingest
+from promptkeeper.monitoring import generations as monitoring_ingest
 from promptkeeper.monitoring import service as monitors
 from promptkeeper.monitoring.schemas import MonitorCreate
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.schemas import PromptCreate
 

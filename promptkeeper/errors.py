@@ -11,7 +11,7 @@
     ├── TooManyRequests        429 too_many_requests
     └── Unavailable            503 unavailable
 
-Services raise these; one exception handler in `promptkeeper.api.errors` turns them into
+Services raise these; one exception handler in `promptkeeper.api.error_responses` turns them into
 `{"error": {"code", "message", "details"}}` with the status above, and the SDK maps that body
 back onto the same classes.
 """

@@ -35,9 +35,9 @@ import yaml
 from pydantic import ValidationError
 
 from promptkeeper.core.content import content_document
+from promptkeeper.core.fields import check_prompt_name
 from promptkeeper.core.templates import InvalidTemplate, content_variables
 from promptkeeper.errors import field_errors
-from promptkeeper.prompts.schemas import check_prompt_name
 from promptkeeper.prompts.service import parse_content
 
 SUFFIX = ".yaml"

@@ -8,8 +8,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from promptkeeper.audit.signing import scrub_urls
 from promptkeeper.config import Settings
+from promptkeeper.core.urls import scrub_urls
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from promptkeeper.app import create_app
 from promptkeeper.config import Settings
 from promptkeeper.db import migrate
-from promptkeeper.db.models import metadata
+from promptkeeper.tables import metadata
 
 ADMIN_KEY = "pk_testadm1_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 POSTGRES_URL = os.environ.get(

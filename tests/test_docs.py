@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import typer.main
@@ -94,3 +95,39 @@ def test_openapi_documents_the_error_shape_of_every_operation() -> None:
                 if schema != {"schema": {"$ref": f"#/components/schemas/{shape}"}}:
                     untrue.append(f"{method.upper()} {path} {status}")
     assert not untrue, untrue
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "promptkeeper"
+
+
+def _contract_layers() -> list[str]:
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    (layers,) = [c for c in pyproject["tool"]["importlinter"]["contracts"] if c["id"] == "layers"]
+    return [str(layer) for layer in layers["layers"]]
+
+
+def test_architecture_names_every_package() -> None:
+    """docs/architecture.md is redrawn from the code: a package or module it omits is a failure."""
+    architecture = (DOCS / "architecture.md").read_text()
+    names = [
+        f"{path.relative_to(PACKAGE).as_posix()}/" if path.is_dir() else path.name
+        for path in sorted(PACKAGE.iterdir())
+        if (path.is_dir() and (path / "__init__.py").exists())
+        or (path.suffix == ".py" and path.name != "__init__.py")
+    ]
+    names += [
+        f"{path.parent.relative_to(PACKAGE).as_posix()}/"
+        for path in sorted(PACKAGE.glob("*/*/__init__.py"))
+        if "migrations" not in path.parts
+    ]
+    missing = [name for name in names if f"`{name}`" not in architecture]
+    assert not missing, f"packages and modules missing from docs/architecture.md: {missing}"
+
+
+def test_architecture_states_the_enforced_layer_order() -> None:
+    """The layer order written in docs/architecture.md is the import-linter contract's, verbatim."""
+    architecture = (DOCS / "architecture.md").read_text()
+    match = re.search(r"^## Layers.*?^```text\n(.*?)^```", architecture, re.S | re.M)
+    assert match, "docs/architecture.md needs a '## Layers' section with a ```text block of the layers"
+    written = [line.split("#")[0].strip() for line in match.group(1).splitlines()]
+    assert [line for line in written if line] == _contract_layers()

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from promptkeeper.db.base import utcnow
-from promptkeeper.experiments import jobs
 from promptkeeper.idempotency import service
 from promptkeeper.idempotency.models import IdempotencyRecord
+from promptkeeper.worker import schedule as jobs
 from tests.conftest import ADMIN_KEY, LiveServer
 from tests.helpers import bearer, create_prompt, error_of, text_content
 

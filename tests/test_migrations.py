@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from promptkeeper.db.migrate import upgrade
-from promptkeeper.db.models import metadata
+from promptkeeper.tables import metadata
 from tests.conftest import Backend
 
 

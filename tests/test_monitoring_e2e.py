@@ -141,7 +141,7 @@ def test_a_workers_automatic_rollback_reaches_the_servers_over_redis(
     PostgreSQL with Redis: the production set-up."""
     from promptkeeper.db.engine import Database
     from promptkeeper.monitoring.scoring import MonitorScorer
-    from promptkeeper.runtime.redis_link import Announcer
+    from promptkeeper.worker import Announcer
     from tests.conftest import _truncate_postgres
 
     _truncate_postgres(postgres_url)

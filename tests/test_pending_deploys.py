@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from promptkeeper.app import create_app
 from promptkeeper.config import Settings
 from promptkeeper.db.engine import Database
-from promptkeeper.evaluations.worker import Worker
+from promptkeeper.worker import Worker
 from tests.conftest import ADMIN_KEY, Backend, LiveServer, make_settings
 from tests.helpers import add_version, bearer, create_prompt, error_of, run_cli
 from tests.route_catalog import PASSWORD

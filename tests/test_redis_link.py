@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.redis_link import RedisLink
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 from tests.processes import free_port
 

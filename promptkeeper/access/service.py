@@ -13,61 +13,19 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.models import ApiKey, Membership, Project, User
+from promptkeeper.core.actor import Actor as Actor
+from promptkeeper.core.actor import Role as Role
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import NotFound, Unauthorized
 
 DEFAULT_PROJECT = "default"
 KEY_SCHEME = "pk"
 SESSION = "session"
-
-
-class Role(StrEnum):
-    """What a key or a member may do; see docs/api.md#roles."""
-
-    viewer = "viewer"  # read everything, resolve, render
-    runtime = "runtime"  # resolve, render (and log events): what an application gets
-    editor = "editor"  # + create prompts, versions, drafts; deploy to unprotected environments
-    approver = "approver"  # + approve reviews, deploy to protected environments
-    admin = "admin"  # + keys, users, environments, policies, webhooks
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who did something, as recorded in histories and the audit log.
-
-    `identity` tells people apart for review rules: two keys of one user are one approver; a key
-    minted through the API or the UI is whoever minted it (`owner_identity`), so an admin cannot
-    mint extra reviewers; a key made by the operator (bootstrap, CLI) is its own identity.
-    """
-
-    name: str
-    project_id: int
-    role: Role
-    key_id: int | None = None
-    user_id: int | None = None
-    request_id: str | None = None
-    owner_identity: str | None = None
-
-    @property
-    def identity(self) -> str:
-        if self.user_id is not None:
-            return f"user:{self.user_id}"
-        if self.owner_identity is not None:
-            return self.owner_identity
-        if self.key_id is not None:
-            return f"key:{self.key_id}"
-        return f"system:{self.name}"
-
-    @classmethod
-    def system(cls, name: str, project_id: int) -> Actor:
-        """An operator or built-in process (CLI, sample data, automatic rollback)."""
-        return cls(name=name, project_id=project_id, role=Role.admin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.access.service import Actor, Principal, Role
 from promptkeeper.api.context import AppContext
+from promptkeeper.core.fields import MAX_INT, check_prompt_name
 from promptkeeper.errors import PermissionDenied, ValidationFailed
 from promptkeeper.idempotency import service as idempotency
-from promptkeeper.prompts.schemas import MAX_INT, check_prompt_name
 
 ENCODED_SLASH = "%2F"
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from promptkeeper.api.deps import ContextDep
-from promptkeeper.api.errors import ErrorBody, error_response
+from promptkeeper.api.error_responses import ErrorBody, error_response
 
 router = APIRouter(tags=["health"])
 

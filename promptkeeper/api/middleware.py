@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.deps import ENCODED_SLASH
-from promptkeeper.api.errors import error_response
+from promptkeeper.api.error_responses import error_response
 
 
 class EncodedSlashMiddleware:

@@ -46,10 +46,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.service import DeliveriesQueued, record
-from promptkeeper.audit.signing import encode_body, request_headers, retry_delay, where
+from promptkeeper.audit.signing import encode_body, request_headers, retry_delay
 from promptkeeper.audit.transport import (
     EgressRefused,
     Resolver,
@@ -59,8 +58,10 @@ from promptkeeper.audit.transport import (
     webhook_client,
 )
 from promptkeeper.config import Settings
+from promptkeeper.core.actor import Actor
 from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import SecretKeyError
+from promptkeeper.core.urls import where
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 

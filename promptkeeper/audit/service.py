@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
+from promptkeeper.core.actor import Actor
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import emit
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from promptkeeper import __version__
 
@@ -81,30 +79,3 @@ def request_headers(
         "X-PromptKeeper-Timestamp": str(timestamp),
         "X-PromptKeeper-Signature": sign(secret, timestamp, body),
     }
-
-
-def where(url: str) -> str:
-    """Scheme and host of a receiver, for logs: paths and queries often carry tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def redact_url(url: str) -> str:
-    """A receiver's URL as the audit log and delivery payloads show it: userinfo and query values
-    masked (`http://***@host/path?token=***`), since they usually are credentials."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = "&".join(
-        f"{pair.partition('=')[0]}=***" if "=" in pair else "***" for pair in parts.query.split("&") if pair
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*")
-
-
-def scrub_urls(text: str) -> str:
-    """Every URL in `text` cut down to its scheme and host (`where`): for log lines and errors."""
-    return _URL.sub(lambda match: where(match.group(0)), text)

@@ -25,8 +25,8 @@ import anyio
 import httpcore
 import httpx
 
-from promptkeeper.audit.signing import scrub_urls
 from promptkeeper.core.egress import EgressPolicy
+from promptkeeper.core.urls import scrub_urls
 from promptkeeper.logs import redact_http_logs
 
 #: Every address a host resolves to (strings), for a port. Tests give their own.

@@ -9,7 +9,7 @@ emits `DeliveriesQueued`, which wakes the dispatcher once the caller has committ
 
 A URL's userinfo and query values are credentials as often as not (`?token=…`): the audit log
 (which viewers read, and which `*` webhooks receive) and ping bodies show the URL with them masked
-(`signing.redact_url`); only the webhook routes, for admins, return it whole. Creating or changing
+(`core.urls.redact_url`); only the webhook routes, for admins, return it whole. Creating or changing
 a URL checks it against the egress policy (`promptkeeper.core.egress`); the dispatcher checks
 again, against what the host resolves to, whenever it connects.
 """
@@ -22,13 +22,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.access.service import Actor
 from promptkeeper.audit.models import Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import WebhookCreate, WebhookUpdate
 from promptkeeper.audit.service import DeliveriesQueued, record
-from promptkeeper.audit.signing import redact_url
+from promptkeeper.core.actor import Actor
 from promptkeeper.core.egress import EgressPolicy
 from promptkeeper.core.secrets import PREFIX, SecretBox
+from promptkeeper.core.urls import redact_url
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import emit, secret_box
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed

@@ -1,12 +1,12 @@
 """Langfuse-compatible prompt API: existing Langfuse SDK code switches by changing its host.
 
 Serves Langfuse's public prompt routes (`/api/public/v2/prompts...`) with its request and
-response shapes and its error shape (`{"error": <name>, "message": ...}`, set in `api.errors`),
+response shapes and its error shape (`{"error": <name>, "message": ...}`, set in `api.error_responses`),
 mapped onto PromptKeeper:
 
 - A label is an environment: the label sits on the version the environment serves. `latest` is
   the head version. `production` is the default of a fetch without `version` or `label`.
-- Moving a label is a deployment through `workflow.deployments.deploy`: the environment's
+- Moving a label is a deployment through `deployments.policy.deploy`: the environment's
   promotion path, evaluation gate and reviews apply, the history and audit log record it, and a
   refused move answers 4xx with PromptKeeper's message. A label that names no environment is
   refused (environments are created by admins: `POST /v1/environments`).
@@ -56,8 +56,11 @@ from promptkeeper.api.deps import (
     client_address,
     request_id,
 )
-from promptkeeper.api.errors import LANGFUSE_ERROR_RESPONSES
+from promptkeeper.api.error_responses import LANGFUSE_ERROR_RESPONSES
+from promptkeeper.api.routes.runtime import variant_for
 from promptkeeper.compat.langfuse_filters import parse_filter, simple_filter
+from promptkeeper.core.fields import MAX_INT, check_prompt_name
+from promptkeeper.deployments import policy as deployments
 from promptkeeper.errors import (
     Conflict,
     NotFound,
@@ -68,9 +71,7 @@ from promptkeeper.errors import (
 )
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
-from promptkeeper.prompts.schemas import MAX_INT, PromptCreate, PromptUpdate, check_prompt_name
-from promptkeeper.runtime.routes import variant_for
-from promptkeeper.workflow import deployments
+from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate
 
 router = APIRouter(prefix="/api/public", tags=["langfuse-compatible"], responses=LANGFUSE_ERROR_RESPONSES)
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:  # config imports this module to check the allow-list
-    from promptkeeper.config import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -112,6 +110,20 @@ def describe(host: str, address: Address, kind: str) -> str:
     return f"{prefix} {'not' if prefix.endswith(',') else 'is not'} a public address ({kind})"
 
 
+class EgressSettings(Protocol):
+    """The settings a policy is built from (`config.Settings`, which imports this module to check
+    the allow-list: core does not import config)."""
+
+    @property
+    def webhook_egress(self) -> Literal["auto", "public", "any"]: ...
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def webhook_allow(self) -> Sequence[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EgressPolicy:
     mode: Mode
@@ -119,7 +131,7 @@ class EgressPolicy:
     hosts: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EgressPolicy:
+    def from_settings(cls, settings: EgressSettings) -> EgressPolicy:
         mode = settings.webhook_egress
         if mode == "auto":
             production = settings.database_url.startswith("postgresql")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import NamedTuple
 
-from promptkeeper.core.stats import (
+from promptkeeper.core.intervals import (
     Interval,
     binomial_upper_tail,
     t_quantile,

@@ -10,7 +10,7 @@ import math
 from typing import NamedTuple
 
 from promptkeeper.core.experiment_stats import SampleSummary
-from promptkeeper.core.stats import Interval
+from promptkeeper.core.intervals import Interval
 
 __all__ = [
     "DEFAULT_STANDARDIZED_TAU",

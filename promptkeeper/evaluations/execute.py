@@ -35,13 +35,13 @@ from sqlalchemy.orm import Session
 from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
-from promptkeeper.core.stats import summarize, variance
+from promptkeeper.core.eval_stats import summarize
+from promptkeeper.core.intervals import variance
 from promptkeeper.core.templates import TemplateError, render_content
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.models import EvalCacheEntry, EvalCase, EvalResult, EvalRun, EvalSuiteVersion
-from promptkeeper.evaluations.pending import finish_for_run
 from promptkeeper.evaluations.providers import (
     Call,
     Completion,
@@ -52,11 +52,16 @@ from promptkeeper.evaluations.providers import (
     get_provider,
     run_calls,
 )
-from promptkeeper.evaluations.runs import settle
 from promptkeeper.evaluations.suites import iter_cases
 from promptkeeper.prompts.models import PromptVersion
 
 log = logging.getLogger(__name__)
+
+#: What ending a run sets off, in the transaction that ends it (the deploys waiting for it, the
+#: gates' auto-promotion: `deployments.promotion.run_finished`, which the worker hands in, since
+#: evaluations sit below the deployment policy). Returns what to add to the run's summary.
+RunFinished = Callable[[Session, EvalRun], dict[str, Any]]
+
 
 #: Keys of a version's `config` that are passed to the model as parameters.
 MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
@@ -137,8 +142,9 @@ def _messages(rendered: str | list[dict[str, Any]]) -> list[dict[str, str]]:
 class Executor:
     """Claims and executes runs for one worker (embedded in a server, or `promptkeeper worker`)."""
 
-    def __init__(self, db: Database, settings: Settings, worker: str) -> None:
+    def __init__(self, db: Database, settings: Settings, worker: str, *, on_finished: RunFinished) -> None:
         self._db = db
+        self._on_finished = on_finished
         self._settings = settings
         self._providers = provider_settings(settings)
         self.worker = worker
@@ -480,8 +486,7 @@ class Executor:
             run.finished_at = utcnow()
             run.lease_until = None
             session.flush()
-            finish_for_run(session=session, run=run)  # deploys waiting for this run, before auto-promotion
-            run.summary = {**run.summary, **settle(session=session, run=run)}
+            run.summary = {**run.summary, **self._on_finished(session, run)}
             session.commit()
 
     def _fail(self, run_id: int, message: str) -> None:
@@ -494,7 +499,7 @@ class Executor:
             run.finished_at = utcnow()
             run.lease_until = None
             session.flush()
-            finish_for_run(session=session, run=run)
+            self._on_finished(session, run)
             session.commit()
 
 

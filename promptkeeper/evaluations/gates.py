@@ -1,7 +1,7 @@
 """Promotion gates: an environment accepts a version only with a passing evaluation run.
 
 This module reads gates and runs and decides; it imports no workflow code, because the deploy
-policy (`workflow.deployments`) calls it: every deploy, promote and review deploy to a gated
+policy (`deployments.policy`) calls it: every deploy, promote and review deploy to a gated
 environment passes through `check_gate`. (Automatic promotion, which deploys, lives with the runs.)
 
 A gate names a suite and, per scorer, a minimum mean score and a maximum drop of the mean against
@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
+from promptkeeper.core.fields import path_segment
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import GateFailed, NotFound, ValidationFailed
 from promptkeeper.evaluations.models import EvalGate, EvalRun, EvalSuite
 from promptkeeper.evaluations.providers.registry import provider_names
 from promptkeeper.evaluations.schemas import GateSet
 from promptkeeper.prompts.models import Environment, Prompt, Release
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.prompts.service import get_environment
 
 

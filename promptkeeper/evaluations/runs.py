@@ -1,4 +1,4 @@
-"""Evaluation runs: queue one, read its summary and results, compare two, promote on a passing gate.
+"""Evaluation runs: queue one, read its summary and results, compare two.
 
 A run is queued by the API or CLI and executed by a worker (`evaluations.execute`), in-process in
 embedded mode. This module holds everything about runs that is plain database work.
@@ -15,22 +15,17 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
-from promptkeeper.core.stats import paired_difference
+from promptkeeper.core.eval_stats import paired_difference
 from promptkeeper.db.engine import emit
-from promptkeeper.errors import NotFound, PromptKeeperError, ValidationFailed
-from promptkeeper.evaluations import gates
-from promptkeeper.evaluations.models import EvalGate, EvalResult, EvalRun, EvalSuite
+from promptkeeper.errors import NotFound, ValidationFailed
+from promptkeeper.evaluations.models import EvalResult, EvalRun, EvalSuite
 from promptkeeper.evaluations.providers.registry import provider_names
 from promptkeeper.evaluations.schemas import RunCreate
 from promptkeeper.evaluations.suites import get_suite, get_suite_version
-from promptkeeper.prompts.models import Environment, Prompt
-from promptkeeper.prompts.releases import current_release
+from promptkeeper.prompts.models import Prompt
 from promptkeeper.prompts.service import get_prompt, get_version
-from promptkeeper.workflow import deployments
 
 log = logging.getLogger(__name__)
-
-AUTO_PROMOTE = "auto-promote"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,73 +200,3 @@ def compare_runs(
         "regressions": regressions,
         "improvements": improvements,
     }
-
-
-def settle(*, session: Session, run: EvalRun) -> dict[str, Any]:
-    """After a run succeeded: every gate on its suite judges it, and auto-promoting gates deploy.
-
-    The verdicts go into the run's summary (the CLI's exit code and the UI read them there). Each
-    promotion goes through the deploy policy like any other deploy (audited, actor
-    `auto-promote`); one that a policy refuses is recorded and skipped.
-    """
-    prompt = session.get(Prompt, run.prompt_id)
-    assert prompt is not None
-    verdicts: dict[str, Any] = {}
-    promoted: list[str] = []
-    rows = session.execute(
-        select(EvalGate, Environment)
-        .join(Environment, Environment.id == EvalGate.environment_id)
-        .where(EvalGate.suite_id == run.suite_id)
-        .order_by(Environment.position)
-    ).all()
-    actor = Actor.system(AUTO_PROMOTE, run.project_id)
-    for gate, environment in rows:
-        verdict = gates.evaluate_gate(
-            session=session,
-            gate=gate,
-            prompt=prompt,
-            environment=environment,
-            version=run.prompt_version,
-            run=run,
-        )
-        verdicts[environment.name] = {
-            "passed": verdict.passed,
-            "failures": verdict.failures,
-            **({} if verdict.passed else {"message": verdict.message(prompt.name, run.prompt_version)}),
-        }
-        if not (gate.auto_promote and verdict.passed):
-            continue
-        release = current_release(session=session, prompt=prompt, environment=environment)
-        if release is not None and release.version_number == run.prompt_version:
-            continue
-        try:
-            with session.begin_nested():
-                deployments.deploy(
-                    session=session,
-                    actor=actor,
-                    name=prompt.name,
-                    environment=environment.name,
-                    version=run.prompt_version,
-                    reason=f"evaluation run {run.id} passed the gate",
-                    action="promote",
-                )
-            promoted.append(environment.name)
-        except PromptKeeperError as exc:
-            log.info(
-                "auto-promotion of %s v%s to %s skipped: %s",
-                prompt.name,
-                run.prompt_version,
-                environment.name,
-                exc,
-            )
-            record(
-                session=session,
-                actor=actor,
-                action="gate.auto_promote_skipped",
-                target_type="environment",
-                target=environment.name,
-                prompt=prompt.name,
-                environment=environment.name,
-                after={"run": run.id, "version": run.prompt_version, "reason": exc.message},
-            )
-    return {"gates": verdicts, "auto_promoted": promoted}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
+from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 SUITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 MAX_CASES = 20_000

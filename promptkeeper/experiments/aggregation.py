@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from promptkeeper.core import experiment_stats as es
-from promptkeeper.core.stats import Interval
+from promptkeeper.core.intervals import Interval
 from promptkeeper.experiments import rollup
 from promptkeeper.experiments.metrics import MetricSpec
 from promptkeeper.experiments.models import UNIT_NUMBERS, Event, Experiment

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from promptkeeper.core import experiment_stats as es
+from promptkeeper.core.intervals import Interval, wilson_interval, z_quantile
 from promptkeeper.core.sequential import sequential_test
-from promptkeeper.core.stats import Interval, wilson_interval, z_quantile
 from promptkeeper.db.base import utcnow
 from promptkeeper.experiments.aggregation import LEVEL, Aggregate, Moments, aggregate, received
 from promptkeeper.experiments.metrics import MetricSpec, metric_spec, project_specs

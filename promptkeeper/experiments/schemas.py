@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
+from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 MAX_EVENTS = 10_000
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

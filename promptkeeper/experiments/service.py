@@ -27,14 +27,15 @@ from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
 from promptkeeper.core import experiment_stats
 from promptkeeper.db.base import utcnow
+from promptkeeper.deployments import policy as deployments
+from promptkeeper.deployments import releases
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 from promptkeeper.experiments.metrics import MetricSpec, metric_spec
 from promptkeeper.experiments.models import Experiment
 from promptkeeper.experiments.schemas import ExperimentCreate, ExperimentStop
-from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Deployment, Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
-from promptkeeper.workflow import deployments, reviews
+from promptkeeper.workflow import reviews
 
 CONTROL = "control"
 EXPERIMENT_ACTIONS = frozenset({"experiment_start", "experiment_update", "experiment_stop"})

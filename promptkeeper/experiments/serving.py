@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from promptkeeper import tracing
 from promptkeeper.core.assignment import assign
 from promptkeeper.db.engine import Database
+from promptkeeper.deployments import releases
 from promptkeeper.experiments.models import Assignment, Experiment
-from promptkeeper.prompts import releases
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion
 from promptkeeper.runtime.resolver import Key, Payload, Split
 

@@ -27,11 +27,11 @@ from promptkeeper.access.authenticator import bearer_secret
 from promptkeeper.access.service import Principal
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import RESOLVE_ROLES, check_role
+from promptkeeper.api.routes.catalogue import catalogue
+from promptkeeper.api.routes.runtime import VARIANT_HEADER, variant_for
 from promptkeeper.client._prompt import Prompt
 from promptkeeper.errors import NotFound, PromptKeeperError
 from promptkeeper.mcp_server.bridge import UnknownPrompt, build_server, invalid
-from promptkeeper.runtime.catalogue import catalogue
-from promptkeeper.runtime.routes import VARIANT_HEADER, variant_for
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName, PromptName
+from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 Level = Literal["ok", "warning", "critical"]
 RULE_NAME = r"^[a-z][a-z0-9_]{0,63}$"

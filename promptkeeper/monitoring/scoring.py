@@ -17,7 +17,7 @@ are marked `skipped`.
 
 Costly scorers (LLM judges, embeddings) run on the monitor's sample only; cheap heuristics on every
 generation of the monitor (`service.costly`). After storing, the worker takes a look at each
-monitor it scored for (`detection.check`); `look_all` looks at every monitor on a timer, for the
+monitor it scored for (`looks.check`); `look_all` looks at every monitor on a timer, for the
 evidence that arrives without scoring (feedback) and for looks that wait on time alone.
 
 LLM-judge scorers call the monitor's judge model, at most `monitor_judge_rate` calls per second per
@@ -46,7 +46,7 @@ from promptkeeper.db.engine import Database, insert_ignoring_duplicates
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.execute import provider_settings
 from promptkeeper.evaluations.providers import ProviderRequest, get_provider
-from promptkeeper.monitoring import detection
+from promptkeeper.monitoring import looks
 from promptkeeper.monitoring.limits import RateLimiter
 from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
 from promptkeeper.monitoring.service import FEEDBACK, costly, sampled
@@ -392,7 +392,7 @@ class MonitorScorer:
     def _look(self, monitor_ids: Iterable[int]) -> None:
         for monitor_id in sorted(monitor_ids):
             try:
-                detection.check(self._db, monitor_id, look_interval=self.look_interval)
+                looks.check(self._db, monitor_id, look_interval=self.look_interval)
             except Exception:  # one monitor's failed look must not stop the scoring of others
                 log.exception("monitor %s: the look failed", monitor_id)
 
@@ -435,7 +435,7 @@ class MonitorScorer:
         taken = 0
         for monitor_id in ids:
             try:
-                taken += detection.check(self._db, monitor_id, look_interval=self.look_interval) is not None
+                taken += looks.check(self._db, monitor_id, look_interval=self.look_interval) is not None
             except Exception:
                 log.exception("monitor %s: the look failed", monitor_id)
         return taken

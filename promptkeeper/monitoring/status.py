@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from promptkeeper.monitoring import detection
+from promptkeeper.monitoring import looks
 from promptkeeper.monitoring.models import Generation, Monitor, MonitorAlert, MonitorCheck, MonitorScore
 from promptkeeper.monitoring.schemas import (
     AlertRead,
@@ -31,7 +31,7 @@ def alert_read(alert: MonitorAlert) -> AlertRead:
         evidence=alert.evidence,
         rollback_to=alert.rollback_to,
         rollback_note=alert.rollback_note,
-        examples=detection.examples_path(alert.monitor_id, alert.version, alert.scorer),
+        examples=looks.examples_path(alert.monitor_id, alert.version, alert.scorer),
     )
 
 
@@ -44,7 +44,7 @@ def list_alerts(session: Session, monitor_id: int, limit: int, offset: int) -> t
     return [alert_read(a) for a in rows], total
 
 
-def _window(span: detection.Span, version: int, kind: str) -> WindowRead:
+def _window(span: looks.Span, version: int, kind: str) -> WindowRead:
     level = span.window.level_of(kind) if span.window.n else None
     return WindowRead(version=version, n=span.window.n, level=level, start=span.start, end=span.end)
 
@@ -82,7 +82,7 @@ def status(session: Session, monitor: Monitor, checks: int = 100) -> MonitorStat
             .limit(checks)
         )
     ]
-    live = detection.segment(session, monitor)
+    live = looks.segment(session, monitor)
     common = {
         "monitor": read,
         "pending": pending,
@@ -101,20 +101,20 @@ def status(session: Session, monitor: Monitor, checks: int = 100) -> MonitorStat
             scorers=[],
             **common,
         )
-    live = detection.with_baseline(session, monitor, live)
-    counts = detection.scored_counts(session, monitor.id, live.version, live.since)
+    live = looks.with_baseline(session, monitor, live)
+    counts = looks.scored_counts(session, monitor.id, live.version, live.since)
     scored = max((counts.get(rule["name"], 0) for rule in monitor.rules), default=0)
     latest = next((c for c in recent if c.version == live.version), None)
     current_look = latest is not None and latest.at >= live.since
     scorers = []
     for rule in monitor.rules:
         name = rule["name"]
-        current = detection.window(
+        current = looks.window(
             session, monitor.id, live.version, name, limit=monitor.window_size, since=live.since
         )
         baseline = None
         if live.baseline_version is not None:
-            span = detection.window(
+            span = looks.window(
                 session, monitor.id, live.baseline_version, name, limit=monitor.window_size, before=live.since
             )
             baseline = _window(span, live.baseline_version, rule["kind"])

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from promptkeeper.core.content import PromptContent
+from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
-#: The largest integer a column holds (PostgreSQL INTEGER). Ids, version numbers and counts sent to
-#: us are bounded by it, so a larger one is a 422 naming the field, not a driver error (SQLite
-#: raises OverflowError past 2**63, PostgreSQL "integer out of range" on insert).
-MAX_INT = 2**31 - 1
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}$"
-ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_NAME_RE = re.compile(NAME_PATTERN)
-
-
-def check_prompt_name(name: str) -> str:
-    """Names become URL path segments and file paths (prompts-as-files): no empty or dot segments."""
-    if not _NAME_RE.match(name):
-        raise ValueError(
-            "must be 1-128 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit"
-        )
-    segments = name.split("/")
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise ValueError("folders separated by '/' must be non-empty and not '.' or '..'")
-    return name
-
-
-def path_segment(name: str) -> str:
-    """A prompt name as one URL path segment: `support/reply` travels as `support%2Freply`."""
-    return name.replace("/", "%2F")
-
-
-PromptName = Annotated[str, AfterValidator(check_prompt_name)]
-EnvironmentName = Annotated[str, StringConstraints(pattern=ENVIRONMENT_PATTERN)]
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
-T = TypeVar("T")
 VersionStatus = Literal["draft", "testing", "production", "archived"]
 
 
@@ -292,10 +262,3 @@ class EnvironmentRead(BaseModel):
     allow_override: bool
     requires_environment: str | None
     created_at: datetime
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry as SyncRetry
 
 from promptkeeper.runtime import codec
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import Key, Payload
 
 log = logging.getLogger(__name__)
@@ -218,21 +218,3 @@ def _parse_event(data: Any) -> ReleaseChanged | None:
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring a malformed invalidation message")
         return None
-
-
-class Announcer:
-    """Post-commit listener for processes without a runtime (`promptkeeper worker`): release
-    changes they commit (automatic rollbacks, bandit rounds) are announced on Redis at once, as a
-    server announces its own, instead of waiting for the servers' periodic check."""
-
-    def __init__(self, url: str, *, l2_ttl: float, prefix: str) -> None:
-        self.link = RedisLink(url, l2_ttl=l2_ttl, prefix=prefix)
-        self.announced = 0
-
-    def on_commit(self, event: object) -> None:
-        if isinstance(event, ReleaseChanged):
-            self.link.announce(event)
-            self.announced += 1
-
-    async def close(self) -> None:
-        await self.link.close()

@@ -29,9 +29,9 @@ import anyio.to_thread
 
 from promptkeeper.config import Settings
 from promptkeeper.db.base import utcnow
-from promptkeeper.runtime.events import ReleaseChanged
 from promptkeeper.runtime.lag import PropagationLag
 from promptkeeper.runtime.redis_link import RedisLink
+from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Key, Payload, Resolver
 from promptkeeper.runtime.stream import Broadcaster
 

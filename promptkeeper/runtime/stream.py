@@ -13,7 +13,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from promptkeeper.runtime.events import ReleaseChanged
+from promptkeeper.runtime.release_changes import ReleaseChanged
 
 QUEUE_SIZE = 1000
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from promptkeeper.core.fields import path_segment
 from promptkeeper.errors import Conflict, ValidationFailed
 from promptkeeper.prompts import service
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui import diffview
 from promptkeeper.ui.prompt_pages import content_from_form
 from promptkeeper.ui.web import (

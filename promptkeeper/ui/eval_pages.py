@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from promptkeeper.core.fields import path_segment
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.evaluations import runs, suites
 from promptkeeper.evaluations.schemas import RunCreate
 from promptkeeper.prompts import service
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui import charts
 from promptkeeper.ui.web import (
     actor_of,

@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access import users
 from promptkeeper.api.deps import client_address
+from promptkeeper.core.fields import path_segment
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
+from promptkeeper.deployments import pending, releases
+from promptkeeper.deployments import policy as deployments
 from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, Unauthorized, ValidationFailed
-from promptkeeper.evaluations import pending
-from promptkeeper.prompts import releases, service
-from promptkeeper.prompts.schemas import PromptCreate, path_segment
+from promptkeeper.prompts import service
+from promptkeeper.prompts.schemas import PromptCreate
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
     COOKIE,
@@ -50,7 +52,7 @@ from promptkeeper.ui.web import (
     ui_page,
     write,
 )
-from promptkeeper.workflow import deployments, drafts, reviews
+from promptkeeper.workflow import drafts, reviews
 
 router = APIRouter(include_in_schema=False)
 Handler = Callable[..., Awaitable[Response]]

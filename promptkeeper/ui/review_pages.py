@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from promptkeeper.core.fields import path_segment
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment
-from promptkeeper.prompts.schemas import path_segment
 from promptkeeper.ui.prompt_pages import change_to
 from promptkeeper.ui.web import (
     actor_of,

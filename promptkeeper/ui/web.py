@@ -29,6 +29,7 @@ from promptkeeper.access.service import Actor, Principal
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.deps import EDIT_ROLES, client_address, decode_prompt_name
 from promptkeeper.core import storable
+from promptkeeper.core.fields import path_segment
 from promptkeeper.errors import (
     PermissionDenied,
     PromptKeeperError,
@@ -36,7 +37,6 @@ from promptkeeper.errors import (
     ValidationFailed,
     field_errors,
 )
-from promptkeeper.prompts.schemas import path_segment
 
 COOKIE = "pk_session"
 Handler = Callable[..., Awaitable[Response]]

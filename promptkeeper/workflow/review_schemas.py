@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptkeeper.prompts.schemas import MAX_INT, EnvironmentName
+from promptkeeper.core.fields import MAX_INT, EnvironmentName
 
 ReviewStatus = Literal["pending", "approved", "changes_requested", "withdrawn", "deployed"]
 

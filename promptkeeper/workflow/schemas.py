@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptkeeper.core.content import PromptContent
-from promptkeeper.prompts.schemas import MAX_INT, ChangeRead, VersionRead
+from promptkeeper.core.fields import MAX_INT
+from promptkeeper.prompts.schemas import ChangeRead, VersionRead
 
 DraftStatus = Literal["open", "merged", "discarded"]
 DraftStatusFilter = Literal["open", "merged", "discarded", "all"]

@@ -34,8 +34,8 @@ from promptkeeper.core.experiment_stats import (
     welch_t_test,
     welch_t_test_samples,
 )
+from promptkeeper.core.intervals import Interval
 from promptkeeper.core.sequential import always_valid_interval, always_valid_p_value, sequential_test
-from promptkeeper.core.stats import Interval
 
 # ---------------------------------------------------------------------------------------------------
 # Planning

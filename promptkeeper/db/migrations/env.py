@@ -1,11 +1,11 @@
 """Alembic environment: runs on the connection `promptkeeper.db.migrate` hands over.
 
 `render_as_batch=True` lets the same migration scripts alter tables on SQLite (copy-and-move).
+Upgrades need no model metadata; a caller that compares the schema with the models hands it over
+as `config.attributes["target_metadata"]` (storage does not import the domains' models).
 """
 
 from alembic import context
-
-from promptkeeper.db.models import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -14,7 +14,7 @@ if connection is None:  # pragma: no cover - the alembic CLI without our wrapper
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=config.attributes.get("target_metadata"),
     render_as_batch=True,
     compare_type=True,
 )

@@ -1,0 +1,391 @@
+"""Registry routes: parse, call one service, commit, return."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from promptkeeper.api.deps import (
+    Admin,
+    ContextDep,
+    Editor,
+    Limit,
+    Offset,
+    PromptNameDep,
+    ReadDB,
+    Reader,
+    WriteDB,
+)
+from promptkeeper.api.error_responses import ERROR_RESPONSES
+from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
+from promptkeeper.deployments import pending, policy, releases
+from promptkeeper.evaluations.models import PendingDeployment
+from promptkeeper.evaluations.schemas import PendingDeploymentRead
+from promptkeeper.prompts import service
+from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
+from promptkeeper.prompts.schemas import (
+    ChangeRead,
+    DeploymentCreate,
+    DeploymentRead,
+    DiffRead,
+    EnvironmentCreate,
+    EnvironmentRead,
+    EnvironmentUpdate,
+    PromoteCreate,
+    PromptCreate,
+    PromptCreated,
+    PromptRead,
+    PromptUpdate,
+    ReleaseRead,
+    RollbackCreate,
+    VersionCreate,
+    VersionRead,
+)
+
+router = APIRouter(prefix="/v1", tags=["registry"], responses=ERROR_RESPONSES)
+
+
+def _release_read(release: Release | None) -> ReleaseRead | None:
+    if release is None:
+        return None
+    return ReleaseRead(
+        version=release.version_number,
+        previous_version=release.previous_version,
+        revision=release.revision,
+        deployed_at=release.updated_at,
+        deployed_by=release.updated_by,
+    )
+
+
+def _prompt_read(prompt: Prompt, environments: dict[str, Release | None]) -> PromptRead:
+    return PromptRead(
+        name=prompt.name,
+        description=prompt.description,
+        owner=prompt.owner,
+        tags=prompt.tags,
+        target_model=prompt.target_model,
+        latest_version=prompt.head_version,
+        created_by=prompt.created_by,
+        created_at=prompt.created_at,
+        updated_at=prompt.updated_at,
+        environments={name: _release_read(r) for name, r in environments.items()},
+    )
+
+
+def _prompt_with_releases(session: Session, prompt: Prompt) -> PromptRead:
+    by_prompt = service.releases_by_environment(
+        session=session, project_id=prompt.project_id, prompt_ids=[prompt.id]
+    )
+    return _prompt_read(prompt, by_prompt[prompt.id])
+
+
+def version_read(prompt: Prompt, version: PromptVersion, status_of: service.StatusOf) -> VersionRead:
+    state, serving = status_of(version.number)
+    return VersionRead(
+        prompt=prompt.name,
+        number=version.number,
+        content=version.content,
+        variables=version.variables,
+        placeholders=version.placeholders,
+        content_hash=version.content_hash,
+        parent=version.parent,
+        author=version.author,
+        message=version.message,
+        created_at=version.created_at,
+        status=state,
+        environments=serving,
+    )
+
+
+def deployment_read(prompt: str, deployment: Deployment, environment: str) -> DeploymentRead:
+    return DeploymentRead(
+        id=deployment.id,
+        prompt=prompt,
+        environment=environment,
+        version=deployment.version_number,
+        previous_version=deployment.previous_version,
+        action=deployment.action,
+        actor=deployment.actor,
+        reason=deployment.reason,
+        revision=deployment.revision,
+        at=deployment.at,
+        experiment_id=deployment.experiment_id,
+    )
+
+
+def _environment_read(environment: Environment) -> EnvironmentRead:
+    return EnvironmentRead(
+        name=environment.name,
+        description=environment.description,
+        production=environment.production,
+        protected=environment.protected,
+        required_approvals=environment.required_approvals,
+        allow_override=environment.allow_override,
+        requires_environment=environment.requires_environment,
+        created_at=environment.created_at,
+    )
+
+
+# --- prompts ------------------------------------------------------------------------------------
+
+
+@router.post("/prompts", status_code=status.HTTP_201_CREATED, response_model=PromptCreated)
+def create_prompt(body: PromptCreate, session: WriteDB, caller: Editor) -> PromptCreated:
+    """Create a prompt and its version 1."""
+    prompt, version = service.create_prompt(session=session, actor=caller, data=body)
+    session.commit()
+    read = _prompt_with_releases(session, prompt)
+    status_of = service.version_status(session=session, prompt=prompt)
+    return PromptCreated(**read.model_dump(), version=version_read(prompt, version, status_of))
+
+
+@router.get("/prompts", response_model=Page[PromptRead])
+def list_prompts(
+    session: ReadDB,
+    caller: Reader,
+    tag: Annotated[str | None, Query(max_length=64, description="Only prompts with this tag.")] = None,
+    search: Annotated[
+        str | None, Query(max_length=200, description="Substring of the name or description.")
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[PromptRead]:
+    prompts, total = service.list_prompts(
+        session=session, project_id=caller.project_id, tag=tag, search=search, limit=limit, offset=offset
+    )
+    releases_of = service.releases_by_environment(
+        session=session, project_id=caller.project_id, prompt_ids=[p.id for p in prompts]
+    )
+    return Page[PromptRead](
+        items=[_prompt_read(p, releases_of[p.id]) for p in prompts], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/prompts/{name}", response_model=PromptRead)
+def get_prompt(name: PromptNameDep, session: ReadDB, caller: Reader) -> PromptRead:
+    """A prompt with what each environment of the project serves."""
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
+    return _prompt_with_releases(session, prompt)
+
+
+@router.patch("/prompts/{name}", response_model=PromptRead)
+def update_prompt(name: PromptNameDep, body: PromptUpdate, session: WriteDB, caller: Editor) -> PromptRead:
+    """Change metadata (description, owner, tags, target model); content changes are new versions."""
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name, lock=True)
+    service.update_prompt(session=session, actor=caller, prompt=prompt, data=body)
+    session.commit()
+    return _prompt_with_releases(session, prompt)
+
+
+# --- versions -----------------------------------------------------------------------------------
+
+
+@router.post("/prompts/{name}/versions", status_code=status.HTTP_201_CREATED, response_model=VersionRead)
+def create_version(name: PromptNameDep, body: VersionCreate, session: WriteDB, caller: Editor) -> VersionRead:
+    """Append an immutable version; 409 if `base_version` is not the head or the content is unchanged."""
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name, lock=True)
+    version = service.create_version(
+        session=session,
+        prompt=prompt,
+        content=body.content,
+        actor=caller,
+        message=body.message,
+        base_version=body.base_version,
+        allow_duplicate=body.allow_duplicate,
+    )
+    session.commit()
+    return version_read(prompt, version, service.version_status(session=session, prompt=prompt))
+
+
+@router.get("/prompts/{name}/versions", response_model=Page[VersionRead])
+def list_versions(
+    name: PromptNameDep, session: ReadDB, caller: Reader, limit: Limit = 50, offset: Offset = 0
+) -> Page[VersionRead]:
+    """Versions, newest first, each with its derived status."""
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
+    versions, total = service.list_versions(session=session, prompt=prompt, limit=limit, offset=offset)
+    status_of = service.version_status(session=session, prompt=prompt)
+    return Page[VersionRead](
+        items=[version_read(prompt, v, status_of) for v in versions], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/prompts/{name}/versions/{number}", response_model=VersionRead)
+def get_version(
+    name: PromptNameDep, number: Annotated[int, Path(ge=1, le=MAX_INT)], session: ReadDB, caller: Reader
+) -> VersionRead:
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
+    version = service.get_version(session=session, prompt=prompt, number=number)
+    return version_read(prompt, version, service.version_status(session=session, prompt=prompt))
+
+
+@router.get("/prompts/{name}/diff", response_model=DiffRead)
+def diff_versions(
+    name: PromptNameDep,
+    session: ReadDB,
+    caller: Reader,
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_INT, description="Older version.")],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_INT, description="Newer version.")],
+) -> DiffRead:
+    """Structured changes and a unified diff per field (template, messages, examples, config)."""
+    prompt = service.get_prompt(session=session, project_id=caller.project_id, name=name)
+    diff = service.diff_versions(
+        session=session, prompt=prompt, from_number=from_version, to_number=to_version
+    )
+    return DiffRead(
+        prompt=prompt.name,
+        from_version=from_version,
+        to_version=to_version,
+        changed_fields=diff.changed_fields,
+        changes=[ChangeRead(**c.as_dict()) for c in diff.changes],
+        unified=diff.unified,
+    )
+
+
+# --- deployments --------------------------------------------------------------------------------
+
+
+WAITS = {
+    status.HTTP_202_ACCEPTED: {
+        "model": PendingDeploymentRead,
+        "description": "The gate runs the evaluation first (its `auto_run`): a pending deploy, "
+        "deployed by the worker when the run passes (`GET .../pending-deployments/{id}`).",
+    }
+}
+
+
+def deployed_or_pending(
+    session: Session, name: str, environment: str, outcome: Deployment | PendingDeployment
+) -> DeploymentRead | JSONResponse:
+    if isinstance(outcome, Deployment):
+        return deployment_read(name, outcome, environment)
+    body = pending.pending_read(session, outcome)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/prompts/{name}/deployments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeploymentRead,
+    responses=WAITS,  # type: ignore[arg-type]
+)
+def deploy(
+    name: PromptNameDep, body: DeploymentCreate, session: WriteDB, context: ContextDep, caller: Editor
+) -> DeploymentRead | JSONResponse:
+    """Make an environment serve a version; appended to the deployment history.
+
+    Protected environments need an approved review (or an admin's audited `override`); an
+    environment with `requires_environment` only takes versions that were deployed there first.
+    A gated environment whose gate has `auto_run` answers `202` with a pending deploy when the
+    version has no valid run yet.
+    """
+    outcome = pending.deploy(
+        session=session,
+        actor=caller,
+        name=name,
+        environment=body.environment,
+        version=body.version,
+        reason=body.reason,
+        expected_revision=body.expected_revision,
+        review_id=body.review_id,
+        override=body.override,
+        default_concurrency=context.settings.provider_concurrency,
+    )
+    session.commit()
+    return deployed_or_pending(session, name, body.environment, outcome)
+
+
+@router.post(
+    "/prompts/{name}/promote",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeploymentRead,
+    responses=WAITS,  # type: ignore[arg-type]
+)
+def promote(
+    name: PromptNameDep, body: PromoteCreate, session: WriteDB, context: ContextDep, caller: Editor
+) -> DeploymentRead | JSONResponse:
+    """Deploy to `to` the version `from` serves now (history action `promote`), with `to`'s policies."""
+    outcome = pending.promote(
+        session=session,
+        actor=caller,
+        name=name,
+        source=body.from_environment,
+        target=body.to_environment,
+        reason=body.reason,
+        review_id=body.review_id,
+        override=body.override,
+        default_concurrency=context.settings.provider_concurrency,
+    )
+    session.commit()
+    return deployed_or_pending(session, name, body.to_environment, outcome)
+
+
+@router.post("/prompts/{name}/rollback", status_code=status.HTTP_201_CREATED, response_model=DeploymentRead)
+def rollback(name: PromptNameDep, body: RollbackCreate, session: WriteDB, caller: Editor) -> DeploymentRead:
+    """Serve the version live before the current one, or a named version."""
+    deployment = policy.rollback(
+        session=session,
+        actor=caller,
+        name=name,
+        environment=body.environment,
+        version=body.version,
+        reason=body.reason,
+    )
+    session.commit()
+    return deployment_read(name, deployment, body.environment)
+
+
+@router.get("/prompts/{name}/deployments", response_model=Page[DeploymentRead])
+def list_deployments(
+    name: PromptNameDep,
+    session: ReadDB,
+    caller: Reader,
+    environment: Annotated[str | None, Query(pattern=ENVIRONMENT_PATTERN)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[DeploymentRead]:
+    """The deployment history, newest first."""
+    rows, total = releases.list_deployments(
+        session=session,
+        project_id=caller.project_id,
+        name=name,
+        environment=environment,
+        limit=limit,
+        offset=offset,
+    )
+    return Page[DeploymentRead](
+        items=[deployment_read(name, d, env) for d, env in rows], total=total, limit=limit, offset=offset
+    )
+
+
+# --- environments -------------------------------------------------------------------------------
+
+
+@router.get("/environments", response_model=list[EnvironmentRead])
+def list_environments(session: ReadDB, caller: Reader) -> list[EnvironmentRead]:
+    return [
+        _environment_read(e) for e in service.list_environments(session=session, project_id=caller.project_id)
+    ]
+
+
+@router.post("/environments", status_code=status.HTTP_201_CREATED, response_model=EnvironmentRead)
+def create_environment(body: EnvironmentCreate, session: WriteDB, caller: Admin) -> EnvironmentRead:
+    environment = service.create_environment(session=session, actor=caller, data=body)
+    session.commit()
+    return _environment_read(environment)
+
+
+@router.patch("/environments/{environment}", response_model=EnvironmentRead)
+def update_environment(
+    environment: Annotated[str, Path(pattern=ENVIRONMENT_PATTERN)],
+    body: EnvironmentUpdate,
+    session: WriteDB,
+    caller: Admin,
+) -> EnvironmentRead:
+    """Change an environment's description and policy: protection, approvals, override, promotion path."""
+    updated = service.update_environment(session=session, actor=caller, name=environment, data=body)
+    session.commit()
+    return _environment_read(updated)

@@ -1,0 +1,159 @@
+"""Generation records and feedback from `POST /v1/events` (a sink of `experiments.ingestion`).
+
+In the batch's transaction: generations are validated (a record names its prompt, version,
+environment and output), given their (enabled) monitor and queued for scoring
+(`score_state = 'pending'`: the row is the job) when one of its rules needs a worker: a cheap
+heuristic always, a costly scorer (an LLM judge) when the request id falls in the sample
+(`service.needs_worker`). A request id already stored is skipped, so a batch the SDK resends after
+a timeout stores nothing twice.
+
+Feedback (thumbs, rating, edited, regenerated) on outcome events is copied onto the generation with
+the same request id, and becomes a score for enabled monitors that judge feedback signals, on
+every generation: feedback costs nothing to score, and sampling it would throw most of it away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import insert_ignoring_duplicates
+from promptkeeper.errors import ValidationFailed
+from promptkeeper.experiments import ingestion as experiment_events
+from promptkeeper.experiments.schemas import EventIn
+from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
+from promptkeeper.monitoring.service import FEEDBACK, needs_worker
+from promptkeeper.prompts.models import Environment, Prompt
+
+_REQUIRED = ("prompt", "version", "environment", "output")
+_FEEDBACK_FIELDS = ("thumbs", "rating", "edited", "regenerated")
+_COPIED = (
+    "experiment_id",
+    "variant",
+    "unit",
+    "input",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+def _monitors(
+    session: Session, project_id: int
+) -> dict[tuple[str, str], tuple[int, float, list[dict[str, Any]]]]:
+    rows = session.execute(
+        select(Prompt.name, Environment.name, Monitor.id, Monitor.sample_rate, Monitor.rules)
+        .join(Prompt, Prompt.id == Monitor.prompt_id)
+        .join(Environment, Environment.id == Monitor.environment_id)
+        .where(Monitor.project_id == project_id, Monitor.enabled.is_(True))
+    )
+    return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
+
+
+def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:
+    """Store the batch's generations and apply its feedback; returns the generations stored."""
+    generations = [(index, event) for index, event in enumerate(events) if event.type == "generation"]
+    for index, event in generations:
+        for name in _REQUIRED:
+            if getattr(event, name) is None:
+                raise ValidationFailed(
+                    f"body.events[{index}].{name}: a generation names its {name}",
+                    details={"field": f"body.events[{index}].{name}"},
+                )
+    stored = 0
+    if generations:
+        monitors = _monitors(session, project_id)
+        now = utcnow()
+        rows = []
+        for _, event in generations:
+            monitor = monitors.get((str(event.prompt), str(event.environment)))
+            row: dict[str, Any] = {
+                "project_id": project_id,
+                "request_id": event.request_id,
+                "at": event.at or now,
+                "prompt": event.prompt,
+                "environment": event.environment,
+                "version": event.version,
+                "output": event.output,
+                "monitor_id": None,
+                "score_state": "unsampled",
+                "claims": 0,
+                **{name: getattr(event, name) for name in _COPIED},
+                **_feedback_values(event),
+            }
+            if monitor is not None:
+                row["monitor_id"] = monitor[0]
+                if needs_worker(monitor[2], event.request_id, monitor[1]):
+                    row["score_state"] = "pending"
+            rows.append(row)
+        stored = insert_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
+    feedback = [
+        e for e in events if e.type == "outcome" and any(getattr(e, f) is not None for f in _FEEDBACK_FIELDS)
+    ]
+    if feedback:
+        apply_feedback(session, project_id, feedback)
+    return stored
+
+
+def _feedback_values(event: EventIn) -> dict[str, Any]:
+    return {
+        "thumbs": None if event.thumbs is None else (1 if event.thumbs == "up" else -1),
+        "rating": event.rating,
+        "edited": event.edited,
+        "regenerated": event.regenerated,
+    }
+
+
+def apply_feedback(session: Session, project_id: int, events: Sequence[EventIn]) -> None:
+    by_request = {event.request_id: event for event in events}
+    found = session.execute(
+        select(
+            Generation.id, Generation.request_id, Generation.monitor_id, Generation.version, Generation.at
+        ).where(Generation.project_id == project_id, Generation.request_id.in_(list(by_request)))
+    ).all()
+    if not found:
+        return
+    monitor_ids = {row.monitor_id for row in found if row.monitor_id is not None}
+    rules: dict[int, list[dict[str, Any]]] = {}
+    if monitor_ids:
+        enabled = select(Monitor).where(Monitor.id.in_(monitor_ids), Monitor.enabled.is_(True))
+        for monitor in session.scalars(enabled):
+            rules[monitor.id] = [r for r in monitor.rules if r["scorer"] in FEEDBACK]
+    scores: list[dict[str, Any]] = []
+    now = utcnow()
+    for row in found:
+        values = {k: v for k, v in _feedback_values(by_request[row.request_id]).items() if v is not None}
+        session.execute(update(Generation).where(Generation.id == row.id).values(**values))
+        if row.monitor_id is None:
+            continue
+        for rule in rules.get(row.monitor_id, []):
+            field, to_score = FEEDBACK[rule["scorer"]]
+            if field not in values:
+                continue
+            value = to_score(values[field])
+            scores.append(
+                {
+                    "monitor_id": row.monitor_id,
+                    "generation_id": row.id,
+                    "version": row.version,
+                    "scorer": rule["name"],
+                    "value": value,
+                    "passed": value >= rule["threshold"],
+                    "at": row.at,
+                    "scored_at": now,
+                    "cost_usd": None,
+                    "detail": {field: values[field]},
+                }
+            )
+    if scores:
+        insert_ignoring_duplicates(session, MonitorScore, scores, ["generation_id", "scorer"])
+
+
+if store not in experiment_events.SINKS:  # registered on import, like the experiments' release hook
+    experiment_events.SINKS.append(store)
