@@ -6,8 +6,9 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.content import PromptContent
 
 #: The largest integer a column holds (PostgreSQL INTEGER). Ids, version numbers and counts sent to
@@ -44,11 +45,7 @@ T = TypeVar("T")
 VersionStatus = Literal["draft", "testing", "production", "archived"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PromptCreate(_Body):
+class PromptCreate(RequestBody):
     name: PromptName
     description: str = Field(default="", max_length=10_000)
     owner: str | None = Field(default=None, max_length=128)
@@ -58,7 +55,7 @@ class PromptCreate(_Body):
     message: str = Field(default="", max_length=10_000, description="Commit message of version 1.")
 
 
-class PromptUpdate(_Body):
+class PromptUpdate(RequestBody):
     """Metadata only; content changes are new versions."""
 
     description: str | None = Field(default=None, max_length=10_000)
@@ -67,23 +64,23 @@ class PromptUpdate(_Body):
     target_model: str | None = Field(default=None, max_length=128)
 
 
-class ReleaseRead(BaseModel):
+class ReleaseRead(ReadModel):
     """What one environment serves."""
 
-    version: int
+    version: int = Field(validation_alias="version_number")
     previous_version: int | None
     revision: int
-    deployed_at: datetime
-    deployed_by: str
+    deployed_at: datetime = Field(validation_alias="updated_at")
+    deployed_by: str = Field(validation_alias="updated_by")
 
 
-class PromptRead(BaseModel):
+class PromptRead(ReadModel):
     name: str
     description: str
     owner: str | None
     tags: list[str]
     target_model: str | None
-    latest_version: int
+    latest_version: int = Field(validation_alias="head_version")
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -92,7 +89,7 @@ class PromptRead(BaseModel):
     )
 
 
-class VersionCreate(_Body):
+class VersionCreate(RequestBody):
     content: PromptContent
     message: str = Field(default="", max_length=10_000)
     base_version: int | None = Field(
@@ -106,7 +103,7 @@ class VersionCreate(_Body):
     )
 
 
-class VersionRead(BaseModel):
+class VersionRead(ReadModel):
     prompt: str
     number: int
     content: dict[str, Any]
@@ -141,7 +138,7 @@ class DiffRead(BaseModel):
     unified: dict[str, str] = Field(description="Unified diff per changed top-level field.")
 
 
-class DeploymentCreate(_Body):
+class DeploymentCreate(RequestBody):
     environment: EnvironmentName
     version: int = Field(ge=1, le=MAX_INT)
     reason: str = Field(default="", max_length=10_000)
@@ -163,7 +160,7 @@ class DeploymentCreate(_Body):
     )
 
 
-class PromoteCreate(_Body):
+class PromoteCreate(RequestBody):
     from_environment: EnvironmentName = Field(
         alias="from", description="Deploy the version this environment serves now..."
     )
@@ -173,7 +170,7 @@ class PromoteCreate(_Body):
     override: bool = False
 
 
-class RollbackCreate(_Body):
+class RollbackCreate(RequestBody):
     environment: EnvironmentName
     version: int | None = Field(
         default=None,
@@ -184,11 +181,11 @@ class RollbackCreate(_Body):
     reason: str = Field(default="", max_length=10_000)
 
 
-class DeploymentRead(BaseModel):
+class DeploymentRead(ReadModel):
     id: int
     prompt: str
     environment: str
-    version: int
+    version: int = Field(validation_alias="version_number")
     previous_version: int | None
     action: str
     actor: str
@@ -225,7 +222,7 @@ class ResolveRead(BaseModel):
     )
 
 
-class RenderRequest(_Body):
+class RenderRequest(RequestBody):
     name: PromptName
     environment: EnvironmentName | None = Field(
         default=None, description="Render what this environment serves (default: production)."
@@ -250,13 +247,13 @@ class RenderRead(BaseModel):
     config: dict[str, Any]
 
 
-class EnvironmentCreate(_Body):
+class EnvironmentCreate(RequestBody):
     name: EnvironmentName
     description: str = Field(default="", max_length=10_000)
     production: bool = Field(default=False, description="Versions it serves count as 'production'.")
 
 
-class EnvironmentUpdate(_Body):
+class EnvironmentUpdate(RequestBody):
     """Description and policy; omitted fields stay as they are."""
 
     description: str | None = Field(default=None, max_length=10_000)
@@ -283,7 +280,7 @@ class EnvironmentUpdate(_Body):
         return self
 
 
-class EnvironmentRead(BaseModel):
+class EnvironmentRead(ReadModel):
     name: str
     description: str
     production: bool
