@@ -56,10 +56,12 @@ from promptkeeper.ui import (
     draft_pages,
     eval_pages,
     experiment_pages,
+    login,
     monitoring_pages,
     prompt_pages,
     review_pages,
 )
+from promptkeeper.ui.web import LoginRequired, sign_in_first
 from promptkeeper.worker import Jobs
 
 log = logging.getLogger("promptkeeper")
@@ -186,6 +188,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
         dependencies=[Depends(reject_nul)],
     )
     install_error_handlers(app)
+    app.add_exception_handler(LoginRequired, sign_in_first)  # a UI page's `SignedIn` without a session
     app.state.metrics = RequestMetrics()
     if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
         app.add_middleware(TracingMiddleware)
@@ -209,6 +212,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(experiment_routes.router)
     app.include_router(monitoring_routes.router)
     app.include_router(langfuse_routes.router)
+    app.include_router(login.router)
     app.include_router(prompt_pages.router)
     app.include_router(review_pages.router)
     app.include_router(monitoring_pages.router)

@@ -22,7 +22,7 @@ optional. Multi-line strings are written as `|` blocks so a diff of the file rea
 the prompt. The file `DIR/support/reply.yaml` holds the prompt `support/reply`.
 
 Pure: parsing, checking (offline, with the file and line of a broken template), writing. The CLI
-(`cli_files.py`) does the HTTP.
+(`cli/files.py`) does the HTTP.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import httpx
@@ -92,3 +94,20 @@ def run_cli(url: str, *args: str) -> tuple[int, str, str]:
         cli_app, [*args], env={"PROMPTKEEPER_URL": url, "PROMPTKEEPER_API_KEY": ADMIN_KEY}
     )
     return result.exit_code, result.stdout, result.stderr
+
+
+def ui_routes() -> list[tuple[str, str]]:
+    """Every `(METHOD, path)` of the admin UI, from the router of each `promptkeeper.ui` module.
+
+    The UI's routes are left out of the OpenAPI document that `app_routes` reads; walking the
+    package finds a page module added later without anyone listing it here.
+    """
+    import promptkeeper.ui
+
+    found: set[tuple[str, str]] = set()
+    for module in pkgutil.iter_modules(promptkeeper.ui.__path__):
+        router = getattr(importlib.import_module(f"promptkeeper.ui.{module.name}"), "router", None)
+        for route in getattr(router, "routes", []):
+            found.update((method, route.path) for method in getattr(route, "methods", ()))
+    assert len(found) > 30, f"suspiciously few UI routes found: {sorted(found)}"
+    return sorted(found)

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import LiveServer
+from tests.helpers import ui_routes
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
@@ -541,32 +542,8 @@ def test_draft_saved_then_merged_through_a_conflict(
 def test_every_ui_form_needs_the_csrf_token(live_server: LiveServer) -> None:
     """Every POST page (all of them, from the UI's routers) refuses a signed-in request without
     the token, before doing anything."""
-    from promptkeeper.ui import (
-        admin_pages,
-        draft_pages,
-        eval_pages,
-        experiment_pages,
-        monitoring_pages,
-        prompt_pages,
-        review_pages,
-    )
-
-    routers = (
-        admin_pages,
-        draft_pages,
-        eval_pages,
-        experiment_pages,
-        monitoring_pages,
-        prompt_pages,
-        review_pages,
-    )
-    posts = sorted(
-        route.path
-        for module in routers
-        for route in module.router.routes
-        if "POST" in getattr(route, "methods", set()) and route.path != "/ui/login"
-    )
-    assert len(posts) >= 12, posts
+    posts = [path for method, path in ui_routes() if method == "POST" and path != "/ui/login"]
+    assert len(posts) >= 12 and "/ui/logout" in posts, posts
     with live_server.client() as http:
         _user(http, "boss@example.com", "admin")
         http.post("/v1/prompts", json={"name": "p", "content": {"type": "text", "template": "x"}})

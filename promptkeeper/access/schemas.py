@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from promptkeeper.access.service import Role
+from promptkeeper.core.bases import ReadModel, RequestBody
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LoginCreate(_Body):
+class LoginCreate(RequestBody):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
     project: str | None = Field(
@@ -21,7 +18,7 @@ class LoginCreate(_Body):
     )
 
 
-class UserRead(BaseModel):
+class UserRead(ReadModel):
     id: int
     email: str
     name: str
@@ -35,7 +32,7 @@ class LoginRead(BaseModel):
     role: Role
 
 
-class PasswordChange(_Body):
+class PasswordChange(RequestBody):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=1, max_length=1024)
 
@@ -49,13 +46,13 @@ class MeRead(BaseModel):
     user: UserRead | None
 
 
-class KeyCreate(_Body):
+class KeyCreate(RequestBody):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[^\s].*$")
     role: Role
     expires_at: datetime | None = Field(default=None, description="When the key stops working (UTC).")
 
 
-class KeyRead(BaseModel):
+class KeyRead(ReadModel):
     id: int
     name: str
     prefix: str
@@ -70,7 +67,7 @@ class KeyCreated(KeyRead):
     secret: str = Field(description="The key itself; shown once, stored only as a hash.")
 
 
-class MemberCreate(_Body):
+class MemberCreate(RequestBody):
     email: str = Field(min_length=3, max_length=254)
     role: Role
     password: str | None = Field(
@@ -79,11 +76,11 @@ class MemberCreate(_Body):
     name: str = Field(default="", max_length=128)
 
 
-class MemberUpdate(_Body):
+class MemberUpdate(RequestBody):
     role: Role
 
 
-class MemberRead(BaseModel):
+class MemberRead(ReadModel):
     id: int
     email: str
     name: str

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from promptkeeper.core.bases import ReadModel, RequestBody
 
 EVENT_PATTERN = r"^(\*|[a-z_]+(\.[a-z_*]+)*)$"
 _EVENT_RE = re.compile(EVENT_PATTERN)
@@ -60,11 +62,7 @@ WebhookUrl = Annotated[str, AfterValidator(check_webhook_url)]
 EventPatterns = Annotated[list[str], Field(max_length=50), AfterValidator(check_events)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WebhookCreate(_Body):
+class WebhookCreate(RequestBody):
     url: WebhookUrl
     events: EventPatterns = Field(
         description="Patterns of actions to receive: `version.created`, `review.*`, `*`."
@@ -79,7 +77,7 @@ class WebhookCreate(_Body):
     active: bool = True
 
 
-class WebhookUpdate(_Body):
+class WebhookUpdate(RequestBody):
     """Only the fields given change; `null` is not a value for any of them."""
 
     url: WebhookUrl | None = None
@@ -97,7 +95,7 @@ class WebhookUpdate(_Body):
         return value
 
 
-class WebhookRead(BaseModel):
+class WebhookRead(ReadModel):
     id: int
     url: str
     events: list[str]
@@ -111,7 +109,7 @@ class WebhookCreated(WebhookRead):
     secret: str = Field(description="The signing secret. Shown only in this response: store it now.")
 
 
-class DeliveryRead(BaseModel):
+class DeliveryRead(ReadModel):
     id: int
     webhook_id: int
     event: str
@@ -124,8 +122,14 @@ class DeliveryRead(BaseModel):
     delivered_at: datetime | None
     payload: dict[str, Any] = Field(description="The body sent, without the `delivery` field.")
 
+    @field_validator("next_attempt_at")
+    @classmethod
+    def _only_while_pending(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # The column keeps the time of the last schedule; once settled, nothing is tried next.
+        return value if info.data.get("status") == "pending" else None
 
-class AuditEntryRead(BaseModel):
+
+class AuditEntryRead(ReadModel):
     id: int
     at: datetime
     actor: str

@@ -401,22 +401,10 @@ def pending_read(session: Session, pending: PendingDeployment) -> PendingDeploym
         run = session.get(EvalRun, run_id) if run_id is not None else None
         return run.status if run is not None else None
 
-    return PendingDeploymentRead(
-        id=pending.id,
+    return PendingDeploymentRead.of(
+        pending,
         prompt=prompt.name,
         environment=env.name,
-        version=pending.version,
-        action=pending.action,
-        status=pending.status,
-        run=pending.run_id,
         run_status=status_of(pending.run_id),
-        baseline_run=pending.baseline_run_id,
         baseline_run_status=status_of(pending.baseline_run_id),
-        actor=pending.actor,
-        reason=pending.reason,
-        deployment=pending.deployment_id,
-        message=pending.message,
-        details=pending.details,
-        created_at=pending.created_at,
-        finished_at=pending.finished_at,
     )

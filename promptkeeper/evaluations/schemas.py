@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 SUITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -14,17 +15,13 @@ MAX_CASES = 20_000
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ScorerConfig(_Body):
+class ScorerConfig(RequestBody):
     name: str = Field(min_length=1, max_length=64, description="A registered scorer (docs/scorers.md).")
     params: dict[str, Any] = Field(default_factory=dict)
     threshold: float | None = Field(default=None, ge=0, le=1, description="Pass mark; the scorer's default.")
 
 
-class CaseIn(_Body):
+class CaseIn(RequestBody):
     key: str | None = Field(
         default=None,
         min_length=1,
@@ -39,7 +36,7 @@ class CaseIn(_Body):
     )
 
 
-class SuiteCreate(_Body):
+class SuiteCreate(RequestBody):
     name: str = Field(pattern=SUITE_PATTERN)
     prompt: PromptName | None = Field(
         default=None, description="The prompt it belongs to (else the project)."
@@ -50,13 +47,13 @@ class SuiteCreate(_Body):
     message: str = Field(default="", max_length=10_000)
 
 
-class SuiteVersionCreate(_Body):
+class SuiteVersionCreate(RequestBody):
     scorers: list[ScorerConfig] | None = Field(default=None, min_length=1, max_length=50)
     cases: list[CaseIn] | None = Field(default=None, max_length=MAX_CASES)
     message: str = Field(default="", max_length=10_000)
 
 
-class SuiteRead(BaseModel):
+class SuiteRead(ReadModel):
     name: str
     prompt: str | None
     description: str
@@ -69,7 +66,7 @@ class SuiteRead(BaseModel):
     updated_at: datetime
 
 
-class CaseRead(BaseModel):
+class CaseRead(ReadModel):
     key: str
     position: int
     variables: dict[str, Any]
@@ -83,7 +80,7 @@ class ImportRead(BaseModel):
     imported: int
 
 
-class RunSettings(_Body):
+class RunSettings(RequestBody):
     """How a run calls the model: given per run, or stored on a gate for the runs it starts."""
 
     repeats: int = Field(default=1, ge=1, le=20)
@@ -112,10 +109,10 @@ class RunCreate(RunSettings):
     )
 
 
-class RunRead(BaseModel):
+class RunRead(ReadModel):
     id: int
     prompt: str
-    version: int
+    version: int = Field(validation_alias="prompt_version")
     suite: str
     suite_version: int
     repeats: int
@@ -132,8 +129,8 @@ class RunRead(BaseModel):
     finished_at: datetime | None
 
 
-class ResultRead(BaseModel):
-    case: str
+class ResultRead(ReadModel):
+    case: str = Field(validation_alias="case_key")
     repeat: int
     output: str
     error: str | None
@@ -165,7 +162,7 @@ class ComparisonRead(BaseModel):
     improvements: list[CaseComparison]
 
 
-class GateSet(_Body):
+class GateSet(RequestBody):
     suite: str = Field(pattern=SUITE_PATTERN)
     min_scores: dict[str, float] = Field(
         default_factory=dict, description="Scorer name -> minimum mean score in [0, 1]."
@@ -190,7 +187,7 @@ class GateSet(_Body):
     )
 
 
-class GateRead(BaseModel):
+class GateRead(ReadModel):
     environment: EnvironmentName
     suite: str
     suite_version: int | None = Field(description="The pinned suite version; null: the current one.")
@@ -205,7 +202,7 @@ class GateRead(BaseModel):
 PendingStatus = Literal["waiting", "deployed", "refused", "cancelled"]
 
 
-class PendingDeploymentRead(BaseModel):
+class PendingDeploymentRead(ReadModel):
     id: int
     prompt: str
     environment: str
@@ -215,13 +212,20 @@ class PendingDeploymentRead(BaseModel):
         description="waiting for its runs; deployed; refused (a run failed, the gate or another "
         "policy said no); cancelled."
     )
-    run: int | None = Field(description="The evaluation run of `version` it waits for.")
+    run: int | None = Field(
+        validation_alias="run_id", description="The evaluation run of `version` it waits for."
+    )
     run_status: RunStatus | None
-    baseline_run: int | None = Field(description="The run of the version the environment serves, if needed.")
+    baseline_run: int | None = Field(
+        validation_alias="baseline_run_id",
+        description="The run of the version the environment serves, if needed.",
+    )
     baseline_run_status: RunStatus | None
     actor: str
     reason: str
-    deployment: int | None = Field(description="The history row, once deployed.")
+    deployment: int | None = Field(
+        validation_alias="deployment_id", description="The history row, once deployed."
+    )
     message: str = Field(description="Why it was refused or cancelled.")
     details: dict[str, Any]
     created_at: datetime

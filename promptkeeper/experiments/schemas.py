@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 MAX_EVENTS = 10_000
@@ -17,17 +18,13 @@ Status = Literal["draft", "running", "stopped"]
 Decision = Literal["ship", "keep_control", "inconclusive"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CandidateIn(_Body):
+class CandidateIn(RequestBody):
     version: int = Field(ge=1, le=MAX_INT)
     weight: float = Field(gt=0, description="Relative traffic weight (weights are normalized to sum 1).")
     key: str | None = Field(default=None, pattern=KEY_PATTERN, description="Default: v<version>.")
 
 
-class ExperimentCreate(_Body):
+class ExperimentCreate(RequestBody):
     prompt: PromptName
     environment: EnvironmentName = "production"
     name: str = Field(min_length=1, max_length=128)
@@ -59,12 +56,12 @@ class ExperimentCreate(_Body):
     min_share: float = Field(default=0.01, ge=0, le=0.5, description="Bandits: minimum traffic per arm.")
 
 
-class WeightsUpdate(_Body):
+class WeightsUpdate(RequestBody):
     weights: dict[str, float] = Field(description="Variant key -> relative weight, for every variant.")
     reason: str = Field(default="", max_length=10_000)
 
 
-class ExperimentStop(_Body):
+class ExperimentStop(RequestBody):
     decision: Decision
     variant: str | None = Field(default=None, description="The candidate to ship (decision 'ship').")
     reason: str = Field(default="", max_length=10_000)
@@ -79,7 +76,7 @@ class VariantRead(BaseModel):
     weight: float
 
 
-class ExperimentRead(BaseModel):
+class ExperimentRead(ReadModel):
     id: int
     prompt: str
     environment: str
@@ -125,7 +122,7 @@ class ExperimentList(BaseModel):
 MAX_OUTPUT_CHARS = 200_000
 
 
-class EventIn(_Body):
+class EventIn(RequestBody):
     type: Literal["exposure", "outcome", "generation"]
     request_id: str = Field(min_length=1, max_length=128)
     at: datetime | None = Field(default=None, description="When it happened (default: when received).")
@@ -159,7 +156,7 @@ class EventIn(_Body):
     )
 
 
-class EventBatch(_Body):
+class EventBatch(RequestBody):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
@@ -176,7 +173,7 @@ class EventBatchRead(BaseModel):
 # -- custom metrics --------------------------------------------------------------------------------
 
 
-class MetricCreate(_Body):
+class MetricCreate(RequestBody):
     name: str = Field(pattern=METRIC_PATTERN)
     kind: Literal["binary", "continuous"]
     higher_is_better: bool = True

@@ -5,19 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
 Level = Literal["ok", "warning", "critical"]
 RULE_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RuleIn(_Body):
+class RuleIn(RequestBody):
     scorer: str = Field(
         pattern=RULE_NAME,
         description="A scorer that needs no expected output, or a feedback signal (feedback_thumbs, ...).",
@@ -53,7 +50,7 @@ class RuleRead(BaseModel):
     floor: float | None
 
 
-class _Settings(_Body):
+class _Settings(RequestBody):
     sample_rate: float = Field(
         default=0.1, gt=0, le=1, description="Share of generations scored by costly scorers (LLM judges)."
     )
@@ -83,7 +80,7 @@ class MonitorCreate(_Settings):
         return self
 
 
-class MonitorUpdate(_Body):
+class MonitorUpdate(RequestBody):
     """Fields to change; the rest stay as they are."""
 
     sample_rate: float | None = Field(default=None, gt=0, le=1)
@@ -100,13 +97,13 @@ class MonitorUpdate(_Body):
     scorers: list[RuleIn] | None = Field(default=None, min_length=1, max_length=20)
 
 
-class MonitorRead(BaseModel):
+class MonitorRead(ReadModel):
     id: int
     prompt: str
     environment: str
     enabled: bool
     sample_rate: float
-    scorers: list[RuleRead]
+    scorers: list[RuleRead] = Field(validation_alias="rules")
     window_size: int
     min_sample: int
     check_every: int
@@ -122,7 +119,7 @@ class MonitorRead(BaseModel):
     updated_at: datetime
 
 
-class AlertRead(BaseModel):
+class AlertRead(ReadModel):
     id: int
     monitor_id: int
     level: Literal["warning", "critical"]

@@ -21,7 +21,7 @@ from promptkeeper.core import scorers as scoring
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed
 from promptkeeper.monitoring.models import Monitor
-from promptkeeper.monitoring.schemas import MonitorCreate, MonitorRead, MonitorUpdate, RuleIn, RuleRead
+from promptkeeper.monitoring.schemas import MonitorCreate, MonitorRead, MonitorUpdate, RuleIn
 from promptkeeper.prompts.models import Environment, Prompt
 from promptkeeper.prompts.service import get_environment, get_prompt
 
@@ -125,27 +125,7 @@ def monitor_read(session: Session, monitor: Monitor) -> MonitorRead:
     prompt = session.get(Prompt, monitor.prompt_id)
     env = session.get(Environment, monitor.environment_id)
     assert prompt is not None and env is not None  # foreign keys
-    return MonitorRead(
-        id=monitor.id,
-        prompt=prompt.name,
-        environment=env.name,
-        enabled=monitor.enabled,
-        sample_rate=monitor.sample_rate,
-        scorers=[RuleRead(**rule) for rule in monitor.rules],
-        window_size=monitor.window_size,
-        min_sample=monitor.min_sample,
-        check_every=monitor.check_every,
-        consecutive=monitor.consecutive,
-        alpha=monitor.alpha,
-        auto_rollback=monitor.auto_rollback,
-        cooldown_seconds=monitor.cooldown_seconds,
-        judge_provider=monitor.judge_provider,
-        judge_model=monitor.judge_model,
-        last_rollback_at=monitor.last_rollback_at,
-        created_by=monitor.created_by,
-        created_at=monitor.created_at,
-        updated_at=monitor.updated_at,
-    )
+    return MonitorRead.of(monitor, prompt=prompt.name, environment=env.name)
 
 
 def _settings(monitor: Monitor) -> dict[str, Any]:

@@ -18,30 +18,14 @@ from promptkeeper.monitoring.schemas import (
 from promptkeeper.monitoring.service import monitor_read
 
 
-def alert_read(alert: MonitorAlert) -> AlertRead:
-    return AlertRead(
-        id=alert.id,
-        monitor_id=alert.monitor_id,
-        level=alert.level,
-        scorer=alert.scorer,
-        reason=alert.reason,
-        version=alert.version,
-        baseline_version=alert.baseline_version,
-        at=alert.at,
-        evidence=alert.evidence,
-        rollback_to=alert.rollback_to,
-        rollback_note=alert.rollback_note,
-        examples=looks.examples_path(alert.monitor_id, alert.version, alert.scorer),
-    )
-
-
 def list_alerts(session: Session, monitor_id: int, limit: int, offset: int) -> tuple[list[AlertRead], int]:
     where = MonitorAlert.monitor_id == monitor_id
     total = session.scalar(select(func.count()).select_from(MonitorAlert).where(where)) or 0
     rows = session.scalars(
         select(MonitorAlert).where(where).order_by(MonitorAlert.id.desc()).limit(limit).offset(offset)
     )
-    return [alert_read(a) for a in rows], total
+    alerts = [AlertRead.of(a, examples=looks.examples_path(a.monitor_id, a.version, a.scorer)) for a in rows]
+    return alerts, total
 
 
 def _window(span: looks.Span, version: int, kind: str) -> WindowRead:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.content import PromptContent
 from promptkeeper.core.fields import MAX_INT, EnvironmentName, PromptName
 
@@ -14,11 +15,7 @@ TagName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 VersionStatus = Literal["draft", "testing", "production", "archived"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PromptCreate(_Body):
+class PromptCreate(RequestBody):
     name: PromptName
     description: str = Field(default="", max_length=10_000)
     owner: str | None = Field(default=None, max_length=128)
@@ -28,7 +25,7 @@ class PromptCreate(_Body):
     message: str = Field(default="", max_length=10_000, description="Commit message of version 1.")
 
 
-class PromptUpdate(_Body):
+class PromptUpdate(RequestBody):
     """Metadata only; content changes are new versions."""
 
     description: str | None = Field(default=None, max_length=10_000)
@@ -37,23 +34,23 @@ class PromptUpdate(_Body):
     target_model: str | None = Field(default=None, max_length=128)
 
 
-class ReleaseRead(BaseModel):
+class ReleaseRead(ReadModel):
     """What one environment serves."""
 
-    version: int
+    version: int = Field(validation_alias="version_number")
     previous_version: int | None
     revision: int
-    deployed_at: datetime
-    deployed_by: str
+    deployed_at: datetime = Field(validation_alias="updated_at")
+    deployed_by: str = Field(validation_alias="updated_by")
 
 
-class PromptRead(BaseModel):
+class PromptRead(ReadModel):
     name: str
     description: str
     owner: str | None
     tags: list[str]
     target_model: str | None
-    latest_version: int
+    latest_version: int = Field(validation_alias="head_version")
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -62,7 +59,7 @@ class PromptRead(BaseModel):
     )
 
 
-class VersionCreate(_Body):
+class VersionCreate(RequestBody):
     content: PromptContent
     message: str = Field(default="", max_length=10_000)
     base_version: int | None = Field(
@@ -76,7 +73,7 @@ class VersionCreate(_Body):
     )
 
 
-class VersionRead(BaseModel):
+class VersionRead(ReadModel):
     prompt: str
     number: int
     content: dict[str, Any]
@@ -111,7 +108,7 @@ class DiffRead(BaseModel):
     unified: dict[str, str] = Field(description="Unified diff per changed top-level field.")
 
 
-class DeploymentCreate(_Body):
+class DeploymentCreate(RequestBody):
     environment: EnvironmentName
     version: int = Field(ge=1, le=MAX_INT)
     reason: str = Field(default="", max_length=10_000)
@@ -133,7 +130,7 @@ class DeploymentCreate(_Body):
     )
 
 
-class PromoteCreate(_Body):
+class PromoteCreate(RequestBody):
     from_environment: EnvironmentName = Field(
         alias="from", description="Deploy the version this environment serves now..."
     )
@@ -143,7 +140,7 @@ class PromoteCreate(_Body):
     override: bool = False
 
 
-class RollbackCreate(_Body):
+class RollbackCreate(RequestBody):
     environment: EnvironmentName
     version: int | None = Field(
         default=None,
@@ -154,11 +151,11 @@ class RollbackCreate(_Body):
     reason: str = Field(default="", max_length=10_000)
 
 
-class DeploymentRead(BaseModel):
+class DeploymentRead(ReadModel):
     id: int
     prompt: str
     environment: str
-    version: int
+    version: int = Field(validation_alias="version_number")
     previous_version: int | None
     action: str
     actor: str
@@ -195,7 +192,7 @@ class ResolveRead(BaseModel):
     )
 
 
-class RenderRequest(_Body):
+class RenderRequest(RequestBody):
     name: PromptName
     environment: EnvironmentName | None = Field(
         default=None, description="Render what this environment serves (default: production)."
@@ -220,13 +217,13 @@ class RenderRead(BaseModel):
     config: dict[str, Any]
 
 
-class EnvironmentCreate(_Body):
+class EnvironmentCreate(RequestBody):
     name: EnvironmentName
     description: str = Field(default="", max_length=10_000)
     production: bool = Field(default=False, description="Versions it serves count as 'production'.")
 
 
-class EnvironmentUpdate(_Body):
+class EnvironmentUpdate(RequestBody):
     """Description and policy; omitted fields stay as they are."""
 
     description: str | None = Field(default=None, max_length=10_000)
@@ -253,7 +250,7 @@ class EnvironmentUpdate(_Body):
         return self
 
 
-class EnvironmentRead(BaseModel):
+class EnvironmentRead(ReadModel):
     name: str
     description: str
     production: bool

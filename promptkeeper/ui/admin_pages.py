@@ -19,6 +19,7 @@ from promptkeeper.errors import PermissionDenied, ValidationFailed
 from promptkeeper.prompts import service
 from promptkeeper.prompts.schemas import EnvironmentCreate, EnvironmentUpdate
 from promptkeeper.ui.web import (
+    SignedIn,
     User,
     actor_of,
     context_of,
@@ -29,7 +30,6 @@ from promptkeeper.ui.web import (
     pydantic_message,
     read,
     redirect,
-    signed_in,
     ui_page,
     write,
 )
@@ -44,8 +44,9 @@ def _require_admin(user: User) -> None:
 
 @router.get("/ui/audit")
 @ui_page
-async def audit_log(request: Request, prompt: str = "", action: str = "", offset: int = 0) -> Response:
-    user = await signed_in(request)
+async def audit_log(
+    request: Request, user: SignedIn, prompt: str = "", action: str = "", offset: int = 0
+) -> Response:
     if action and not all(c.isalnum() or c in "._*" for c in action):
         raise ValidationFailed("action: letters, '.', '_' and a trailing '*'", details={"field": "action"})
 
@@ -66,8 +67,7 @@ async def audit_log(request: Request, prompt: str = "", action: str = "", offset
 
 @router.get("/ui/settings")
 @ui_page
-async def settings_page(request: Request, secret: str = "") -> Response:
-    user = await signed_in(request)
+async def settings_page(request: Request, user: SignedIn, secret: str = "") -> Response:
     _require_admin(user)
     project_id = user.principal.project_id
 
@@ -85,9 +85,8 @@ async def settings_page(request: Request, secret: str = "") -> Response:
 
 @router.post("/ui/settings/{what}")
 @ui_page
-async def change_settings(request: Request, what: str) -> Response:
+async def change_settings(request: Request, user: SignedIn, what: str) -> Response:
     """One form per kind of change: `key`, `revoke-key`, `member`, `environment`, `protect`, `webhook`."""
-    user = await signed_in(request)
     fields = await form_of(request, user)
     _require_admin(user)
     actor = actor_of(request, user)

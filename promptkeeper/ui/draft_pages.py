@@ -16,6 +16,7 @@ from promptkeeper.prompts import service
 from promptkeeper.ui import diffview
 from promptkeeper.ui.prompt_pages import content_from_form
 from promptkeeper.ui.web import (
+    SignedIn,
     actor_of,
     first,
     form_of,
@@ -26,7 +27,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    signed_in,
     ui_page,
     write,
 )
@@ -45,8 +45,7 @@ def _content(fields: dict[str, list[str]]) -> Any:
 
 @router.post("/ui/prompts/{name}/drafts")
 @ui_page
-async def create_draft(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def create_draft(request: Request, user: SignedIn, name: str) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)
@@ -85,8 +84,7 @@ def _load(session: Session, project_id: int, prompt_name: str, draft_id: int) ->
 
 @router.get("/ui/prompts/{name}/drafts/{draft_id}")
 @ui_page
-async def draft_page(request: Request, name: str, draft_id: int) -> Response:
-    user = await signed_in(request)
+async def draft_page(request: Request, user: SignedIn, name: str, draft_id: int) -> Response:
     prompt_name = prompt_name_of(name)
     data = await read(
         request, lambda session: _load(session, user.principal.project_id, prompt_name, draft_id)
@@ -98,9 +96,8 @@ async def draft_page(request: Request, name: str, draft_id: int) -> Response:
 
 @router.post("/ui/prompts/{name}/drafts/{draft_id}")
 @ui_page
-async def draft_action(request: Request, name: str, draft_id: int) -> Response:
+async def draft_action(request: Request, user: SignedIn, name: str, draft_id: int) -> Response:
     """`intent`: save (optionally re-based onto the head), merge, or discard."""
-    user = await signed_in(request)
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)

@@ -16,6 +16,7 @@ from promptkeeper.evaluations.schemas import RunCreate
 from promptkeeper.prompts import service
 from promptkeeper.ui import charts
 from promptkeeper.ui.web import (
+    SignedIn,
     actor_of,
     context_of,
     first,
@@ -27,7 +28,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    signed_in,
     ui_page,
     write,
 )
@@ -50,8 +50,7 @@ def score_history(rows: list[Any]) -> dict[str, list[tuple[float, float]]]:
 
 @router.get("/ui/prompts/{name}/evaluations")
 @ui_page
-async def evaluations(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def evaluations(request: Request, user: SignedIn, name: str) -> Response:
     prompt_name = prompt_name_of(name)
 
     def load(session: Session) -> dict[str, Any]:
@@ -72,8 +71,7 @@ async def evaluations(request: Request, name: str) -> Response:
 
 @router.post("/ui/prompts/{name}/evaluations")
 @ui_page
-async def run_suite(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def run_suite(request: Request, user: SignedIn, name: str) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)
@@ -105,8 +103,7 @@ async def run_suite(request: Request, name: str) -> Response:
 
 @router.get("/ui/evaluations/{run_id}")
 @ui_page
-async def run_page(request: Request, run_id: int, baseline: int | None = None) -> Response:
-    user = await signed_in(request)
+async def run_page(request: Request, user: SignedIn, run_id: int, baseline: int | None = None) -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         run = runs.get_run(session=session, project_id=user.principal.project_id, run_id=run_id)
@@ -138,8 +135,7 @@ async def run_page(request: Request, run_id: int, baseline: int | None = None) -
 
 @router.get("/ui/suites")
 @ui_page
-async def suites_page(request: Request) -> Response:
-    user = await signed_in(request)
+async def suites_page(request: Request, user: SignedIn) -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         found = suites.list_suites(session=session, project_id=user.principal.project_id)
@@ -150,8 +146,7 @@ async def suites_page(request: Request) -> Response:
 
 @router.get("/ui/suites/{name}")
 @ui_page
-async def suite_page(request: Request, name: str, tag: str = "") -> Response:
-    user = await signed_in(request)
+async def suite_page(request: Request, user: SignedIn, name: str, tag: str = "") -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         suite = suites.get_suite(session=session, project_id=user.principal.project_id, name=name)

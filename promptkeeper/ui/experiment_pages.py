@@ -17,6 +17,7 @@ from promptkeeper.experiments.models import Experiment, experiment_units
 from promptkeeper.experiments.schemas import ExperimentCreate, ExperimentStop
 from promptkeeper.ui import charts
 from promptkeeper.ui.web import (
+    SignedIn,
     actor_of,
     first,
     form_of,
@@ -26,7 +27,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    signed_in,
     ui_page,
     write,
 )
@@ -76,8 +76,7 @@ def _create_body(fields: dict[str, list[str]]) -> dict[str, Any]:
 
 @router.get("/ui/experiments")
 @ui_page
-async def experiments(request: Request) -> Response:
-    user = await signed_in(request)
+async def experiments(request: Request, user: SignedIn) -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         rows, _ = service.list_experiments(session=session, project_id=user.principal.project_id, limit=200)
@@ -88,8 +87,7 @@ async def experiments(request: Request) -> Response:
 
 @router.get("/ui/experiments/new")
 @ui_page
-async def new_experiment(request: Request, prompt: str = "") -> Response:
-    user = await signed_in(request)
+async def new_experiment(request: Request, user: SignedIn, prompt: str = "") -> Response:
     require_editor(user)
     return page(
         request,
@@ -104,9 +102,8 @@ async def new_experiment(request: Request, prompt: str = "") -> Response:
 
 @router.post("/ui/experiments")
 @ui_page
-async def create_experiment(request: Request) -> Response:
+async def create_experiment(request: Request, user: SignedIn) -> Response:
     """`intent=calculate` shows the sample size the design needs; `intent=create` saves a draft."""
-    user = await signed_in(request)
     fields = await form_of(request, user)
     require_editor(user)
     values = {name: first(fields, name) for name in fields}
@@ -189,8 +186,7 @@ def metric_over_time(session: Session, experiment: Experiment) -> dict[str, list
 
 @router.get("/ui/experiments/{experiment_id}")
 @ui_page
-async def experiment_page(request: Request, experiment_id: int) -> Response:
-    user = await signed_in(request)
+async def experiment_page(request: Request, user: SignedIn, experiment_id: int) -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         experiment = service.get_experiment(
@@ -228,8 +224,7 @@ async def experiment_page(request: Request, experiment_id: int) -> Response:
 
 @router.post("/ui/experiments/{experiment_id}/start")
 @ui_page
-async def start(request: Request, experiment_id: int) -> Response:
-    user = await signed_in(request)
+async def start(request: Request, user: SignedIn, experiment_id: int) -> Response:
     await form_of(request, user)
     require_editor(user)
     await write(
@@ -246,8 +241,7 @@ async def start(request: Request, experiment_id: int) -> Response:
 
 @router.post("/ui/experiments/{experiment_id}/stop")
 @ui_page
-async def stop(request: Request, experiment_id: int) -> Response:
-    user = await signed_in(request)
+async def stop(request: Request, user: SignedIn, experiment_id: int) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     decision = first(fields, "decision")

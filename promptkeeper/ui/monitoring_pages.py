@@ -11,15 +11,14 @@ from sqlalchemy.orm import Session
 from promptkeeper.monitoring import service as monitor_service
 from promptkeeper.monitoring import status as monitor_status
 from promptkeeper.ui import charts
-from promptkeeper.ui.web import page, read, signed_in, ui_page
+from promptkeeper.ui.web import SignedIn, page, read, ui_page
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/ui/monitors")
 @ui_page
-async def monitors_page(request: Request) -> Response:
-    user = await signed_in(request)
+async def monitors_page(request: Request, user: SignedIn) -> Response:
 
     def load(session: Session) -> dict[str, Any]:
         rows, _ = monitor_service.list_monitors(
@@ -37,8 +36,7 @@ async def monitors_page(request: Request) -> Response:
 
 @router.get("/ui/monitors/{monitor_id}")
 @ui_page
-async def monitor_page(request: Request, monitor_id: int) -> Response:
-    user = await signed_in(request)
+async def monitor_page(request: Request, user: SignedIn, monitor_id: int) -> Response:
 
     def load(session: Session) -> Any:
         monitor = monitor_service.get_monitor(
@@ -68,12 +66,12 @@ async def monitor_page(request: Request, monitor_id: int) -> Response:
 @ui_page
 async def monitor_examples(
     request: Request,
+    user: SignedIn,
     monitor_id: int,
     version: int | None = None,
     scorer: str | None = None,
     failed: bool | None = None,
 ) -> Response:
-    user = await signed_in(request)
 
     def load(session: Session) -> dict[str, Any]:
         monitor = monitor_service.get_monitor(

@@ -1,6 +1,6 @@
-"""The admin web UI's prompt pages: sign-in, prompts, a prompt, versions, diffs, deploys and rollbacks.
+"""The admin web UI's prompt pages: prompts, a prompt, versions, diffs, deploys and rollbacks.
 
-Pages (all under `/ui`, `/` redirects there): sign-in; prompts (search, tag filter, what each
+Pages (all under `/ui`; sign-in is `ui/login.py`): prompts (search, tag filter, what each
 environment serves); a prompt (metadata, environments with deploy and roll back, "what ran at",
 history with statuses, a new-version editor with live preview); a diff of any two versions
 (side by side or inline, word-level highlights); a confirmation page before each deploy or
@@ -23,21 +23,18 @@ from fastapi.responses import Response
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from promptkeeper.access import users
-from promptkeeper.api.deps import client_address
 from promptkeeper.core.fields import path_segment
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
 from promptkeeper.deployments import pending, releases
 from promptkeeper.deployments import policy as deployments
-from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, Unauthorized, ValidationFailed
+from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, ValidationFailed
 from promptkeeper.prompts import service
 from promptkeeper.prompts.schemas import PromptCreate
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
-    COOKIE,
+    SignedIn,
     actor_of,
     context_of,
-    cross_site,
     first,
     form_of,
     is_count,
@@ -47,8 +44,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    set_session,
-    signed_in,
     ui_page,
     write,
 )
@@ -58,92 +53,20 @@ router = APIRouter(include_in_schema=False)
 Handler = Callable[..., Awaitable[Response]]
 
 
-# -- sign-in -----------------------------------------------------------------------------------------
-
-
-@router.get("/")
-@router.get("/ui")
-@router.get("/ui/")
-async def home() -> Response:
-    """`/ui` is the address people are given and type: it opens the prompts (or the sign-in)."""
-    return redirect("/ui/prompts")
-
-
-@router.get("/ui/login")
-async def login_form(request: Request, next: str = "/ui/prompts") -> Response:  # noqa: A002
-    return page(request, "login.html", None, next=_safe_next(next), error=None)
-
-
-def _safe_next(path: str) -> str:
-    return path if path.startswith("/ui/") and not path.startswith("//") else "/ui/prompts"
-
-
-@router.post("/ui/login")
-async def login(request: Request) -> Response:
-    fields = await form_of(request, None)
-    email, password = first(fields, "email").strip(), first(fields, "password")
-    project = first(fields, "project").strip() or None
-    target = _safe_next(first(fields, "next", "/ui/prompts"))
-    context = context_of(request)
-    if cross_site(request):  # login CSRF: another site signing the visitor in to its account
-        message = "this sign-in was sent from another site: open the sign-in page here and sign in"
-        return page(request, "login.html", None, status_code=403, next=target, error=message, email="")
-
-    def run(session: Session) -> Any:
-        return users.login(
-            session=session,
-            email=email,
-            password=password,
-            project=project,
-            ttl_seconds=context.settings.session_ttl,
-            request_id=None,
-        )
-
-    throttle, address = context.auth.throttle, client_address(request)
-    try:
-        throttle.check_login(address, email)
-        new, _, _, _ = await write(request, run)
-    except PromptKeeperError as exc:
-        if isinstance(exc, Unauthorized):
-            throttle.login_failed(address, email)
-        return page(
-            request,
-            "login.html",
-            None,
-            status_code=exc.status_code,
-            next=target,
-            error=exc.message,
-            email=email,
-        )
-    throttle.login_succeeded(address, email)
-    response = redirect(target)
-    set_session(response, new.secret, request, int(context.settings.session_ttl))
-    return response
-
-
-@router.post("/ui/logout")
-@ui_page
-async def logout(request: Request) -> Response:
-    user = await signed_in(request)
-    await form_of(request, user)
-    from promptkeeper.access import keys
-
-    await write(request, lambda session: keys.end_session(session=session, actor=actor_of(request, user)))
-    context_of(request).auth.forget()
-    response = redirect("/ui/login")
-    response.delete_cookie(COOKIE, path="/")
-    return response
-
-
 # -- prompts -----------------------------------------------------------------------------------------
 
 
 @router.get("/ui/prompts")
 @ui_page
 async def prompts(
-    request: Request, search: str = "", tag: str = "", owner: str = "", live_in: str = "", status: str = ""
+    request: Request,
+    user: SignedIn,
+    search: str = "",
+    tag: str = "",
+    owner: str = "",
+    live_in: str = "",
+    status: str = "",
 ) -> Response:
-    user = await signed_in(request)
     project_id = user.principal.project_id
 
     def load(session: Session) -> dict[str, Any]:
@@ -179,8 +102,7 @@ async def prompts(
 
 @router.get("/ui/prompts/new")
 @ui_page
-async def new_prompt_form(request: Request) -> Response:
-    user = await signed_in(request)
+async def new_prompt_form(request: Request, user: SignedIn) -> Response:
     require_editor(user)
     return page(request, "new_prompt.html", user, error=None, values={})
 
@@ -219,8 +141,7 @@ def content_from_form(fields: dict[str, list[str]]) -> dict[str, Any]:
 
 @router.post("/ui/prompts")
 @ui_page
-async def create_prompt(request: Request) -> Response:
-    user = await signed_in(request)
+async def create_prompt(request: Request, user: SignedIn) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     name = first(fields, "name").strip()
@@ -249,8 +170,7 @@ async def create_prompt(request: Request) -> Response:
 
 @router.get("/ui/prompts/{name}")
 @ui_page
-async def prompt_page(request: Request, name: str, at: str = "") -> Response:
-    user = await signed_in(request)
+async def prompt_page(request: Request, user: SignedIn, name: str, at: str = "") -> Response:
     prompt_name = prompt_name_of(name)
     project_id = user.principal.project_id
     when = _parse_when(at) if at else None
@@ -315,10 +235,9 @@ def _parse_when(value: str) -> datetime:
 
 @router.post("/ui/preview")
 @ui_page
-async def preview(request: Request) -> Response:
+async def preview(request: Request, user: SignedIn) -> Response:
     """The editor's live preview: detected variables, highlighted template, rendered output or the
     template error (nothing is saved)."""
-    user = await signed_in(request)
     fields = await form_of(request, user)
     sample_text = first(fields, "sample").strip()
     result: dict[str, Any] = {
@@ -378,8 +297,7 @@ def highlight(document: dict[str, Any]) -> Markup:
 
 @router.post("/ui/prompts/{name}/versions")
 @ui_page
-async def create_version(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def create_version(request: Request, user: SignedIn, name: str) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)
@@ -408,8 +326,9 @@ async def create_version(request: Request, name: str) -> Response:
 
 @router.get("/ui/prompts/{name}/diff")
 @ui_page
-async def diff(request: Request, name: str, left: int = 0, right: int = 0, view: str = "split") -> Response:
-    user = await signed_in(request)
+async def diff(
+    request: Request, user: SignedIn, name: str, left: int = 0, right: int = 0, view: str = "split"
+) -> Response:
     prompt_name = prompt_name_of(name)
 
     def load(session: Session) -> dict[str, Any]:
@@ -436,10 +355,9 @@ async def diff(request: Request, name: str, left: int = 0, right: int = 0, view:
 @router.get("/ui/prompts/{name}/confirm")
 @ui_page
 async def confirm(
-    request: Request, name: str, environment: str, version: int, action: str = "deploy"
+    request: Request, user: SignedIn, name: str, environment: str, version: int, action: str = "deploy"
 ) -> Response:
     """What a deploy or rollback would change, and whether the environment's policy allows it."""
-    user = await signed_in(request)
     require_editor(user)
     prompt_name = prompt_name_of(name)
 
@@ -494,8 +412,7 @@ def change_to(session: Session, prompt: Any, env: Any, version: int) -> dict[str
 
 @router.post("/ui/prompts/{name}/deploy")
 @ui_page
-async def deploy(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def deploy(request: Request, user: SignedIn, name: str) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)

@@ -14,6 +14,7 @@ from promptkeeper.prompts import service
 from promptkeeper.prompts.models import Environment
 from promptkeeper.ui.prompt_pages import change_to
 from promptkeeper.ui.web import (
+    SignedIn,
     actor_of,
     first,
     form_of,
@@ -23,7 +24,6 @@ from promptkeeper.ui.web import (
     read,
     redirect,
     require_editor,
-    signed_in,
     ui_page,
     write,
 )
@@ -34,8 +34,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.post("/ui/prompts/{name}/reviews")
 @ui_page
-async def request_review(request: Request, name: str) -> Response:
-    user = await signed_in(request)
+async def request_review(request: Request, user: SignedIn, name: str) -> Response:
     fields = await form_of(request, user)
     require_editor(user)
     prompt_name = prompt_name_of(name)
@@ -61,8 +60,7 @@ async def request_review(request: Request, name: str) -> Response:
 
 @router.get("/ui/prompts/{name}/reviews/{review_id}")
 @ui_page
-async def review_page(request: Request, name: str, review_id: int) -> Response:
-    user = await signed_in(request)
+async def review_page(request: Request, user: SignedIn, name: str, review_id: int) -> Response:
     prompt_name = prompt_name_of(name)
 
     def load(session: Session) -> dict[str, Any]:
@@ -106,8 +104,7 @@ def _environment_name(session: Session, review: Any) -> str:
 
 @router.post("/ui/prompts/{name}/reviews/{review_id}/act")
 @ui_page
-async def review_act(request: Request, name: str, review_id: int) -> Response:
-    user = await signed_in(request)
+async def review_act(request: Request, user: SignedIn, name: str, review_id: int) -> Response:
     fields = await form_of(request, user)
     prompt_name = prompt_name_of(name)
     kind = first(fields, "kind")

@@ -1,11 +1,13 @@
 """What every page needs: the signed-in user from the session cookie, CSRF, forms, rendering.
 
-Sign-in exchanges an email and password for a session (the same `users.login` as
+Sign-in (`ui/login.py`) exchanges an email and password for a session (the same `users.login` as
 `POST /v1/auth/login`); the session token lives in an HttpOnly, SameSite=Lax cookie (Secure behind
-HTTPS). Every form carries a CSRF token derived from the session token with HMAC: a page of
-another site can make the browser send the cookie, but cannot read it, so it cannot forge the
-token. Pages call the same services as the API with the user's `Actor`, so the permission checks
-are the API's.
+HTTPS). A page takes its user as a dependency, `user: SignedIn`: without a valid login session
+FastAPI never calls the page, and the visitor is redirected to the sign-in with the page's path as
+`next`, before anything else about the request is looked at. Every form carries a CSRF token
+derived from the session token with HMAC: a page of another site can make the browser send the
+cookie, but cannot read it, so it cannot forge the token. Pages call the same services as the API
+with the user's `Actor`, so the permission checks are the API's.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -70,7 +72,7 @@ class User:
 
 
 class LoginRequired(Exception):
-    """Raised by `signed_in`: the page answers with a redirect to the sign-in form."""
+    """Raised by `signed_in`: the request is answered by `sign_in_first`, a redirect to the sign-in."""
 
     def __init__(self, next_path: str) -> None:
         self.next_path = next_path
@@ -96,6 +98,16 @@ async def signed_in(request: Request) -> User:
     if principal.kind != "session":
         raise LoginRequired(request.url.path)
     return User(principal, token)
+
+
+#: The signed-in user of a page (a login session, never an API key).
+SignedIn = Annotated[User, Depends(signed_in)]
+
+
+async def sign_in_first(request: Request, exc: Exception) -> Response:
+    """The app's handler of `LoginRequired`, raised while FastAPI resolves a page's `SignedIn`."""
+    assert isinstance(exc, LoginRequired)
+    return redirect(f"/ui/login?next={exc.next_path}")
 
 
 async def form_of(request: Request, user: User | None) -> dict[str, list[str]]:
@@ -188,20 +200,14 @@ def set_session(response: Response, token: str, request: Request, max_age: int) 
 
 
 def ui_page(handler: Handler) -> Handler:
-    """Sign-in redirects and error pages instead of the API's JSON errors."""
+    """Error pages instead of the API's JSON errors, shown to the page's signed-in user."""
 
     @wraps(handler)
     async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
             return await handler(request, *args, **kwargs)
-        except LoginRequired as exc:
-            return redirect(f"/ui/login?next={exc.next_path}")
         except PromptKeeperError as exc:
-            user = None
-            try:
-                user = await signed_in(request)
-            except LoginRequired:
-                pass
+            user = next((value for value in kwargs.values() if isinstance(value, User)), None)
             return error_page(request, user, exc)
 
     return wrapped

@@ -5,49 +5,46 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.fields import MAX_INT, EnvironmentName
 
 ReviewStatus = Literal["pending", "approved", "changes_requested", "withdrawn", "deployed"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ReviewCreate(_Body):
+class ReviewCreate(RequestBody):
     environment: EnvironmentName
     version: int = Field(ge=1, le=MAX_INT)
     title: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=20_000)
 
 
-class CommentCreate(_Body):
+class CommentCreate(RequestBody):
     body: str = Field(min_length=1, max_length=20_000)
 
 
-class VerdictCreate(_Body):
+class VerdictCreate(RequestBody):
     comment: str = Field(default="", max_length=20_000)
 
 
-class ReviewDeploy(_Body):
+class ReviewDeploy(RequestBody):
     reason: str = Field(default="", max_length=10_000)
 
 
-class ReviewEventRead(BaseModel):
+class ReviewEventRead(ReadModel):
     id: int
     kind: Literal["comment", "approve", "request_changes", "withdraw", "deploy"]
     actor: str
     body: str
-    at: datetime
+    at: datetime = Field(validation_alias="created_at")
 
 
-class ReviewRead(BaseModel):
+class ReviewRead(ReadModel):
     id: int
     prompt: str
     environment: str
-    version: int
+    version: int = Field(validation_alias="version_number")
     title: str
     description: str
     author: str

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from promptkeeper.core.bases import ReadModel, RequestBody
 from promptkeeper.core.content import PromptContent
 from promptkeeper.core.fields import MAX_INT
 from promptkeeper.prompts.schemas import ChangeRead, VersionRead
@@ -15,14 +16,10 @@ DraftStatus = Literal["open", "merged", "discarded"]
 DraftStatusFilter = Literal["open", "merged", "discarded", "all"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --- drafts ---------------------------------------------------------------------------------------
 
 
-class DraftCreate(_Body):
+class DraftCreate(RequestBody):
     base_version: int | None = Field(
         default=None, ge=1, le=MAX_INT, description="The version to fork from (default: the prompt's head)."
     )
@@ -32,7 +29,7 @@ class DraftCreate(_Body):
     title: str = Field(default="", max_length=200)
 
 
-class DraftUpdate(_Body):
+class DraftUpdate(RequestBody):
     """Omitted fields stay as they are; every change bumps the draft's `revision`."""
 
     content: PromptContent | None = None
@@ -58,7 +55,7 @@ class DraftUpdate(_Body):
         return self
 
 
-class DraftMerge(_Body):
+class DraftMerge(RequestBody):
     message: str | None = Field(
         default=None, max_length=10_000, description="Message of the new version (default: from the title)."
     )
@@ -78,7 +75,7 @@ class DraftDiffRead(BaseModel):
     unified: dict[str, str] = Field(description="Unified diff per changed top-level field.")
 
 
-class DraftRead(BaseModel):
+class DraftRead(ReadModel):
     id: int
     prompt: str
     title: str

@@ -21,7 +21,7 @@ from promptkeeper.access.schemas import (
     PasswordChange,
     UserRead,
 )
-from promptkeeper.access.service import Actor, Role
+from promptkeeper.access.service import Actor
 from promptkeeper.api.deps import (
     RESOLVE_ROLES,
     Admin,
@@ -41,28 +41,6 @@ router = APIRouter(prefix="/v1", tags=["access"], responses=ERROR_RESPONSES)
 #: Any valid credential, whatever its role (who am I, log out, change my password).
 AnyCaller = Annotated[Actor, Depends(require(RESOLVE_ROLES, "use this API"))]
 RequestId = Annotated[str, Depends(request_id)]
-
-
-def _key_read(key: ApiKey) -> KeyRead:
-    return KeyRead(
-        id=key.id,
-        name=key.name,
-        prefix=key.prefix,
-        role=Role(key.role),
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        expires_at=key.expires_at,
-        revoked_at=key.revoked_at,
-    )
-
-
-def _user_read(user: User) -> UserRead:
-    return UserRead(id=user.id, email=user.email, name=user.name)
-
-
-def _member_read(member: users.Member) -> MemberRead:
-    user = member.user
-    return MemberRead(id=user.id, email=user.email, name=user.name, role=member.role)
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -93,7 +71,7 @@ def login(
     return LoginRead(
         token=new.secret,
         expires_at=new.key.expires_at,
-        user=_user_read(user),
+        user=UserRead.model_validate(user),
         project=project.name,
         role=role,
     )
@@ -120,7 +98,7 @@ def me(session: ReadDB, caller: AnyCaller) -> MeRead:
         project=project.name,
         kind=key.kind,
         key_prefix=key.prefix,
-        user=_user_read(user) if user else None,
+        user=UserRead.model_validate(user) if user else None,
     )
 
 
@@ -144,7 +122,7 @@ def list_keys(
 ) -> list[KeyRead]:
     """The project's API keys (never their secrets)."""
     found = keys.list_keys(session=session, project_id=caller.project_id, include_revoked=include_revoked)
-    return [_key_read(k) for k in found]
+    return [KeyRead.model_validate(k) for k in found]
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
@@ -154,7 +132,7 @@ def create_key(body: KeyCreate, session: WriteDB, caller: Admin) -> KeyCreated:
         session=session, actor=caller, name=body.name, role=body.role, expires_at=body.expires_at
     )
     session.commit()
-    return KeyCreated(**_key_read(new.key).model_dump(), secret=new.secret)
+    return KeyCreated.of(new.key, secret=new.secret)
 
 
 @router.delete("/keys/{key}", response_model=KeyRead)
@@ -169,7 +147,7 @@ def revoke_key(
     revoked = keys.revoke_key(session=session, actor=caller, ref=key)
     session.commit()
     context.auth.forget()
-    return _key_read(revoked)
+    return KeyRead.model_validate(revoked)
 
 
 # --- members ------------------------------------------------------------------------------------
@@ -180,7 +158,10 @@ UserId = IdPath
 @router.get("/users", response_model=list[MemberRead])
 def list_users(session: ReadDB, caller: Admin) -> list[MemberRead]:
     """The project's members and their roles."""
-    return [_member_read(m) for m in users.list_members(session=session, project_id=caller.project_id)]
+    return [
+        MemberRead.of(m.user, role=m.role)
+        for m in users.list_members(session=session, project_id=caller.project_id)
+    ]
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=MemberRead)
@@ -195,7 +176,7 @@ def add_user(body: MemberCreate, session: WriteDB, caller: Admin) -> MemberRead:
         name=body.name,
     )
     session.commit()
-    return _member_read(member)
+    return MemberRead.of(member.user, role=member.role)
 
 
 @router.patch("/users/{user_id}", response_model=MemberRead)
@@ -206,7 +187,7 @@ def change_user_role(
     member = users.change_role(session=session, actor=caller, user_id=user_id, role=body.role)
     session.commit()
     context.auth.forget()
-    return _member_read(member)
+    return MemberRead.of(member.user, role=member.role)
 
 
 @router.delete("/users/{user_id}", response_model=UserRead)
@@ -215,4 +196,4 @@ def remove_user(user_id: UserId, session: WriteDB, context: ContextDep, caller: 
     user = users.remove_member(session=session, actor=caller, user_id=user_id)
     session.commit()
     context.auth.forget()
-    return _user_read(user)
+    return UserRead.model_validate(user)

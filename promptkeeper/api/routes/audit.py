@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from promptkeeper.api.deps import Admin, ContextDep, Limit, Offset, ReadDB, Reader, WriteDB
 from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.audit import service, webhooks
-from promptkeeper.audit.models import AuditEntry, Webhook, WebhookDelivery
 from promptkeeper.audit.schemas import (
     AuditEntryRead,
     DeliveryRead,
@@ -40,51 +39,6 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _entry_read(entry: AuditEntry) -> AuditEntryRead:
-    return AuditEntryRead(
-        id=entry.id,
-        at=entry.at,
-        actor=entry.actor,
-        action=entry.action,
-        target_type=entry.target_type,
-        target=entry.target,
-        prompt=entry.prompt,
-        environment=entry.environment,
-        summary=entry.summary,
-        request_id=entry.request_id,
-        severity=entry.severity,
-    )
-
-
-def _webhook_read(webhook: Webhook) -> WebhookRead:
-    return WebhookRead(
-        id=webhook.id,
-        url=webhook.url,
-        events=webhook.events,
-        description=webhook.description,
-        active=webhook.active,
-        created_by=webhook.created_by,
-        created_at=webhook.created_at,
-    )
-
-
-def _delivery_read(delivery: WebhookDelivery) -> DeliveryRead:
-    pending = delivery.status == "pending"
-    return DeliveryRead(
-        id=delivery.id,
-        webhook_id=delivery.webhook_id,
-        event=delivery.event,
-        status=cast(DeliveryStatus, delivery.status),
-        attempts=delivery.attempts,
-        next_attempt_at=delivery.next_attempt_at if pending else None,
-        last_status_code=delivery.last_status_code,
-        last_error=delivery.last_error,
-        created_at=delivery.created_at,
-        delivered_at=delivery.delivered_at,
-        payload=delivery.payload,
-    )
 
 
 # --- audit log ----------------------------------------------------------------------------------
@@ -129,7 +83,7 @@ def list_audit(
         offset=offset,
     )
     return Page[AuditEntryRead](
-        items=[_entry_read(e) for e in entries], total=total, limit=limit, offset=offset
+        items=[AuditEntryRead.model_validate(e) for e in entries], total=total, limit=limit, offset=offset
     )
 
 
@@ -138,7 +92,10 @@ def list_audit(
 
 @router.get("/webhooks", response_model=list[WebhookRead])
 def list_webhooks(session: ReadDB, caller: Admin) -> list[WebhookRead]:
-    return [_webhook_read(w) for w in webhooks.list_webhooks(session=session, project_id=caller.project_id)]
+    return [
+        WebhookRead.model_validate(w)
+        for w in webhooks.list_webhooks(session=session, project_id=caller.project_id)
+    ]
 
 
 @router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
@@ -146,12 +103,12 @@ def create_webhook(body: WebhookCreate, session: WriteDB, caller: Admin, egress:
     """Subscribe a URL to audit actions; the response carries the signing secret, once."""
     webhook, secret = webhooks.create_webhook(session=session, actor=caller, data=body, egress=egress)
     session.commit()
-    return WebhookCreated(**_webhook_read(webhook).model_dump(), secret=secret)
+    return WebhookCreated.of(webhook, secret=secret)  # the plain secret, not the sealed column
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookRead)
 def get_webhook(webhook_id: WebhookId, session: ReadDB, caller: Admin) -> WebhookRead:
-    return _webhook_read(
+    return WebhookRead.model_validate(
         webhooks.get_webhook(session=session, project_id=caller.project_id, webhook_id=webhook_id)
     )
 
@@ -166,7 +123,7 @@ def update_webhook(
     )
     webhooks.update_webhook(session=session, actor=caller, webhook=webhook, data=body, egress=egress)
     session.commit()
-    return _webhook_read(webhook)
+    return WebhookRead.model_validate(webhook)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -196,7 +153,7 @@ def list_deliveries(
         session=session, webhook=webhook, status=state, limit=limit, offset=offset
     )
     return Page[DeliveryRead](
-        items=[_delivery_read(d) for d in rows], total=total, limit=limit, offset=offset
+        items=[DeliveryRead.model_validate(d) for d in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -206,7 +163,7 @@ def ping_webhook(webhook_id: WebhookId, session: WriteDB, caller: Admin) -> Deli
     webhook = webhooks.get_webhook(session=session, project_id=caller.project_id, webhook_id=webhook_id)
     delivery = webhooks.ping(session=session, actor=caller, webhook=webhook)
     session.commit()
-    return _delivery_read(delivery)
+    return DeliveryRead.model_validate(delivery)
 
 
 @router.post(
@@ -224,4 +181,4 @@ def redeliver(
     webhook = webhooks.get_webhook(session=session, project_id=caller.project_id, webhook_id=webhook_id)
     delivery = webhooks.redeliver(session=session, actor=caller, webhook=webhook, delivery_id=delivery_id)
     session.commit()
-    return _delivery_read(delivery)
+    return DeliveryRead.model_validate(delivery)

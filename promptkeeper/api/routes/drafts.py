@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, status
 from sqlalchemy.orm import Session
@@ -23,7 +23,6 @@ from promptkeeper.workflow.schemas import (
     DraftMerge,
     DraftMerged,
     DraftRead,
-    DraftStatus,
     DraftStatusFilter,
     DraftUpdate,
 )
@@ -43,21 +42,12 @@ def _draft_read(session: Session | None, prompt: Prompt, draft: Draft) -> DraftR
             changes=[ChangeRead(**c.as_dict()) for c in changes.changes],
             unified=changes.unified,
         )
-    return DraftRead(
-        id=draft.id,
+    return DraftRead.of(
+        draft,
         prompt=prompt.name,
-        title=draft.title,
-        status=cast(DraftStatus, draft.status),
-        base_version=draft.base_version,
         head_version=prompt.head_version,
         behind=prompt.head_version > draft.base_version,
-        revision=draft.revision,
-        content=draft.content,
         content_hash=content_hash(draft.content),
-        author=draft.author,
-        merged_version=draft.merged_version,
-        created_at=draft.created_at,
-        updated_at=draft.updated_at,
         diff=diff,
     )
 

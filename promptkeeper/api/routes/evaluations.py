@@ -26,9 +26,7 @@ from promptkeeper.core.fields import ENVIRONMENT_PATTERN, MAX_INT, Page
 from promptkeeper.errors import NotFound
 from promptkeeper.evaluations import gates, runs, suites
 from promptkeeper.evaluations.models import (
-    EvalCase,
     EvalGate,
-    EvalResult,
     EvalRun,
     EvalSuite,
     EvalSuiteVersion,
@@ -63,85 +61,25 @@ Format = Annotated[Literal["jsonl", "csv"], Query(description="File format.")]
 
 def _suite_read(session: Session, suite: EvalSuite, version: EvalSuiteVersion) -> SuiteRead:
     prompt = session.get(Prompt, suite.prompt_id) if suite.prompt_id is not None else None
-    return SuiteRead(
-        name=suite.name,
+    return SuiteRead.of(
+        suite,
         prompt=prompt.name if prompt else None,
-        description=suite.description,
         version=version.number,
         scorers=version.scorers,
         case_count=version.case_count,
         message=version.message,
-        created_by=suite.created_by,
-        created_at=suite.created_at,
-        updated_at=suite.updated_at,
-    )
-
-
-def _case_read(case: EvalCase) -> CaseRead:
-    return CaseRead(
-        key=case.key,
-        position=case.position,
-        variables=case.variables,
-        expected=case.expected,
-        tags=case.tags,
-        scorers=case.scorers,
     )
 
 
 def _run_read(session: Session, run: EvalRun) -> RunRead:
     prompt, suite = runs.run_names(session, run)
-    return RunRead(
-        id=run.id,
-        prompt=prompt,
-        version=run.prompt_version,
-        suite=suite,
-        suite_version=run.suite_version,
-        repeats=run.repeats,
-        provider=run.provider,
-        model=run.model,
-        status=run.status,
-        total=run.total,
-        done=run.done,
-        summary=run.summary,
-        error=run.error,
-        created_by=run.created_by,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
-
-
-def _result_read(result: EvalResult) -> ResultRead:
-    return ResultRead(
-        case=result.case_key,
-        repeat=result.repeat,
-        output=result.output,
-        error=result.error,
-        passed=result.passed,
-        scores=result.scores,
-        latency_ms=result.latency_ms,
-        ttft_ms=result.ttft_ms,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached=result.cached,
-        cost_usd=result.cost_usd,
-    )
+    return RunRead.of(run, prompt=prompt, suite=suite)
 
 
 def _gate_read(session: Session, gate: EvalGate, environment: str) -> GateRead:
     suite = session.get(EvalSuite, gate.suite_id)
     assert suite is not None
-    return GateRead(
-        environment=environment,
-        suite=suite.name,
-        suite_version=gate.suite_version,
-        min_scores=gate.min_scores,
-        max_drop=gate.max_drop,
-        auto_promote=gate.auto_promote,
-        auto_run=gate.auto_run,
-        updated_by=gate.updated_by,
-        updated_at=gate.updated_at,
-    )
+    return GateRead.of(gate, environment=environment, suite=suite.name)
 
 
 # --- suites ---------------------------------------------------------------------------------------
@@ -198,7 +136,9 @@ def list_cases(
     rows, total = suites.list_cases(
         session=session, version=suite_version, tag=tag, limit=limit, offset=offset
     )
-    return Page[CaseRead](items=[_case_read(c) for c in rows], total=total, limit=limit, offset=offset)
+    return Page[CaseRead](
+        items=[CaseRead.model_validate(c) for c in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.post("/suites/{suite}/import", status_code=status.HTTP_201_CREATED, response_model=ImportRead)
@@ -315,7 +255,9 @@ def list_results(
     rows, total = runs.list_results(
         session=session, run=run, failed_only=failed_only, limit=limit, offset=offset
     )
-    return Page[ResultRead](items=[_result_read(r) for r in rows], total=total, limit=limit, offset=offset)
+    return Page[ResultRead](
+        items=[ResultRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/evaluations/{run_id}/compare", response_model=ComparisonRead)

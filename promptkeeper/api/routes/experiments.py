@@ -23,7 +23,6 @@ from promptkeeper.experiments.schemas import (
     MetricRead,
     ResultsRead,
     Status,
-    VariantRead,
     WeightsUpdate,
 )
 
@@ -35,40 +34,7 @@ Reason = Annotated[str, Body(embed=True, max_length=10_000)]
 
 def experiment_read(session: Session, experiment: Experiment) -> ExperimentRead:
     prompt, environment = service.names_of(session, experiment)
-    return ExperimentRead(
-        id=experiment.id,
-        prompt=prompt,
-        environment=environment,
-        name=experiment.name,
-        hypothesis=experiment.hypothesis,
-        status=experiment.status,
-        mode=experiment.mode,
-        seed=experiment.seed,
-        hash_version=experiment.hash_version,
-        coverage=experiment.coverage,
-        variants=[VariantRead(**v) for v in experiment.variants],
-        primary_metric=experiment.primary_metric,
-        guardrails=list(experiment.guardrails),
-        alpha=experiment.alpha,
-        power=experiment.power,
-        mde=experiment.mde,
-        mde_relative=experiment.mde_relative,
-        baseline=experiment.baseline,
-        std_dev=experiment.std_dev,
-        planned_sample_size=experiment.planned_sample_size,
-        sequential=experiment.sequential,
-        stop_on_guardrail=experiment.stop_on_guardrail,
-        burn_in=experiment.burn_in,
-        min_share=experiment.min_share,
-        decision=experiment.decision,
-        decision_variant=experiment.decision_variant,
-        decision_reason=experiment.decision_reason,
-        created_by=experiment.created_by,
-        created_at=experiment.created_at,
-        started_at=experiment.started_at,
-        stopped_at=experiment.stopped_at,
-        weights_updated_at=experiment.weights_updated_at,
-    )
+    return ExperimentRead.of(experiment, prompt=prompt, environment=environment)
 
 
 @router.post("/experiments", status_code=status.HTTP_201_CREATED, response_model=ExperimentRead)

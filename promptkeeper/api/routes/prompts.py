@@ -25,7 +25,7 @@ from promptkeeper.deployments import pending, policy, releases
 from promptkeeper.evaluations.models import PendingDeployment
 from promptkeeper.evaluations.schemas import PendingDeploymentRead
 from promptkeeper.prompts import service
-from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
+from promptkeeper.prompts.models import Deployment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
     ChangeRead,
     DeploymentCreate,
@@ -39,7 +39,6 @@ from promptkeeper.prompts.schemas import (
     PromptCreated,
     PromptRead,
     PromptUpdate,
-    ReleaseRead,
     RollbackCreate,
     VersionCreate,
     VersionRead,
@@ -48,85 +47,20 @@ from promptkeeper.prompts.schemas import (
 router = APIRouter(prefix="/v1", tags=["registry"], responses=ERROR_RESPONSES)
 
 
-def _release_read(release: Release | None) -> ReleaseRead | None:
-    if release is None:
-        return None
-    return ReleaseRead(
-        version=release.version_number,
-        previous_version=release.previous_version,
-        revision=release.revision,
-        deployed_at=release.updated_at,
-        deployed_by=release.updated_by,
-    )
-
-
-def _prompt_read(prompt: Prompt, environments: dict[str, Release | None]) -> PromptRead:
-    return PromptRead(
-        name=prompt.name,
-        description=prompt.description,
-        owner=prompt.owner,
-        tags=prompt.tags,
-        target_model=prompt.target_model,
-        latest_version=prompt.head_version,
-        created_by=prompt.created_by,
-        created_at=prompt.created_at,
-        updated_at=prompt.updated_at,
-        environments={name: _release_read(r) for name, r in environments.items()},
-    )
-
-
-def _prompt_with_releases(session: Session, prompt: Prompt) -> PromptRead:
+def _releases_of(session: Session, prompt: Prompt) -> dict[str, Release | None]:
     by_prompt = service.releases_by_environment(
         session=session, project_id=prompt.project_id, prompt_ids=[prompt.id]
     )
-    return _prompt_read(prompt, by_prompt[prompt.id])
+    return by_prompt[prompt.id]
+
+
+def _prompt_with_releases(session: Session, prompt: Prompt) -> PromptRead:
+    return PromptRead.of(prompt, environments=_releases_of(session, prompt))
 
 
 def version_read(prompt: Prompt, version: PromptVersion, status_of: service.StatusOf) -> VersionRead:
     state, serving = status_of(version.number)
-    return VersionRead(
-        prompt=prompt.name,
-        number=version.number,
-        content=version.content,
-        variables=version.variables,
-        placeholders=version.placeholders,
-        content_hash=version.content_hash,
-        parent=version.parent,
-        author=version.author,
-        message=version.message,
-        created_at=version.created_at,
-        status=state,
-        environments=serving,
-    )
-
-
-def deployment_read(prompt: str, deployment: Deployment, environment: str) -> DeploymentRead:
-    return DeploymentRead(
-        id=deployment.id,
-        prompt=prompt,
-        environment=environment,
-        version=deployment.version_number,
-        previous_version=deployment.previous_version,
-        action=deployment.action,
-        actor=deployment.actor,
-        reason=deployment.reason,
-        revision=deployment.revision,
-        at=deployment.at,
-        experiment_id=deployment.experiment_id,
-    )
-
-
-def _environment_read(environment: Environment) -> EnvironmentRead:
-    return EnvironmentRead(
-        name=environment.name,
-        description=environment.description,
-        production=environment.production,
-        protected=environment.protected,
-        required_approvals=environment.required_approvals,
-        allow_override=environment.allow_override,
-        requires_environment=environment.requires_environment,
-        created_at=environment.created_at,
-    )
+    return VersionRead.of(version, prompt=prompt.name, status=state, environments=serving)
 
 
 # --- prompts ------------------------------------------------------------------------------------
@@ -137,9 +71,10 @@ def create_prompt(body: PromptCreate, session: WriteDB, caller: Editor) -> Promp
     """Create a prompt and its version 1."""
     prompt, version = service.create_prompt(session=session, actor=caller, data=body)
     session.commit()
-    read = _prompt_with_releases(session, prompt)
     status_of = service.version_status(session=session, prompt=prompt)
-    return PromptCreated(**read.model_dump(), version=version_read(prompt, version, status_of))
+    return PromptCreated.of(
+        prompt, environments=_releases_of(session, prompt), version=version_read(prompt, version, status_of)
+    )
 
 
 @router.get("/prompts", response_model=Page[PromptRead])
@@ -160,7 +95,10 @@ def list_prompts(
         session=session, project_id=caller.project_id, prompt_ids=[p.id for p in prompts]
     )
     return Page[PromptRead](
-        items=[_prompt_read(p, releases_of[p.id]) for p in prompts], total=total, limit=limit, offset=offset
+        items=[PromptRead.of(p, environments=releases_of[p.id]) for p in prompts],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -261,7 +199,7 @@ def deployed_or_pending(
     session: Session, name: str, environment: str, outcome: Deployment | PendingDeployment
 ) -> DeploymentRead | JSONResponse:
     if isinstance(outcome, Deployment):
-        return deployment_read(name, outcome, environment)
+        return DeploymentRead.of(outcome, prompt=name, environment=environment)
     body = pending.pending_read(session, outcome)
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
@@ -335,7 +273,7 @@ def rollback(name: PromptNameDep, body: RollbackCreate, session: WriteDB, caller
         reason=body.reason,
     )
     session.commit()
-    return deployment_read(name, deployment, body.environment)
+    return DeploymentRead.of(deployment, prompt=name, environment=body.environment)
 
 
 @router.get("/prompts/{name}/deployments", response_model=Page[DeploymentRead])
@@ -357,7 +295,10 @@ def list_deployments(
         offset=offset,
     )
     return Page[DeploymentRead](
-        items=[deployment_read(name, d, env) for d, env in rows], total=total, limit=limit, offset=offset
+        items=[DeploymentRead.of(d, prompt=name, environment=env) for d, env in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -367,7 +308,8 @@ def list_deployments(
 @router.get("/environments", response_model=list[EnvironmentRead])
 def list_environments(session: ReadDB, caller: Reader) -> list[EnvironmentRead]:
     return [
-        _environment_read(e) for e in service.list_environments(session=session, project_id=caller.project_id)
+        EnvironmentRead.model_validate(e)
+        for e in service.list_environments(session=session, project_id=caller.project_id)
     ]
 
 
@@ -375,7 +317,7 @@ def list_environments(session: ReadDB, caller: Reader) -> list[EnvironmentRead]:
 def create_environment(body: EnvironmentCreate, session: WriteDB, caller: Admin) -> EnvironmentRead:
     environment = service.create_environment(session=session, actor=caller, data=body)
     session.commit()
-    return _environment_read(environment)
+    return EnvironmentRead.model_validate(environment)
 
 
 @router.patch("/environments/{environment}", response_model=EnvironmentRead)
@@ -388,4 +330,4 @@ def update_environment(
     """Change an environment's description and policy: protection, approvals, override, promotion path."""
     updated = service.update_environment(session=session, actor=caller, name=environment, data=body)
     session.commit()
-    return _environment_read(updated)
+    return EnvironmentRead.model_validate(updated)

@@ -33,7 +33,6 @@ from promptkeeper.workflow.review_schemas import (
     CommentCreate,
     ReviewCreate,
     ReviewDeploy,
-    ReviewEventRead,
     ReviewRead,
     VerdictCreate,
 )
@@ -53,29 +52,17 @@ def _review_read(
 ) -> ReviewRead:
     state = reviews.review_state(session=session, review=review, environment=environment)
     release = releases.current_release(session=session, prompt=prompt, environment=environment)
-    events = None
-    if with_events:
-        events = [
-            ReviewEventRead(id=e.id, kind=e.kind, actor=e.actor, body=e.body, at=e.created_at)
-            for e in reviews.events_of(session=session, review=review)
-        ]
-    return ReviewRead(
-        id=review.id,
+    events = reviews.events_of(session=session, review=review) if with_events else None
+    return ReviewRead.of(
+        review,
         prompt=prompt.name,
         environment=environment.name,
-        version=review.version_number,
-        title=review.title,
-        description=review.description,
-        author=review.author,
         status=state.status,
         required_approvals=state.required,
         approvals=state.approvals,
         missing_approvals=state.missing,
         changes_requested_by=state.changes_requested_by,
         live_version=release.version_number if release is not None else None,
-        deployment_id=review.deployment_id,
-        created_at=review.created_at,
-        updated_at=review.updated_at,
         events=events,
     )
 

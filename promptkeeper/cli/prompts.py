@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import (
+from promptkeeper.cli.common import (
     DEFAULT_URL,
     AsJson,
     Key,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import AsJson, Key, Remote, Url, print_result, usage
+from promptkeeper.cli.common import AsJson, Key, Remote, Url, print_result, usage
 
 monitors_app = typer.Typer(
     help="Online monitors: score production outputs, alert on regressions, roll back.", no_args_is_help=True

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import Key, Remote, Url, fail, load_settings, open_database, usage
+from promptkeeper.cli.common import Key, Remote, Url, fail, load_settings, open_database, usage
 from promptkeeper.core.fields import path_segment
 
 eval_app = typer.Typer(

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor, Role
-from promptkeeper.cli_common import fail, load_settings, open_database, safe_url, usage
+from promptkeeper.cli.common import fail, load_settings, open_database, safe_url, usage
 
 projects_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of a project.", no_args_is_help=True)

@@ -1,6 +1,6 @@
-"""The `promptkeeper` command line.
+"""The root of the `promptkeeper` command line: the app, `--version`, `serve`, `demo` and `db`.
 
-Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
+The other commands live in the sibling modules, one per area, and register themselves here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from promptkeeper.cli_common import fail, load_settings, open_database, safe_url, use_plain_flags
+from promptkeeper.cli.common import fail, load_settings, open_database, safe_url, use_plain_flags
 from promptkeeper.config import Settings
 
 app = typer.Typer(
@@ -203,23 +203,15 @@ def db_rotate_secrets() -> None:
 
 
 def _register_operator_commands() -> None:
-    from promptkeeper import (
-        cli_access,
-        cli_eval,
-        cli_experiments,
-        cli_files,
-        cli_mcp,
-        cli_monitors,
-        cli_prompts,
-    )
+    from promptkeeper.cli import access, eval, experiments, files, mcp, monitors, prompts
 
-    cli_access.register(app)
-    cli_mcp.register(app)
-    cli_eval.register(app)
-    cli_experiments.register(app)
-    cli_monitors.register(app)
-    cli_files.register(app)
-    cli_prompts.register(app)
+    access.register(app)
+    mcp.register(app)
+    eval.register(app)
+    experiments.register(app)
+    monitors.register(app)
+    files.register(app)
+    prompts.register(app)
 
 
 _register_operator_commands()
@@ -231,7 +223,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

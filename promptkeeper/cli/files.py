@@ -18,7 +18,7 @@ import typer
 from rich.progress import Progress
 
 from promptkeeper import files
-from promptkeeper.cli_common import Key, Remote, Url, fail, usage
+from promptkeeper.cli.common import Key, Remote, Url, fail, usage
 from promptkeeper.core.content import content_document, content_hash
 from promptkeeper.core.fields import path_segment
 from promptkeeper.prompts.service import parse_content

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promptkeeper.cli_common import AsJson, Key, Remote, Url, print_result, usage
+from promptkeeper.cli.common import AsJson, Key, Remote, Url, print_result, usage
 
 experiments_app = typer.Typer(
     help="A/B experiments and bandits: create, start, change weights, read results, stop.",

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from promptkeeper.cli_common import Key, locate, usage
+from promptkeeper.cli.common import Key, locate, usage
 
 _ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
