@@ -501,6 +501,13 @@ def create_prompt(
         .select_from(Prompt)
         .where(Prompt.project_id == actor.project_id, Prompt.name == name)
     )
+    spelled = None if exists else service.spelling_of(session=session, project_id=actor.project_id, name=name)
+    if spelled is not None:  # Langfuse: two prompts; here one name regardless of case. 400: not retried
+        raise ValidationFailed(
+            f"body.name: the prompt '{spelled}' exists, and names are unique regardless of case; "
+            f"create versions of '{spelled}' or choose another name",
+            details={"field": "body.name", "existing": spelled},
+        )
     if not exists:
         type_ = data.type or ("chat" if isinstance(data.prompt, list) else "text")
         created = _parse(
