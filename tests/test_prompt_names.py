@@ -48,6 +48,9 @@ def test_names_keep_their_case_in_the_api_and_the_sdk(live_server: LiveServer, h
 
     folder = http.post("/v1/prompts", json={"name": "Support/ReplyDraft", "content": text_content("Hi")})
     assert folder.status_code == 201 and folder.json()["name"] == "Support/ReplyDraft"
+    with Client(live_server.url, ADMIN_KEY, stream=False) as sdk:
+        assert sdk.get("Support/ReplyDraft", version=1).render() == "Hi"
+        assert sdk.create_version("Support/ReplyDraft", text_content("Hello"))["number"] == 2
     assert http.get(f"/v1/prompts/{quote_name('Support/ReplyDraft')}").json()["name"] == "Support/ReplyDraft"
     names = [p["name"] for p in http.get("/v1/prompts").json()["items"]]
     assert sorted(names) == ["Support/ReplyDraft", "movieCritic"]
@@ -101,6 +104,11 @@ def test_unsafe_names_stay_refused(client: Any, name: str, problem: str) -> None
 
 def test_the_cli_accepts_upper_case_names(live_server: LiveServer) -> None:
     url = live_server.url
+    for name in ("movieCritic", "Support/ReplyDraft"):
+        code, out, err = run_cli(url, "prompts", "create", name, "-t", "Rate {{ movie }}")
+        assert code == 0 and out.strip() == f"created {name} v1", err
+        code, out, err = run_cli(url, "prompts", "show", name)
+        assert code == 0 and out.startswith(f"{name} v1 (text)"), err
     code, out, err = run_cli(url, "prompts", "create", "Team/Greeter", "-t", "Hello {{ name }}")
     assert code == 0 and out.strip() == "created Team/Greeter v1", err
     assert run_cli(url, "prompts", "deploy", "Team/Greeter", "1", "--env", "production")[0] == 0
@@ -168,6 +176,8 @@ def test_the_langfuse_client_keeps_the_case(live_server: LiveServer, http: httpx
     assert refused.json()["error"] == "InvalidRequestError"
     assert "the prompt 'movieCritic' exists" in refused.json()["message"]
     assert http.get("/v1/prompts/MovieCritic").status_code == 404
+    with pytest.raises(Exception, match="did you mean 'movieCritic'"):
+        langfuse.get_prompt("MovieCritic", cache_ttl_seconds=0, max_retries=0)
     assert http.get("/v1/prompts/movieCritic").json()["latest_version"] == 2
 
 
