@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install lint typecheck imports bench clean services
+.PHONY: run test install lint typecheck imports bench clean services langfuse-clients
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PromptKeeper needs Python 3.11 or newer")'
@@ -37,11 +37,31 @@ run: $(STAMP)
 	$(BIN)/promptkeeper serve --sample-data$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 ## make test: install, make sure PostgreSQL and Redis are up, run the whole suite
-test: $(TEST_STAMP) services
+test: $(TEST_STAMP) services langfuse-clients
 	$(BIN)/ruff check promptkeeper tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## make langfuse-clients: the real Langfuse clients the compatibility matrix runs against
+## (tests/test_langfuse_matrix.py): one small virtualenv per supported major of the Python SDK in
+## .venv/langfuse-N/ (pins in tests/langfuse/requirements-N.txt) and the JS clients in
+## tests/js/langfuse/node_modules (package-lock.json). Stamp files: a second run installs nothing.
+LANGFUSE_MAJORS := 2 3 4 5
+LANGFUSE_VENVS  := $(foreach major,$(LANGFUSE_MAJORS),$(VENV)/langfuse-$(major)/.installed)
+LANGFUSE_JS     := tests/js/langfuse
+
+$(VENV)/langfuse-%/.installed: tests/langfuse/requirements-%.txt
+	rm -rf $(VENV)/langfuse-$*
+	$(PYTHON) -m venv $(VENV)/langfuse-$*
+	$(VENV)/langfuse-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(LANGFUSE_JS)/node_modules/.installed: $(LANGFUSE_JS)/package.json $(LANGFUSE_JS)/package-lock.json
+	cd $(LANGFUSE_JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+langfuse-clients: $(LANGFUSE_VENVS) $(LANGFUSE_JS)/node_modules/.installed
 
 services:
 	bash scripts/ensure-services.sh
@@ -62,4 +82,4 @@ bench: $(STAMP) services
 	$(BIN)/python bench/propagation.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache promptkeeper.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache promptkeeper.egg-info $(LANGFUSE_JS)/node_modules

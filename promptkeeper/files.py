@@ -223,16 +223,22 @@ def load_directory(directory: Path) -> tuple[list[PromptFile], list[FileError]]:
     """Every `*.yaml` below `directory`, checked; all problems at once (a push applies none then)."""
     files: list[PromptFile] = []
     errors: list[FileError] = []
-    names: dict[str, Path] = {}
+    names: dict[str, PromptFile] = {}  # by lower-cased name: names are unique regardless of case
     for path in sorted(directory.rglob(f"*{SUFFIX}")):
         try:
             loaded = load(path, directory)
         except FileError as exc:
             errors.append(exc)
             continue
-        if loaded.name in names:
-            errors.append(FileError(str(path), f"the prompt '{loaded.name}' is also in {names[loaded.name]}"))
+        other = names.get(loaded.name.lower())
+        if other is not None:
+            same = (
+                ""
+                if other.name == loaded.name
+                else f" as '{other.name}' (names are unique regardless of case)"
+            )
+            errors.append(FileError(str(path), f"the prompt '{loaded.name}' is also in {other.path}{same}"))
             continue
-        names[loaded.name] = path
+        names[loaded.name.lower()] = loaded
         files.append(loaded)
     return files, errors

@@ -125,10 +125,23 @@ def run(
     failures = 0
     skipped: set[str] = set()
     done: set[str] = set()
+    failed: set[str] = set()
+    spellings: dict[str, str] = {}  # PromptKeeper's names are unique regardless of case; Langfuse's are not
     labels_of: dict[str, list[tuple[int, list[str]]]] = {}
     for prompt in source:
         name = prompt["name"]
         if name in skipped:
+            continue
+        first = spellings.setdefault(name.lower(), name)
+        if first != name:
+            print(
+                f"error: {name}: the export also has '{first}', and PromptKeeper's names are unique "
+                f"regardless of case; rename one of them in Langfuse and import again",
+                file=sys.stderr,
+            )
+            failures += 1
+            failed.add(name)
+            skipped.add(name)
             continue
         if name not in done and target.exists(name):
             print(f"skip {name}: already in PromptKeeper")
@@ -146,6 +159,7 @@ def run(
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
+            failed.add(name)
             skipped.add(name)
     for name, versions in labels_of.items():
         if name in skipped and not dry_run:
@@ -172,7 +186,9 @@ def run(
                         print(f"error: {exc}", file=sys.stderr)
                         failures += 1
     verb = "to import" if dry_run else "imported"
-    print(f"{len(done)} prompt(s) {verb}, {len(skipped - done)} skipped, {failures} error(s)")
+    print(
+        f"{len(done - failed)} prompt(s) {verb}, {len(skipped - done - failed)} skipped, {failures} error(s)"
+    )
     return 1 if failures else 0
 
 

@@ -143,3 +143,38 @@ def test_import_from_an_export_file_reports_unknown_labels(
             )
             == 1
         )
+
+
+def test_an_export_with_upper_case_names_imports_whole(
+    live_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22: 1 of 4 prompts of an export failed, on its upper-case name."""
+    export = tmp_path / "prompts.json"
+    rows = [
+        ("movieCritic", 1, "Rate {{movie}}", ["production"]),
+        ("movieCritic", 2, "Rate {{movie}} in a line", []),
+        ("Support/ReplyDraft", 1, "Draft a reply to {{ticket}}", ["production"]),
+        ("faq", 1, "Answer {{q}}", []),
+        ("moviecritic", 1, "a second spelling", []),
+    ]
+    export.write_text(
+        json.dumps(
+            [
+                {"name": n, "version": v, "type": "text", "prompt": p, "labels": lb, "tags": [], "config": {}}
+                for n, v, p, lb in rows
+            ]
+        )
+    )
+    args = ["--from-file", str(export), "--target", live_server.url, "--target-key", ADMIN_KEY]
+    assert _script().main(args) == 1  # the second spelling is the one error, and it says why
+    captured = capsys.readouterr()
+    assert "3 prompt(s) imported, 0 skipped, 1 error(s)" in captured.out, captured
+    assert "moviecritic: the export also has 'movieCritic'" in captured.err, captured.err
+    with live_server.client() as http:
+        served = http.get("/v1/resolve/Support%2FReplyDraft", params={"environment": "production"}).json()
+        assert served["name"] == "Support/ReplyDraft" and served["version"] == 1
+        assert http.get("/v1/prompts/movieCritic").json()["latest_version"] == 2
+        assert http.get("/v1/prompts", params={"search": "moviecritic"}).json()["total"] == 1
+        assert (
+            http.get("/v1/resolve/movieCritic", params={"environment": "production"}).json()["version"] == 1
+        )

@@ -101,7 +101,7 @@ def test_update_metadata(client: TestClient) -> None:
 
 
 def test_invalid_names_are_rejected_with_field(client: TestClient) -> None:
-    bad_names = ["Upper", "-dash", "a//b", "a/../b", "a/", "/a", "sp ace", "x" * 129, "", "a/./b", "é"]
+    bad_names = ["a|b", "-dash", "a//b", "a/../b", "a/", "/a", "sp ace", "x" * 129, "", "a/./b", "é"]
     for name in bad_names:
         response = client.post("/v1/prompts", json={"name": name, "content": text_content("x")})
         assert response.status_code == 422, name

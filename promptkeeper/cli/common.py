@@ -231,6 +231,22 @@ class Remote:
         except httpx.TransportError as exc:
             raise fail(f"cannot reach {self._client.base_url}: {exc}{self._origin}") from None
 
+    def get_or_missing(self, path: str) -> tuple[Any, dict[str, Any] | None]:
+        """`(body, None)` for a 200, `(None, error details)` for a 404; anything else fails."""
+        try:
+            response = self._client.get(path)
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach {self._client.base_url}: {exc}{self._origin}") from None
+        if response.status_code == 404:
+            try:
+                details = response.json()["error"]["details"]
+            except (ValueError, KeyError, TypeError):
+                details = {}
+            return None, details if isinstance(details, dict) else {}
+        if response.status_code >= 400:
+            raise fail(f"{response.status_code}: {response.text[:200]}")
+        return response.json(), None
+
     def text(self, path: str, **kwargs: Any) -> str:
         try:
             response = self._client.get(path, **kwargs)

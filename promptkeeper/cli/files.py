@@ -89,10 +89,17 @@ def _plan(remote: Remote, loaded: list[files.PromptFile], force: bool) -> tuple[
     conflicts: list[str] = []
     for file in loaded:
         segment = path_segment(file.name)
-        if not remote.exists(f"/v1/prompts/{segment}"):
-            changes.append(Change(file, "create", None, "new prompt"))
+        prompt, missing = remote.get_or_missing(f"/v1/prompts/{segment}")
+        if missing is not None:
+            existing = missing.get("existing")
+            if existing:  # names are unique regardless of case: refuse before anything is applied
+                conflicts.append(
+                    f"{file.path}: the prompt '{existing}' exists and names are unique regardless of "
+                    f"case: name the file's prompt '{existing}' (and the file) or choose another name"
+                )
+            else:
+                changes.append(Change(file, "create", None, "new prompt"))
             continue
-        prompt = remote.call("GET", f"/v1/prompts/{segment}")
         head = int(prompt["latest_version"])
         current = remote.call("GET", f"/v1/prompts/{segment}/versions/{head}")["content"]
         same_content = content_hash(_normalized(current)) == content_hash(file.content)

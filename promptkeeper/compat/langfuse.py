@@ -289,8 +289,11 @@ def prompt_body(session: Session, prompt: Prompt, version: PromptVersion) -> Lan
     )
 
 
-def _not_found(name: str, what: str) -> NotFound:
-    return NotFound(f"Prompt not found: '{name}' {what}", details={"name": name})
+def _not_found(name: str, what: str, missing: NotFound | None = None) -> NotFound:
+    """Langfuse's "Prompt not found"; `missing` (the registry's 404) may name another spelling."""
+    spelled = missing.details.get("existing") if missing is not None else None
+    hint = f" (did you mean '{spelled}'? names are case-sensitive)" if spelled else ""
+    return NotFound(f"Prompt not found: '{name}' {what}{hint}", details={"name": name})
 
 
 def _check_labels(labels: list[str]) -> None:
@@ -373,8 +376,8 @@ def _read_prompt(
     with context.db.session() as session:
         try:
             prompt = service.get_prompt(session=session, project_id=project_id, name=name)
-        except NotFound:
-            raise _not_found(name, "does not exist") from None
+        except NotFound as missing:
+            raise _not_found(name, "does not exist", missing) from None
         if version is None:
             if label == LATEST:
                 version = prompt.head_version
@@ -502,6 +505,13 @@ def create_prompt(
         .select_from(Prompt)
         .where(Prompt.project_id == actor.project_id, Prompt.name == name)
     )
+    spelled = None if exists else service.spelling_of(session=session, project_id=actor.project_id, name=name)
+    if spelled is not None:  # Langfuse: two prompts; here one name regardless of case. 400: not retried
+        raise ValidationFailed(
+            f"body.name: the prompt '{spelled}' exists, and names are unique regardless of case; "
+            f"create versions of '{spelled}' or choose another name",
+            details={"field": "body.name", "existing": spelled},
+        )
     if not exists:
         type_ = data.type or ("chat" if isinstance(data.prompt, list) else "text")
         created = _parse(
@@ -573,8 +583,8 @@ def delete_prompt(
     when). Move labels with PATCH instead; an environment keeps serving its version until then."""
     try:
         service.get_prompt(session=session, project_id=actor.project_id, name=name)
-    except NotFound:
-        raise _not_found(name, "does not exist") from None
+    except NotFound as missing:
+        raise _not_found(name, "does not exist", missing) from None
     raise PermissionDenied(  # a policy refusal: 403, which Langfuse's clients do not retry (409 they do)
         "PromptKeeper keeps every version (the deployment history answers what ran when), so "
         "versions are not deleted; move labels with PATCH /api/public/v2/prompts/{name}/versions/{version}",

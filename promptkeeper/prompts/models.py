@@ -23,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,7 +33,11 @@ from promptkeeper.db.base import Base, utcnow
 
 class Prompt(Base):
     __tablename__ = "prompts"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    #: Names keep their case and are unique per project regardless of it (migration 0011).
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        Index("prompts_project_name_ci", "project_id", func.lower(text("name")), unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)

@@ -173,8 +173,34 @@ def get_prompt(*, session: Session, project_id: int, name: str, lock: bool = Fal
         query = query.with_for_update().execution_options(populate_existing=True)
     prompt = session.scalar(query)
     if prompt is None:
-        raise NotFound(f"prompt '{name}' not found", details={"prompt": name})
+        spelled = spelling_of(session=session, project_id=project_id, name=name)
+        hint = f"; did you mean '{spelled}'? (names are case-sensitive)" if spelled else ""
+        details = {"prompt": name, **({"existing": spelled} if spelled else {})}
+        raise NotFound(f"prompt '{name}' not found{hint}", details=details)
     return prompt
+
+
+def spelling_of(*, session: Session, project_id: int, name: str) -> str | None:
+    """The name of the prompt that `name` names regardless of case, as it is stored (or None).
+
+    Names are unique per project regardless of case, but lookups are exact: a cached resolution
+    is keyed and invalidated by the stored name, so a second spelling would be a second, stale key.
+    """
+    return session.scalar(_spelling_query(project_id, name))
+
+
+def _spelling_query(project_id: int, name: str) -> Select[str]:
+    return select(Prompt.name).where(Prompt.project_id == project_id, func.lower(Prompt.name) == name.lower())
+
+
+def _name_taken(name: str, existing: str) -> Conflict:
+    if existing == name:
+        return Conflict(f"prompt '{name}' already exists", details={"prompt": name})
+    return Conflict(
+        f"prompt '{name}' cannot be created: the prompt '{existing}' exists, and names are unique "
+        "regardless of case",
+        details={"prompt": name, "existing": existing},
+    )
 
 
 def _tag_filter(session: Session, tag: str) -> Any:
@@ -214,8 +240,9 @@ def list_prompts(
 
 def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tuple[Prompt, PromptVersion]:
     project_id, author = actor.project_id, actor.name
-    if session.scalar(select(Prompt.id).where(Prompt.project_id == project_id, Prompt.name == data.name)):
-        raise Conflict(f"prompt '{data.name}' already exists", details={"prompt": data.name})
+    existing = spelling_of(session=session, project_id=project_id, name=data.name)
+    if existing is not None:
+        raise _name_taken(data.name, existing)
     document, variables, placeholders = checked_content(data.content)
     now = utcnow()
     prompt = Prompt(
@@ -234,8 +261,12 @@ def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tupl
     try:
         with session.begin_nested():
             session.flush()
-    except IntegrityError:  # a concurrent create of the same name won the race
-        raise Conflict(f"prompt '{data.name}' already exists", details={"prompt": data.name}) from None
+    except IntegrityError:  # a concurrent create of the same name (in any case) won the race
+        # The failed flush leaves this session unusable until its caller rolls back: the winner's
+        # spelling is read on a connection of its own (the winner has committed: the index waited).
+        with session.get_bind().engine.connect() as connection:
+            existing = connection.scalar(_spelling_query(project_id, data.name))
+        raise _name_taken(data.name, existing or data.name) from None
     version = PromptVersion(
         prompt_id=prompt.id,
         number=1,
