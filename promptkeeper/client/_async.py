@@ -86,8 +86,13 @@ class AsyncClient(ClientBase):
         environment: str | None = None,
         unit: str | None = None,
         request_id: str | None = None,
+        raw: bool = False,
     ) -> Prompt:
         """See `Client.get`."""
+        if raw:
+            return await self._raw(
+                name, None if version is not None else environment or self.environment, version
+            )
         if version is None:
             env = environment or self.environment
             by_environment = self._entries.get(env)
@@ -237,6 +242,12 @@ class AsyncClient(ClientBase):
                 if not await self._send_batch():
                     delay = min(30.0, max(delay, self.backoff) * 2)
                     break
+
+    async def _raw(self, name: str, environment: str | None, version: int | None) -> Prompt:
+        params = resolve_params(environment, version, raw=True)
+        response = await self._http.get(self.urls[0] + resolve_path(name), params=params)
+        check_response(response)
+        return prompt_from(response, None)
 
     # -- fetching ------------------------------------------------------------------------------------
 

@@ -200,6 +200,13 @@ class DeploymentRead(BaseModel):
     )
 
 
+class IncludeRead(BaseModel):
+    name: str
+    label: str | None = Field(description="The environment followed; null for a version reference.")
+    version: int = Field(description="The version the reference resolved to.")
+    revision: int | None = Field(description="The label's release revision; null for a version reference.")
+
+
 class ResolveRead(BaseModel):
     name: str
     version: int
@@ -223,6 +230,13 @@ class ResolveRead(BaseModel):
         description="Only while an experiment runs and a `unit` was given: `{experiment_id, variant, "
         "index}` of the variant served, or null fields when the unit is outside the experiment.",
     )
+    includes: list[IncludeRead] | None = Field(
+        default=None,
+        description="Only for a composed prompt: every prompt it includes (nested ones too), with the "
+        "version each reference resolved to and, for a label, that release's revision. An SDK "
+        "refreshes this prompt when one of them changes.",
+    )
+    raw: bool | None = Field(default=None, description="True when `?resolve=false` asked for the raw text.")
 
 
 class RenderRequest(_Body):

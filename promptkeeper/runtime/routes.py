@@ -92,6 +92,14 @@ _RESOLVE_PARAMETERS: list[dict[str, Any]] = [
         "unit is served (without it, the control). Not with `at` or `version`.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
     },
+    {
+        "name": "resolve",
+        "in": "query",
+        "required": False,
+        "description": "false: the raw text, with the references to other prompts (`@@@prompt:…@@@`) "
+        "left as they are (read from the database, not the cache). Default true: composed.",
+        "schema": {"type": "boolean", "default": True},
+    },
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -119,6 +127,17 @@ def _version_param(value: str | None) -> int | None:
             details={"field": "query.version"},
         )
     return int(value)
+
+
+def resolve_param(value: str | None) -> bool:
+    """`?resolve=`: true (compose, the default) or false (the raw text)."""
+    if value is None or value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ValidationFailed(
+        f"query.resolve: {value[:20]!r} is not true or false", details={"field": "query.resolve"}
+    )
 
 
 def _at_param(value: str | None) -> datetime | None:
@@ -159,6 +178,7 @@ async def resolve(request: Request) -> Response:
     at = _at_param(query.get("at"))
     version = _version_param(query.get("version"))
     unit = query.get("unit")
+    raw = not resolve_param(query.get("resolve"))
     headers: dict[str, str] = {"Cache-Control": "no-cache"}
     payload: Payload
     if unit is not None and (version is not None or at is not None or not 0 < len(unit) <= 128):
@@ -173,9 +193,14 @@ async def resolve(request: Request) -> Response:
                 details={"field": "query.version"},
             )
         payload = await anyio.to_thread.run_sync(
-            releases.load_pinned, context.db, principal.project_id, name, version
+            releases.load_pinned, context.db, principal.project_id, name, version, raw
         )
-        headers["Cache-Control"] = "max-age=31536000, immutable"
+        if not payload.depends:  # a label include follows its environment: not immutable
+            headers["Cache-Control"] = "max-age=31536000, immutable"
+    elif raw and at is None:
+        payload = await anyio.to_thread.run_sync(
+            _resolve_raw, context, principal.project_id, name, environment
+        )
     elif at is None:
         entry = await context.resolver.get(principal.project_id, name, environment)
         payload = entry.payload
@@ -185,7 +210,7 @@ async def resolve(request: Request) -> Response:
             payload = await variant_for(context, payload.split, unit, headers)
     else:
         payload = await anyio.to_thread.run_sync(
-            _resolve_at, context, principal.project_id, name, environment, at
+            _resolve_at, context, principal.project_id, name, environment, at, raw
         )
     headers["ETag"] = payload.etag
     if _etag_matches(request.headers.get("if-none-match"), payload.etag):
@@ -213,12 +238,22 @@ async def variant_for(context: AppContext, split: Split, unit: str, headers: dic
     return split.bodies[index]
 
 
-def _resolve_at(context: AppContext, project_id: int, name: str, environment: str, at: datetime) -> Payload:
+def _resolve_at(
+    context: AppContext, project_id: int, name: str, environment: str, at: datetime, raw: bool = False
+) -> Payload:
     with context.db.session() as session:
         resolved = releases.resolve_at(
-            session=session, project_id=project_id, name=name, environment=environment, at=at
+            session=session, project_id=project_id, name=name, environment=environment, at=at, raw=raw
         )
     return releases.payload_of(resolved, at=at)
+
+
+def _resolve_raw(context: AppContext, project_id: int, name: str, environment: str) -> Payload:
+    with context.db.session() as session:
+        resolved = releases.resolve(
+            session=session, project_id=project_id, name=name, environment=environment, raw=True
+        )
+    return releases.payload_of(resolved)
 
 
 @router.post("/render", response_model=RenderRead)
