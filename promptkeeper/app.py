@@ -42,7 +42,7 @@ from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.mcp_server.http import McpEndpoint
 from promptkeeper.monitoring import routes as monitoring_routes
-from promptkeeper.prompts import releases
+from promptkeeper.prompts import composition_routes, releases
 from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import catalogue as catalogue_routes
 from promptkeeper.runtime import routes as runtime_routes
@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(prompt_routes.router)
+    app.include_router(composition_routes.router)
     app.include_router(catalogue_routes.router)
     app.include_router(draft_routes.router)
     app.include_router(review_routes.router)

@@ -313,3 +313,31 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class ReferenceRead(BaseModel):
+    name: str = Field(description="The prompt included.")
+    label: str | None = Field(description="The environment followed (`label=`); null for `version=`.")
+    version: int | None = Field(description="The version named (`version=`); null for `label=`.")
+    field: str = Field(description="Where the tag is: `template` or `messages[i].content`.")
+    resolves_to: int | None = Field(description="The version the reference resolves to now (null: broken).")
+    error: str | None = Field(description="Why it does not resolve, when it does not.")
+
+
+class IncludesRead(BaseModel):
+    name: str
+    version: int
+    includes: list[ReferenceRead]
+
+
+class DependantRead(BaseModel):
+    prompt: str = Field(description="The prompt that includes this one.")
+    version: int = Field(description="Its version holding the reference.")
+    label: str | None = Field(description="The environment of this prompt it follows (null: a version).")
+    target_version: int | None = Field(description="The version of this prompt it names, for `version=`.")
+    environments: list[str] = Field(description="Where that version is live now.")
+
+
+class DependantsRead(BaseModel):
+    name: str
+    dependants: list[DependantRead]
