@@ -63,6 +63,13 @@ def test_resolve_serves_the_composed_text_and_raw_on_request(client: TestClient)
     )
     assert rendered.status_code == 200, rendered.text
     assert rendered.json()["text"] == "Be kind, please. Now answer Q."
+    by_version = client.post(
+        "/v1/render", json={"name": "outer", "version": 1, "variables": {"tone": "now", "question": "Q"}}
+    )
+    assert by_version.status_code == 200 and by_version.json()["text"] == "Be kind, now. Now answer Q."
+    listed = client.get("/v1/catalogue").json()["items"]
+    entry = next(item for item in listed if item["name"] == "outer")
+    assert entry["variables"] == ["tone", "question"] and entry["required"] == ["tone", "question"]
     bad = client.get("/v1/resolve/outer", params={"resolve": "maybe"})
     assert bad.status_code == 422 and error_of(bad)["details"]["field"] == "query.resolve"
 

@@ -27,7 +27,7 @@ from promptkeeper.api.errors import ERROR_RESPONSES
 from promptkeeper.core.templates import MissingVariables, TemplateError, render_content
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import composition, releases, service
 from promptkeeper.prompts.schemas import (
     ENVIRONMENT_PATTERN,
     MAX_INT,
@@ -267,7 +267,14 @@ async def render(body: RenderRequest, context: ContextDep, caller: RuntimeCaller
             with context.db.session() as session:
                 prompt = service.get_prompt(session=session, project_id=caller.project_id, name=body.name)
                 version = service.get_version(session=session, prompt=prompt, number=body.version or 0)
-                return version.number, version.content
+                expansion = composition.compose(
+                    session,
+                    project_id=caller.project_id,
+                    name=body.name,
+                    version=version.number,
+                    content=version.content,
+                )
+                return version.number, expansion.content
 
         number, content = await anyio.to_thread.run_sync(load_version)
     else:

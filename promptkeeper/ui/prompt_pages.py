@@ -28,7 +28,7 @@ from promptkeeper.api.deps import client_address
 from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
 from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, Unauthorized, ValidationFailed
 from promptkeeper.evaluations import pending
-from promptkeeper.prompts import releases, service
+from promptkeeper.prompts import composition, releases, service
 from promptkeeper.prompts.schemas import PromptCreate, path_segment
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
@@ -297,6 +297,8 @@ async def prompt_page(request: Request, name: str, at: str = "") -> Response:
             "head": head,
             "variables": content_variables(head.content),
             "placeholders": content_placeholders(head.content),
+            "includes": composition.includes_of(session=session, project_id=project_id, version=head),
+            "dependants": composition.dependants(session=session, project_id=project_id, name=prompt_name),
         }
 
     data = await read(request, load)
@@ -470,6 +472,9 @@ async def confirm(
             "env": env,
             "blocked": blocked,
             "waits": waits,
+            "affected": composition.affected_by(
+                session=session, project_id=project_id, name=prompt_name, environment=environment
+            ),
             **change_to(session, prompt, env, version),
         }
 
