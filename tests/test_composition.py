@@ -3,14 +3,22 @@ and at deploy, time travel, the includes and dependants routes, and the audit lo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from promptkeeper.core.content import MAX_TEMPLATE_CHARS
+from promptkeeper import AsyncClient, Client
+from promptkeeper.config import Settings
+from promptkeeper.core.content import MAX_TEMPLATE_CHARS, content_hash
+from promptkeeper.db.engine import Database
+from promptkeeper.prompts.models import Prompt, PromptVersion, Release
+from tests.conftest import ADMIN_KEY, LiveServer
 from tests.helpers import add_version, chat_content, create_prompt, deploy, error_of, text_content
 
 TAG = "@@@prompt:name=base|label=production@@@"
@@ -284,3 +292,70 @@ def test_includes_dependants_and_the_audit_log(client: TestClient) -> None:
     assert created[0]["summary"]["after"]["includes"] == [
         {"name": "base", "label": "production", "version": 1, "revision": 1}
     ]
+
+
+def test_both_sdk_clients_get_composed_and_raw_prompts(live_server: LiveServer, tmp_path: Path) -> None:
+    with live_server.client() as http:
+        _base(http)
+        create_prompt(http, "outer", f"{TAG} Q: {{{{ q }}}}")
+        deploy(http, "outer", "production", 1)
+    snapshot = tmp_path / "snapshot.json"
+    with Client(live_server.url, ADMIN_KEY, snapshot_path=snapshot) as sdk:
+        prompt = sdk.get("outer")
+        assert prompt.render(tone="gently", q="why") == "Be kind, gently. Q: why"
+        assert [i["name"] for i in prompt.includes] == ["base"]
+        raw = sdk.get("outer", raw=True)
+        assert raw.template == f"{TAG} Q: {{{{ q }}}}" and raw.includes == ()
+        assert sdk.get("outer").template == "Be kind, {{ tone }}. Q: {{ q }}"  # raw did not replace it
+    assert "Be kind" in snapshot.read_text() and "@@@" not in snapshot.read_text()
+
+    async def run() -> tuple[str | None, str | None]:
+        async with AsyncClient(live_server.url, ADMIN_KEY) as client:
+            composed = await client.get("outer")
+            stored = await client.get("outer", version=1, raw=True)
+            return composed.template, stored.template
+
+    assert asyncio.run(run()) == ("Be kind, {{ tone }}. Q: {{ q }}", f"{TAG} Q: {{{{ q }}}}")
+
+
+def test_a_broken_reference_in_older_text_fails_the_resolve_clearly(
+    settings: Settings, client: TestClient
+) -> None:
+    create_prompt(client, "legacy", "plain")
+    deploy(client, "legacy", "production", 1)
+    database = Database(settings)
+    try:  # text stored before composition existed: written past the checks, as an old import was
+        with database.write_session() as session:
+            prompt = session.scalar(select(Prompt).where(Prompt.name == "legacy"))
+            assert prompt is not None
+            content = text_content("@@@langfusePrompt:name=gone|label=production@@@")
+            session.add(
+                PromptVersion(
+                    prompt_id=prompt.id,
+                    number=2,
+                    content=content,
+                    variables=[],
+                    placeholders=[],
+                    content_hash=content_hash(content),
+                    author="import",
+                )
+            )
+            prompt.head_version = 2
+            session.flush()
+            release = session.scalar(select(Release).where(Release.prompt_id == prompt.id))
+            assert release is not None
+            release.version_number, release.revision = 2, release.revision + 1
+            session.commit()
+    finally:
+        database.dispose()
+    response = client.get("/v1/resolve/legacy")
+    assert response.status_code == 409, response.text
+    error = error_of(response)
+    assert (
+        error["details"]["path"] == "legacy → gone@production"
+        and error["details"]["reason"] == "missing_prompt"
+    )
+    assert "prompt 'gone' does not exist" in error["message"]
+    assert _resolve(client, "legacy", resolve="false")["content"]["template"].startswith("@@@langfusePrompt")
+    includes = client.get("/v1/prompts/legacy/versions/2/includes").json()["includes"]
+    assert includes[0]["resolves_to"] is None and "does not exist" in includes[0]["error"]
