@@ -359,3 +359,34 @@ def test_a_broken_reference_in_older_text_fails_the_resolve_clearly(
     assert _resolve(client, "legacy", resolve="false")["content"]["template"].startswith("@@@langfusePrompt")
     includes = client.get("/v1/prompts/legacy/versions/2/includes").json()["includes"]
     assert includes[0]["resolves_to"] is None and "does not exist" in includes[0]["error"]
+
+
+def test_experiment_variants_are_served_composed_and_follow_their_includes(client: TestClient) -> None:
+    _base(client, "base one", "base two")
+    create_prompt(client, "outer", f"A {TAG}")
+    add_version(client, "outer", f"B {TAG}")
+    deploy(client, "outer", "production", 1)
+    body = {
+        "prompt": "outer",
+        "environment": "production",
+        "name": "composed variants",
+        "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
+        "primary_metric": "completion",
+        "baseline": 0.5,
+        "mde": 0.07,
+    }
+    created = client.post("/v1/experiments", json=body)
+    assert created.status_code == 201, created.text
+    started = client.post(f"/v1/experiments/{created.json()['id']}/start", json={})
+    assert started.status_code == 200, started.text
+
+    def served() -> set[str]:
+        plan = _resolve(client, "outer")["experiment"]
+        texts = {v["content"]["template"] for v in plan["variants"]}
+        for unit in ("u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"):
+            texts.add(_resolve(client, "outer", unit=unit)["content"]["template"])
+        return texts
+
+    assert served() == {"A base one", "B base one"}
+    deploy(client, "base", "production", 2)
+    assert served() == {"A base two", "B base two"}
