@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ class Source:
             for meta in body["data"]:
                 for version in sorted(meta["versions"]):
                     got = self.http.get(
-                        f"/api/public/v2/prompts/{_encode(meta['name'])}", params={"version": version}
+                        f"/api/public/v2/prompts/{_encode(meta['name'])}",
+                        params={"version": version, "resolve": "false"},  # keep composition tags
                     )
                     got.raise_for_status()
                     yield got.json()
@@ -115,38 +117,43 @@ class Target:
             )
 
 
-def run(
-    source: list[dict[str, Any]] | Iterator[dict[str, Any]],
+_TAG = re.compile(r"@@@(?:langfusePrompt|prompt):[^@\n]*?name=\s*([^|@\n]+?)\s*(?:\||@@@)")
+
+
+def _included_first(prompts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompts grouped by name, a prompt's versions before those of a prompt that includes it
+    (`@@@langfusePrompt:name=…@@@`), so each reference and its label exist when it is created."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for prompt in prompts:
+        groups.setdefault(prompt["name"], []).append(prompt)
+    ordered: list[dict[str, Any]] = []
+    placed: set[str] = set()
+
+    def place(name: str, path: tuple[str, ...]) -> None:
+        if name in placed or name in path:
+            return
+        for version in groups[name]:
+            text = json.dumps(version.get("prompt", ""))
+            for included in _TAG.findall(text):
+                if included in groups:
+                    place(included, (*path, name))
+        placed.add(name)
+        ordered.extend(groups[name])
+
+    for name in groups:
+        place(name, ())
+    return ordered
+
+
+def _apply_labels(
+    labels_of: dict[str, list[tuple[int, list[str]]]],
+    skipped: set[str],
     target: Target,
     *,
     create_environments: bool,
     dry_run: bool,
 ) -> int:
     failures = 0
-    skipped: set[str] = set()
-    done: set[str] = set()
-    labels_of: dict[str, list[tuple[int, list[str]]]] = {}
-    for prompt in source:
-        name = prompt["name"]
-        if name in skipped:
-            continue
-        if name not in done and target.exists(name):
-            print(f"skip {name}: already in PromptKeeper")
-            skipped.add(name)
-            continue
-        done.add(name)
-        wanted = [label for label in prompt.get("labels", []) if label != "latest"]
-        labels_of.setdefault(name, []).append((prompt["version"], wanted))
-        verb = "would import" if dry_run else "import"
-        print(f"{verb} {name} v{prompt['version']} ({prompt.get('type', 'text')})")
-        if dry_run:
-            continue
-        try:
-            target.create(prompt)
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failures += 1
-            skipped.add(name)
     for name, versions in labels_of.items():
         if name in skipped and not dry_run:
             continue
@@ -171,6 +178,51 @@ def run(
                     except RuntimeError as exc:
                         print(f"error: {exc}", file=sys.stderr)
                         failures += 1
+    labels_of.clear()
+    return failures
+
+
+def run(
+    source: list[dict[str, Any]] | Iterator[dict[str, Any]],
+    target: Target,
+    *,
+    create_environments: bool,
+    dry_run: bool,
+) -> int:
+    failures = 0
+    skipped: set[str] = set()
+    done: set[str] = set()
+    labels_of: dict[str, list[tuple[int, list[str]]]] = {}
+    for prompt in _included_first(list(source)):
+        name = prompt["name"]
+        if (
+            labels_of and name not in labels_of
+        ):  # a prompt's labels before the next prompt, which may include it
+            failures += _apply_labels(
+                labels_of, skipped, target, create_environments=create_environments, dry_run=dry_run
+            )
+        if name in skipped:
+            continue
+        if name not in done and target.exists(name):
+            print(f"skip {name}: already in PromptKeeper")
+            skipped.add(name)
+            continue
+        done.add(name)
+        wanted = [label for label in prompt.get("labels", []) if label != "latest"]
+        labels_of.setdefault(name, []).append((prompt["version"], wanted))
+        verb = "would import" if dry_run else "import"
+        print(f"{verb} {name} v{prompt['version']} ({prompt.get('type', 'text')})")
+        if dry_run:
+            continue
+        try:
+            target.create(prompt)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            skipped.add(name)
+    failures += _apply_labels(
+        labels_of, skipped, target, create_environments=create_environments, dry_run=dry_run
+    )
     verb = "to import" if dry_run else "imported"
     print(f"{len(done)} prompt(s) {verb}, {len(skipped - done)} skipped, {failures} error(s)")
     return 1 if failures else 0
