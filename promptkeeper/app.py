@@ -30,6 +30,7 @@ from promptkeeper.api.prometheus import MetricsMiddleware, RequestMetrics
 from promptkeeper.api.routes import access as access_routes
 from promptkeeper.api.routes import audit as audit_routes
 from promptkeeper.api.routes import catalogue as catalogue_routes
+from promptkeeper.api.routes import composition as composition_routes
 from promptkeeper.api.routes import drafts as draft_routes
 from promptkeeper.api.routes import evaluations as evaluation_routes
 from promptkeeper.api.routes import experiments as experiment_routes
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(prompt_routes.router)
+    app.include_router(composition_routes.router)
     app.include_router(catalogue_routes.router)
     app.include_router(draft_routes.router)
     app.include_router(review_routes.router)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ class Source:
             for meta in body["data"]:
                 for version in sorted(meta["versions"]):
                     got = self.http.get(
-                        f"/api/public/v2/prompts/{_encode(meta['name'])}", params={"version": version}
+                        f"/api/public/v2/prompts/{_encode(meta['name'])}",
+                        params={"version": version, "resolve": "false"},  # keep composition tags
                     )
                     got.raise_for_status()
                     yield got.json()
@@ -115,6 +117,71 @@ class Target:
             )
 
 
+_TAG = re.compile(r"@@@(?:langfusePrompt|prompt):[^@\n]*?name=\s*([^|@\n]+?)\s*(?:\||@@@)")
+
+
+def _included_first(prompts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompts grouped by name, a prompt's versions before those of a prompt that includes it
+    (`@@@langfusePrompt:name=…@@@`), so each reference and its label exist when it is created."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for prompt in prompts:
+        groups.setdefault(prompt["name"], []).append(prompt)
+    ordered: list[dict[str, Any]] = []
+    placed: set[str] = set()
+
+    def place(name: str, path: tuple[str, ...]) -> None:
+        if name in placed or name in path:
+            return
+        for version in groups[name]:
+            text = json.dumps(version.get("prompt", ""))
+            for included in _TAG.findall(text):
+                if included in groups:
+                    place(included, (*path, name))
+        placed.add(name)
+        ordered.extend(groups[name])
+
+    for name in groups:
+        place(name, ())
+    return ordered
+
+
+def _apply_labels(
+    labels_of: dict[str, list[tuple[int, list[str]]]],
+    skipped: set[str],
+    target: Target,
+    *,
+    create_environments: bool,
+    dry_run: bool,
+) -> int:
+    failures = 0
+    for name, versions in labels_of.items():
+        if name in skipped and not dry_run:
+            continue
+        for version, labels in versions:
+            usable = []
+            for label in labels:
+                if label not in target.environments:
+                    if create_environments and not dry_run:
+                        target.create_environment(label)
+                    elif not create_environments:
+                        print(
+                            f"warning: {name} v{version}: label '{label}' is not an environment; skipped",
+                            file=sys.stderr,
+                        )
+                        continue
+                usable.append(label)
+            if usable:
+                print(f"{'would label' if dry_run else 'label'} {name} v{version}: {', '.join(usable)}")
+                if not dry_run:
+                    try:
+                        target.label(name, version, usable)
+                    except RuntimeError as exc:
+                        print(f"error: {exc}", file=sys.stderr)
+                        failures += 1
+    labels_of.clear()
+    return failures
+
+
 def run(
     source: list[dict[str, Any]] | Iterator[dict[str, Any]],
     target: Target,
@@ -128,8 +195,14 @@ def run(
     failed: set[str] = set()
     spellings: dict[str, str] = {}  # PromptKeeper's names are unique regardless of case; Langfuse's are not
     labels_of: dict[str, list[tuple[int, list[str]]]] = {}
-    for prompt in source:
+    for prompt in _included_first(list(source)):
         name = prompt["name"]
+        if (
+            labels_of and name not in labels_of
+        ):  # a prompt's labels before the next prompt, which may include it
+            failures += _apply_labels(
+                labels_of, skipped, target, create_environments=create_environments, dry_run=dry_run
+            )
         if name in skipped:
             continue
         first = spellings.setdefault(name.lower(), name)
@@ -161,30 +234,9 @@ def run(
             failures += 1
             failed.add(name)
             skipped.add(name)
-    for name, versions in labels_of.items():
-        if name in skipped and not dry_run:
-            continue
-        for version, labels in versions:
-            usable = []
-            for label in labels:
-                if label not in target.environments:
-                    if create_environments and not dry_run:
-                        target.create_environment(label)
-                    elif not create_environments:
-                        print(
-                            f"warning: {name} v{version}: label '{label}' is not an environment; skipped",
-                            file=sys.stderr,
-                        )
-                        continue
-                usable.append(label)
-            if usable:
-                print(f"{'would label' if dry_run else 'label'} {name} v{version}: {', '.join(usable)}")
-                if not dry_run:
-                    try:
-                        target.label(name, version, usable)
-                    except RuntimeError as exc:
-                        print(f"error: {exc}", file=sys.stderr)
-                        failures += 1
+    failures += _apply_labels(
+        labels_of, skipped, target, create_environments=create_environments, dry_run=dry_run
+    )
     verb = "to import" if dry_run else "imported"
     print(
         f"{len(done - failed)} prompt(s) {verb}, {len(skipped - done - failed)} skipped, {failures} error(s)"

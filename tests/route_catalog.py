@@ -340,6 +340,10 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/prompts/{name}/versions/{number}", READ, _p_call("GET", "/versions/1")),
     Route("GET", "/v1/prompts/{name}/diff", READ, _p_call("GET", "/diff", params={"from": 1, "to": 2})),
     Route(
+        "GET", "/v1/prompts/{name}/versions/{number}/includes", READ, _p_call("GET", "/versions/1/includes")
+    ),
+    Route("GET", "/v1/prompts/{name}/dependants", READ, _p_call("GET", "/dependants")),
+    Route(
         "POST",
         "/v1/prompts/{name}/deployments",
         EDIT,

@@ -140,3 +140,19 @@ def test_check_finds_a_broken_template_with_file_and_line(tmp_path: Path, live_s
         path.unlink()
     code, _, err = run_cli(live_server.url, "check", str(repo))
     assert code == 0 and "1 prompt file(s) OK" in err
+
+
+def test_push_creates_an_included_prompt_before_the_files_that_include_it(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    repo = tmp_path / "prompts"
+    repo.mkdir()
+    (repo / "a-outer.yaml").write_text(
+        "name: a-outer\ntype: text\ntemplate: 'Start. @@@prompt:name=z-base|label=staging@@@'\n"
+    )
+    (repo / "z-base.yaml").write_text("name: z-base\ntype: text\ntemplate: Base {{ n }}.\n")
+    code, out, err = run_cli(live_server.url, "push", str(repo), "--deploy", "staging", "--quiet")
+    assert code == 0 and "pushed: 2 new" in err, (out, err)
+    with live_server.client() as http:
+        served = http.get("/v1/resolve/a-outer", params={"environment": "staging"}).json()
+    assert served["content"]["template"] == "Start. Base {{ n }}."

@@ -178,3 +178,29 @@ def test_an_export_with_upper_case_names_imports_whole(
         assert (
             http.get("/v1/resolve/movieCritic", params={"environment": "production"}).json()["version"] == 1
         )
+
+
+def test_import_keeps_composition_tags_and_creates_what_they_include_first(
+    live_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = LiveServer(make_settings(Backend("sqlite", f"sqlite:///{tmp_path}/target.db"), tmp_path)).start()
+    tag = "@@@langfusePrompt:name=z/base|label=production@@@"
+    try:
+        with live_server.client() as source_http:
+            for body in (
+                {"name": "z/base", "prompt": "Be brief.", "labels": ["production"]},
+                {"name": "a-outer", "prompt": f"{tag} Answer {{{{q}}}}", "labels": ["production"]},
+            ):
+                response = source_http.post("/api/public/v2/prompts", json=body)
+                assert response.status_code == 201, response.text
+        script = _script()
+        args = ["--source", live_server.url, "--public-key", public_key(ADMIN_KEY), "--secret-key", ADMIN_KEY]
+        args += ["--target", target.url, "--target-key", ADMIN_KEY]
+        assert script.main(args) == 0, capsys.readouterr()
+        assert "2 prompt(s) imported, 0 skipped, 0 error(s)" in capsys.readouterr().out
+        with target.client() as http:
+            raw = http.get("/v1/resolve/a-outer", params={"resolve": "false"}).json()
+            assert raw["content"]["template"] == f"{tag} Answer {{{{q}}}}"  # the tag, not its expansion
+            assert http.get("/v1/resolve/a-outer").json()["content"]["template"] == "Be brief. Answer {{q}}"
+    finally:
+        target.stop()

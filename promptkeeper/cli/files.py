@@ -19,6 +19,7 @@ from rich.progress import Progress
 
 from promptkeeper import files
 from promptkeeper.cli.common import Key, Remote, Url, fail, usage
+from promptkeeper.core.composition import CompositionError, references
 from promptkeeper.core.content import content_document, content_hash
 from promptkeeper.core.fields import path_segment
 from promptkeeper.prompts.service import parse_content
@@ -117,6 +118,32 @@ def _plan(remote: Remote, loaded: list[files.PromptFile], force: bool) -> tuple[
     return changes, conflicts
 
 
+def _included_first(changes: list[Change]) -> list[Change]:
+    """Push a prompt before the files that include it (composition), so their references resolve
+    when they are saved; otherwise in the files' order. A cycle is left for the server to refuse."""
+    by_name = {c.file.name: c for c in changes}
+    ordered: list[Change] = []
+    placed: set[str] = set()
+
+    def place(change: Change, path: tuple[str, ...]) -> None:
+        name = change.file.name
+        if name in placed or name in path:
+            return
+        try:
+            included = [r.name for r in references(change.file.content)]
+        except CompositionError:  # the server names the problem
+            included = []
+        for target in included:
+            if target in by_name:
+                place(by_name[target], (*path, name))
+        placed.add(name)
+        ordered.append(change)
+
+    for change in changes:
+        place(change, ())
+    return ordered
+
+
 def _summary(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Which parts of the content changed, in one line."""
     parts = []
@@ -170,7 +197,7 @@ def push(
                 )
         pushed: dict[str, int] = {}
         if not dry_run:
-            active = [c for c in changes if c.kind != "unchanged"]
+            active = _included_first([c for c in changes if c.kind != "unchanged"])
             with Progress(disable=quiet or as_json, transient=True) as progress:
                 task = progress.add_task("pushing", total=len(active))
                 for change in active:

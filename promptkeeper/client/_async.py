@@ -113,6 +113,7 @@ class AsyncClient(ClientBase):
         environment: str | None = None,
         unit: str | None = None,
         request_id: str | None = None,
+        raw: bool = False,
     ) -> Prompt:
         """The prompt `environment` (default: the client's) serves, or a specific `version`.
 
@@ -121,7 +122,14 @@ class AsyncClient(ClientBase):
         logged in the background under `request_id` (default: a new one, in `prompt.request_id`),
         which `log_outcome` takes. Without a unit, or with no experiment running, the deployed
         version, and nothing is logged.
+
+        A composed prompt comes with its includes expanded (`prompt.includes` lists them), and is
+        refreshed when one of them is redeployed. `raw=True`: the stored text with its
+        `@@@prompt:…@@@` references, fetched each time (not cached, no snapshot or fallback).
         """
+        if raw:
+            raw_environment = None if version is not None else environment or self.environment
+            return await self._raw(name, raw_environment, version)
         if version is None:
             env = environment or self.environment
             by_environment = self._entries.get(env)
@@ -273,6 +281,12 @@ class AsyncClient(ClientBase):
                 if not await self._send_batch():
                     delay = min(30.0, max(delay, self.backoff) * 2)
                     break
+
+    async def _raw(self, name: str, environment: str | None, version: int | None) -> Prompt:
+        params = resolve_params(environment, version, raw=True)
+        response = await self._http.get(self.urls[0] + resolve_path(name), params=params)
+        check_response(response)
+        return prompt_from(response, None)
 
     # -- fetching ------------------------------------------------------------------------------------
 

@@ -340,13 +340,23 @@ class ClientBase:
         if change is None:
             return []
         name, environment, revision = change
+        # Composed prompts that include this release: refreshed too, since their own revision
+        # does not change when what they include does.
+        stale = [key for key in self.cached_keys() if self._includes_older(key, name, environment, revision)]
         current = self._cached(name, environment)
         if current is None or (current.revision or 0) >= revision:
-            return []
+            return stale
         floor = self._floors.get((environment, name))
         if floor is None or floor.revision < revision:
             self._floors[(environment, name)] = Floor(revision, source, time.monotonic())
-        return [(environment, name)]
+        return [(environment, name), *stale]
+
+    def _includes_older(self, key: tuple[str, str], name: str, environment: str, revision: int) -> bool:
+        prompt = self._cached(key[1], key[0])
+        return prompt is not None and any(
+            i.get("name") == name and i.get("label") == environment and (i.get("revision") or 0) < revision
+            for i in prompt.includes
+        )
 
     def _stream_headers(self) -> dict[str, str]:
         headers = dict(self._headers)

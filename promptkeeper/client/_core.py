@@ -126,10 +126,13 @@ def check_write_response(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def resolve_params(environment: str | None, version: int | None) -> dict[str, str]:
-    if version is not None:
-        return {"version": str(version)}
-    return {"environment": environment or "production"}
+def resolve_params(environment: str | None, version: int | None, raw: bool = False) -> dict[str, str]:
+    params = (
+        {"version": str(version)} if version is not None else {"environment": environment or "production"}
+    )
+    if raw:
+        params["resolve"] = "false"
+    return params
 
 
 def error_from_response(response: httpx.Response) -> PromptKeeperError:

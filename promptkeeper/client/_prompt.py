@@ -51,6 +51,7 @@ class Prompt:
         "variant",
         "unit",
         "request_id",
+        "includes",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class Prompt:
         variant: str | None = None,
         unit: str | None = None,
         request_id: str | None = None,
+        includes: list[dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -85,6 +87,8 @@ class Prompt:
         self.variant = variant
         self.unit = unit
         self.request_id = request_id
+        #: the prompts a composed prompt includes (`{name, label, version, revision}`), nested too
+        self.includes: tuple[dict[str, Any], ...] = tuple(includes or ())
         self.variants: tuple[Prompt, ...] = ()
         if experiment is not None:
             self.variants = tuple(
@@ -206,6 +210,7 @@ class Prompt:
             "placeholders": self.placeholders,
             "etag": self.etag,
             **({"experiment": self.experiment} if self.experiment is not None else {}),
+            **({"includes": list(self.includes)} if self.includes else {}),
         }
 
     @classmethod
@@ -221,6 +226,7 @@ class Prompt:
             source=source,
             etag=etag,
             experiment=body.get("experiment"),
+            includes=body.get("includes"),
         )
 
     @classmethod
@@ -262,6 +268,7 @@ class Prompt:
             source=source,
             etag=self.etag,
             experiment=self.experiment,
+            includes=list(self.includes),
         )
 
     def served_to(self, unit: str, request_id: str) -> Prompt:

@@ -69,7 +69,7 @@ from promptkeeper.errors import (
     ValidationFailed,
     field_errors,
 )
-from promptkeeper.prompts import service
+from promptkeeper.prompts import composition, service
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import PromptCreate, PromptUpdate
 
@@ -271,8 +271,24 @@ def _labels(session: Session, prompt: Prompt) -> dict[int, list[str]]:
     return labels
 
 
-def prompt_body(session: Session, prompt: Prompt, version: PromptVersion) -> LangfusePrompt:
-    type_, body = from_content(version.content)
+def prompt_body(
+    session: Session, prompt: Prompt, version: PromptVersion, resolve: bool = False
+) -> LangfusePrompt:
+    """The Langfuse shape of a version; `resolve`: with its `@@@langfusePrompt:…@@@` tags expanded."""
+    content, graph = version.content, None
+    if resolve:
+        expansion = composition.compose(
+            session, project_id=prompt.project_id, name=prompt.name, version=version.number, content=content
+        )
+        if expansion.includes:
+            content = expansion.content
+            graph = {
+                "root": {"name": prompt.name, "version": version.number},
+                "dependencies": [
+                    {"name": i.name, "label": i.label, "version": i.version} for i in expansion.includes
+                ],
+            }
+    type_, body = from_content(content)
     return LangfusePrompt(
         id=f"{prompt.id}-{version.number}",
         name=prompt.name,
@@ -283,6 +299,7 @@ def prompt_body(session: Session, prompt: Prompt, version: PromptVersion) -> Lan
         labels=sorted(_labels(session, prompt).get(version.number, [])),
         tags=list(prompt.tags),
         commitMessage=version.message or None,
+        resolutionGraph=graph,
         createdAt=version.created_at,
         updatedAt=version.created_at,
         createdBy=version.author,
@@ -350,8 +367,11 @@ async def get_prompt(
     label: Annotated[
         str | None, Query(max_length=64, description="A label (environment) or 'latest'.")
     ] = None,
+    resolve: Annotated[
+        bool, Query(description="false: the raw text, with `@@@langfusePrompt:…@@@` tags unexpanded.")
+    ] = True,
 ) -> LangfusePrompt:
-    """One prompt version, by version or by label (default: the `production` label)."""
+    """One prompt version, by version or by label (default: the `production` label), composed."""
     if version is not None and label is not None:
         raise ValidationFailed(
             "give either 'version' or 'label', not both", details={"field": "query.version"}
@@ -367,11 +387,13 @@ async def get_prompt(
                 headers: dict[str, str] = {}
                 payload = await variant_for(context, payload.split, unit[:128], headers)
             version = payload.version
-    return await anyio.to_thread.run_sync(_read_prompt, context, actor.project_id, name, version, label)
+    return await anyio.to_thread.run_sync(
+        _read_prompt, context, actor.project_id, name, version, label, resolve
+    )
 
 
 def _read_prompt(
-    context: AppContext, project_id: int, name: str, version: int | None, label: str | None
+    context: AppContext, project_id: int, name: str, version: int | None, label: str | None, resolve: bool
 ) -> LangfusePrompt:
     with context.db.session() as session:
         try:
@@ -393,7 +415,7 @@ def _read_prompt(
             row = service.get_version(session=session, prompt=prompt, number=version)
         except NotFound:
             raise _not_found(name, f"has no version {version}") from None
-        return prompt_body(session, prompt, row)
+        return prompt_body(session, prompt, row, resolve=resolve)
 
 
 @router.get("/v2/prompts", response_model=LangfusePromptList)

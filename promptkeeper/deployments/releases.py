@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,14 +20,17 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
+from promptkeeper.core.composition import Include
+from promptkeeper.core.templates import content_variables
 from promptkeeper.db.base import utcnow
 from promptkeeper.db.engine import Database, emit
 from promptkeeper.errors import Conflict, NotFound
+from promptkeeper.prompts import composition
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import ResolveRead
 from promptkeeper.prompts.service import get_environment, get_prompt, get_version
 from promptkeeper.runtime.release_changes import ReleaseChanged
-from promptkeeper.runtime.resolver import Key, Payload
+from promptkeeper.runtime.resolver import Dependency, Key, Payload
 
 ACTIONS = (
     "deploy",
@@ -70,6 +73,8 @@ class Resolved:
     variables: list[str]
     placeholders: list[str]
     deployed_at: datetime
+    includes: tuple[Include, ...] = ()
+    raw: bool = False
 
 
 def current_release(*, session: Session, prompt: Prompt, environment: Environment) -> Release | None:
@@ -121,6 +126,15 @@ def change_release(
     )
     session.add(deployment)
     session.flush()
+    composition.check_release(
+        session=session,
+        prompt=prompt,
+        environment=environment.name,
+        version=get_version(session=session, prompt=prompt, number=version),
+    )
+    dependants = composition.affected_by(
+        session=session, project_id=prompt.project_id, name=prompt.name, environment=environment.name
+    )
     for hook in CHANGE_HOOKS:
         hook(session, deployment, actor)
     record(
@@ -138,6 +152,7 @@ def change_release(
             "revision": revision,
             "reason": reason,
             **({"experiment_id": experiment_id} if experiment_id is not None else {}),
+            **({"dependants": dependants} if dependants else {}),
         },
         severity="warning" if action in ("override", "auto_rollback") else "info",
     )
@@ -329,24 +344,49 @@ def _resolved(project_id: int, name: str, environment: str, row: Any) -> Resolve
     )
 
 
-def resolve(*, session: Session, project_id: int, name: str, environment: str) -> Resolved:
-    """What `environment` serves now: one indexed query (the cache-miss path)."""
+def composed(reader: Session | Connection, resolved: Resolved, *, at: datetime | None = None) -> Resolved:
+    """`resolved` with its references expanded (as at `at` when given); unchanged without any."""
+    expansion = composition.compose(
+        reader,
+        project_id=resolved.project_id,
+        name=resolved.name,
+        version=resolved.version,
+        content=resolved.content,
+        at=at,
+    )
+    if not expansion.includes:
+        return resolved
+    return replace(
+        resolved,
+        content=expansion.content,
+        variables=content_variables(expansion.content),
+        includes=expansion.includes,
+    )
+
+
+def resolve(*, session: Session, project_id: int, name: str, environment: str, raw: bool = False) -> Resolved:
+    """What `environment` serves now: one indexed query, and one per include (`raw`: none)."""
     params = {"project_id": project_id, "name": name, "environment": environment}
     row = session.execute(_RESOLVE, params).first()
     if row is None:
         raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
-    return _resolved(project_id, name, environment, row)
+    resolved = _resolved(project_id, name, environment, row)
+    return replace(resolved, raw=True) if raw else composed(session, resolved)
 
 
-def resolve_at(*, session: Session, project_id: int, name: str, environment: str, at: datetime) -> Resolved:
-    """What `environment` served at instant `at`, from the deployment history (no cache)."""
+def resolve_at(
+    *, session: Session, project_id: int, name: str, environment: str, at: datetime, raw: bool = False
+) -> Resolved:
+    """What `environment` served at instant `at`, from the deployment history (no cache); each
+    include as its label was at `at` too."""
     params = {"project_id": project_id, "name": name, "environment": environment, "at": at}
     row = session.execute(_RESOLVE_AT, params).first()
     if row is None:
         raise _explain_missing(
             session=session, project_id=project_id, name=name, environment=environment, at=at
         )
-    return _resolved(project_id, name, environment, row)
+    resolved = _resolved(project_id, name, environment, row)
+    return replace(resolved, raw=True) if raw else composed(session, resolved, at=at)
 
 
 def payload_of(
@@ -363,6 +403,10 @@ def payload_of(
     exclude = {
         name for name, value in (("experiment", experiment), ("assignment", assignment)) if value is None
     }
+    if not resolved.includes:
+        exclude.add("includes")
+    if not resolved.raw:
+        exclude.add("raw")
     body = (
         ResolveRead(
             at=at,
@@ -376,13 +420,30 @@ def payload_of(
             deployed_at=resolved.deployed_at,
             experiment=experiment,
             assignment=assignment,
+            includes=[include.as_dict() for include in resolved.includes],
+            raw=resolved.raw,
         )
         .model_dump_json(exclude=exclude)
         .encode()
     )
+    # The body holds every include's version and revision, so the ETag changes with any of them.
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
     return Payload(
-        body=body, etag=etag, revision=resolved.revision, version=resolved.version, content=resolved.content
+        body=body,
+        etag=etag,
+        revision=resolved.revision,
+        version=resolved.version,
+        content=resolved.content,
+        depends=depends_of(resolved),
+    )
+
+
+def depends_of(resolved: Resolved) -> tuple[Dependency, ...]:
+    """The releases a composed payload follows (label includes; a version never changes)."""
+    return tuple(
+        Dependency(name=i.name, environment=i.label, revision=i.revision or 0)
+        for i in resolved.includes
+        if i.label is not None
     )
 
 
@@ -391,15 +452,14 @@ def load_resolved(database: Database, key: Key, connection: Connection | None = 
     caller's read connection when given, so a loader's statements share one checkout)."""
     project_id, name, environment = key
     params = {"project_id": project_id, "name": name, "environment": environment}
-    if connection is not None:
-        row = connection.execute(_RESOLVE, params).first()
-    else:
+    if connection is None:
         with database.read_connection() as own:
-            row = own.execute(_RESOLVE, params).first()
+            return load_resolved(database, key, own)
+    row = connection.execute(_RESOLVE, params).first()
     if row is None:
         with database.session() as session:
             raise _explain_missing(session=session, project_id=project_id, name=name, environment=environment)
-    return _resolved(project_id, name, environment, row)
+    return composed(connection, _resolved(project_id, name, environment, row))
 
 
 def load_payload(database: Database, key: Key) -> Payload:
@@ -482,24 +542,44 @@ def current_revisions(*, session: Session) -> list[tuple[int, str, str, int]]:
     return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
-def load_pinned(database: Database, project_id: int, name: str, number: int) -> Payload:
-    """A specific version as a resolve payload (`environment` and `revision` null): immutable."""
+def load_pinned(database: Database, project_id: int, name: str, number: int, raw: bool = False) -> Payload:
+    """A specific version as a resolve payload (`environment` and `revision` null): immutable,
+    unless it includes a prompt by label (`depends` then says which)."""
     with database.session() as session:
         prompt = get_prompt(session=session, project_id=project_id, name=name)
         version = get_version(session=session, prompt=prompt, number=number)
+        content, variables = version.content, version.variables
+        includes: tuple[Include, ...] = ()
+        if not raw:
+            expansion = composition.compose(
+                session, project_id=project_id, name=name, version=version.number, content=version.content
+            )
+            if expansion.includes:
+                content, includes = expansion.content, expansion.includes
+                variables = content_variables(content)
+        exclude = {"experiment", "assignment"}
+        if not includes:
+            exclude.add("includes")
+        if not raw:
+            exclude.add("raw")
         body = (
             ResolveRead(
                 name=name,
                 version=version.number,
                 environment=None,
-                content=version.content,
-                variables=version.variables,
+                content=content,
+                variables=variables,
                 placeholders=version.placeholders,
                 revision=None,
                 deployed_at=None,
+                includes=[include.as_dict() for include in includes],
+                raw=raw,
             )
-            .model_dump_json(exclude={"experiment", "assignment"})
+            .model_dump_json(exclude=exclude)
             .encode()
         )
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
-    return Payload(body=body, etag=etag, revision=0, version=version.number, content=version.content)
+    depends = tuple(
+        Dependency(name=i.name, environment=i.label, revision=i.revision or 0) for i in includes if i.label
+    )
+    return Payload(body=body, etag=etag, revision=0, version=version.number, content=content, depends=depends)

@@ -89,6 +89,21 @@ def _load_payload(database: Database, key: Key) -> Payload:
         ).all()
         versions = {row.number: row for row in rows}
         variants = [dict(v) for v in experiment.variants]
+        # Each variant serves its version composed as the control is (includes followed now).
+        served = {
+            number: releases.composed(
+                session,
+                replace(
+                    resolved,
+                    version=row.number,
+                    content=row.content,
+                    variables=row.variables,
+                    placeholders=row.placeholders,
+                    includes=(),
+                ),
+            )
+            for number, row in versions.items()
+        }
         plan: dict[str, Any] = {
             "id": experiment.id,
             "mode": experiment.mode,
@@ -98,23 +113,18 @@ def _load_payload(database: Database, key: Key) -> Payload:
             "variants": [
                 {
                     **v,
-                    "content": versions[v["version"]].content,
-                    "variables": versions[v["version"]].variables,
-                    "placeholders": versions[v["version"]].placeholders,
+                    "content": served[v["version"]].content,
+                    "variables": served[v["version"]].variables,
+                    "placeholders": served[v["version"]].placeholders,
                 }
                 for v in variants
             ],
         }
     bodies = []
+    depends = list(releases.depends_of(resolved))
     for index, variant in enumerate(variants):
-        row = versions[variant["version"]]
-        variant_resolved = replace(
-            resolved,
-            version=row.number,
-            content=row.content,
-            variables=row.variables,
-            placeholders=row.placeholders,
-        )
+        variant_resolved = served[variant["version"]]
+        depends.extend(releases.depends_of(variant_resolved))
         assignment = {"experiment_id": experiment.id, "variant": variant["key"], "index": index}
         bodies.append(releases.payload_of(variant_resolved, assignment=assignment))
     outside = releases.payload_of(
@@ -139,6 +149,7 @@ def _load_payload(database: Database, key: Key) -> Payload:
         version=base.version,
         content=base.content,
         split=split,
+        depends=tuple(dict.fromkeys(depends)),
     )
 
 

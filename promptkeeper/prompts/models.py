@@ -132,3 +132,23 @@ class Deployment(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     #: The experiment that made this change (actions experiment_start/update/stop).
     experiment_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class PromptReference(Base):
+    """One include of a version (a tag in its content), stored when the version is saved.
+
+    Versions are immutable, so their references are too: "which prompts include `base`" is one
+    indexed lookup on `(project_id, target_name)` instead of a scan of every version's content.
+    `label` or `target_version` is set, never both.
+    """
+
+    __tablename__ = "prompt_references"
+    __table_args__ = (Index("ix_prompt_references_target", "project_id", "target_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    target_name: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str | None] = mapped_column(String(64), default=None)
+    target_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    field: Mapped[str] = mapped_column(String(64))

@@ -167,6 +167,13 @@ class DeploymentRead(ReadModel):
     )
 
 
+class IncludeRead(BaseModel):
+    name: str
+    label: str | None = Field(description="The environment followed; null for a version reference.")
+    version: int = Field(description="The version the reference resolved to.")
+    revision: int | None = Field(description="The label's release revision; null for a version reference.")
+
+
 class ResolveRead(BaseModel):
     name: str
     version: int
@@ -190,6 +197,13 @@ class ResolveRead(BaseModel):
         description="Only while an experiment runs and a `unit` was given: `{experiment_id, variant, "
         "index}` of the variant served, or null fields when the unit is outside the experiment.",
     )
+    includes: list[IncludeRead] | None = Field(
+        default=None,
+        description="Only for a composed prompt: every prompt it includes (nested ones too), with the "
+        "version each reference resolved to and, for a label, that release's revision. An SDK "
+        "refreshes this prompt when one of them changes.",
+    )
+    raw: bool | None = Field(default=None, description="True when `?resolve=false` asked for the raw text.")
 
 
 class RenderRequest(RequestBody):
@@ -259,3 +273,31 @@ class EnvironmentRead(ReadModel):
     allow_override: bool
     requires_environment: str | None
     created_at: datetime
+
+
+class ReferenceRead(BaseModel):
+    name: str = Field(description="The prompt included.")
+    label: str | None = Field(description="The environment followed (`label=`); null for `version=`.")
+    version: int | None = Field(description="The version named (`version=`); null for `label=`.")
+    field: str = Field(description="Where the tag is: `template` or `messages[i].content`.")
+    resolves_to: int | None = Field(description="The version the reference resolves to now (null: broken).")
+    error: str | None = Field(description="Why it does not resolve, when it does not.")
+
+
+class IncludesRead(BaseModel):
+    name: str
+    version: int
+    includes: list[ReferenceRead]
+
+
+class DependantRead(BaseModel):
+    prompt: str = Field(description="The prompt that includes this one.")
+    version: int = Field(description="Its version holding the reference.")
+    label: str | None = Field(description="The environment of this prompt it follows (null: a version).")
+    target_version: int | None = Field(description="The version of this prompt it names, for `version=`.")
+    environments: list[str] = Field(description="Where that version is live now.")
+
+
+class DependantsRead(BaseModel):
+    name: str
+    dependants: list[DependantRead]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from promptkeeper.access.service import Actor
 from promptkeeper.audit.service import record
+from promptkeeper.core.composition import Include
 from promptkeeper.core.content import (
     ChatContent,
     PromptContent,
@@ -29,6 +30,7 @@ from promptkeeper.core.diff import ContentDiff, diff_contents
 from promptkeeper.core.templates import InvalidTemplate, content_placeholders, content_variables
 from promptkeeper.db.base import utcnow
 from promptkeeper.errors import Conflict, NotFound, ValidationFailed, field_errors
+from promptkeeper.prompts import composition
 from promptkeeper.prompts.models import Deployment, Environment, Prompt, PromptVersion, Release
 from promptkeeper.prompts.schemas import (
     EnvironmentCreate,
@@ -244,6 +246,9 @@ def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tupl
     if existing is not None:
         raise _name_taken(data.name, existing)
     document, variables, placeholders = checked_content(data.content)
+    includes = composition.check_document(
+        session=session, project_id=project_id, name=data.name, document=document
+    )
     now = utcnow()
     prompt = Prompt(
         project_id=project_id,
@@ -291,11 +296,14 @@ def create_prompt(*, session: Session, actor: Actor, data: PromptCreate) -> tupl
         prompt=prompt.name,
         after={"description": prompt.description, "owner": prompt.owner, "tags": prompt.tags},
     )
-    _record_version(session, actor, prompt, version)
+    _record_version(session, actor, prompt, version, includes)
     return prompt, version
 
 
-def _record_version(session: Session, actor: Actor, prompt: Prompt, version: PromptVersion) -> None:
+def _record_version(
+    session: Session, actor: Actor, prompt: Prompt, version: PromptVersion, includes: tuple[Include, ...]
+) -> None:
+    composition.record_references(session=session, version=version, project_id=prompt.project_id)
     record(
         session=session,
         actor=actor,
@@ -308,6 +316,7 @@ def _record_version(session: Session, actor: Actor, prompt: Prompt, version: Pro
             "parent": version.parent,
             "message": version.message,
             "content_hash": version.content_hash,
+            **({"includes": [i.as_dict() for i in includes]} if includes else {}),
         },
     )
 
@@ -385,6 +394,9 @@ def create_version(
             details={"head_version": prompt.head_version, "base_version": base_version},
         )
     document, variables, placeholders = checked_content(content)
+    includes = composition.check_document(
+        session=session, project_id=prompt.project_id, name=prompt.name, document=document
+    )
     digest = content_hash(document)
     head = get_version(session=session, prompt=prompt, number=prompt.head_version)
     if head.content_hash == digest and not allow_duplicate:
@@ -410,7 +422,7 @@ def create_version(
     prompt.head_version = version.number
     prompt.updated_at = now
     session.flush()
-    _record_version(session, actor, prompt, version)
+    _record_version(session, actor, prompt, version, includes)
     return version
 
 

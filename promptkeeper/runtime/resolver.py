@@ -9,6 +9,12 @@ Freshness rests on revisions: every change of a release carries the release's ne
 invalidation raises the key's *floor*; an entry below its floor is never served again, and a load
 that raced with the invalidation and read the old row is discarded instead of being stored.
 
+A composed prompt (one that includes others by label) is built from several releases; its payload
+names them (`depends`), and the same floors hold for each: an invalidation of `base` drops every
+entry built from an older `base` (a reverse index finds them), an L2 entry built from one is a
+miss, and a load that raced with it is not stored. So a deploy of `base` reaches its dependants
+by the very event, and as fast, as it reaches `base` itself.
+
 When the database fails, an entry past its TTL is still served (stale-if-error) and marked
 stale, so the route can say so in a header; without one, an L2 entry of any revision is.
 """
@@ -54,8 +60,21 @@ class Split:
 
 
 @dataclass(frozen=True, slots=True)
+class Dependency:
+    """A release a composed payload was built from: `(name, environment)` at `revision`."""
+
+    name: str
+    environment: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class Payload:
-    """A resolved prompt as served: the JSON body and its ETag (and a running experiment, if any)."""
+    """A resolved prompt as served: the JSON body and its ETag (and a running experiment, if any).
+
+    `depends` lists the releases of the prompts it includes by label (composition): the payload is
+    as stale as the oldest of them, so each is held against its own floor like `revision` is.
+    """
 
     body: bytes
     etag: str
@@ -63,6 +82,7 @@ class Payload:
     version: int
     content: dict[str, Any]
     split: Split | None = None
+    depends: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +124,7 @@ class Resolver:
         self._entries: dict[Key, Entry] = {}
         self._floors: dict[Key, int] = {}
         self._inflight: dict[Key, asyncio.Future[Entry]] = {}
+        self._dependants: dict[Key, set[Key]] = {}  # an included release -> entries built from it
         self._lock = threading.Lock()  # guards floors vs. stores; hits never take it
         self.hits = 0
         self.misses = 0
@@ -131,7 +152,7 @@ class Resolver:
             payload = None
             if self._shared is not None:
                 shared = await self._shared.get(key)
-                if shared is not None and shared.revision >= self._floors.get(key, 0):
+                if shared is not None and self._fresh(key, shared):
                     payload = shared
                     self.shared_hits += 1
             if payload is None:
@@ -163,10 +184,21 @@ class Resolver:
             self._limiter = anyio.CapacityLimiter(self._max_loads)
         return await anyio.to_thread.run_sync(self._load_payload, key, limiter=self._limiter)
 
+    def _fresh(self, key: Key, payload: Payload) -> bool:
+        if payload.revision < self._floors.get(key, 0):
+            return False
+        return all(
+            d.revision >= self._floors.get((key[0], d.name, d.environment), 0) for d in payload.depends
+        )
+
     def _store(self, key: Key, entry: Entry) -> None:
         with self._lock:
-            if entry.payload.revision >= self._floors.get(key, 0):
+            if self._fresh(key, entry.payload):
                 self._entries[key] = entry
+                for dependency in entry.payload.depends:
+                    self._dependants.setdefault((key[0], dependency.name, dependency.environment), set()).add(
+                        key
+                    )
 
     # -- invalidation ------------------------------------------------------------------------------
 
@@ -176,14 +208,22 @@ class Resolver:
         # A load already in flight may have read the old row: requests from now on must not join it
         # (read-your-writes for the client that made the change); its current waiters still get it.
         self._inflight.pop(key, None)
+        dropped = False
         with self._lock:
             if revision > self._floors.get(key, 0):
                 self._floors[key] = revision
             entry = self._entries.get(key)
             if entry is not None and entry.payload.revision < revision:
                 del self._entries[key]
-                return True
-        return False
+                dropped = True
+            for dependant in list(self._dependants.get(key, ())):
+                self._inflight.pop(dependant, None)
+                built = self._entries.get(dependant)
+                if built is None or not self._fresh(dependant, built.payload):
+                    self._entries.pop(dependant, None)
+                    self._dependants[key].discard(dependant)
+                    dropped = True
+        return dropped
 
     def expire_all(self) -> None:
         """Make every entry revalidate on its next use (invalidations may have been lost).

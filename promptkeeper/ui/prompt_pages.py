@@ -28,7 +28,7 @@ from promptkeeper.core.templates import TemplateError, content_placeholders, con
 from promptkeeper.deployments import pending, releases
 from promptkeeper.deployments import policy as deployments
 from promptkeeper.errors import GateFailed, NotFound, PromptKeeperError, ValidationFailed
-from promptkeeper.prompts import service
+from promptkeeper.prompts import composition, service
 from promptkeeper.prompts.schemas import PromptCreate
 from promptkeeper.ui import diffview
 from promptkeeper.ui.web import (
@@ -219,6 +219,8 @@ async def prompt_page(request: Request, user: SignedIn, name: str, at: str = "")
             "head": head,
             "variables": content_variables(head.content),
             "placeholders": content_placeholders(head.content),
+            "includes": composition.includes_of(session=session, project_id=project_id, version=head),
+            "dependants": composition.dependants(session=session, project_id=project_id, name=prompt_name),
         }
 
     data = await read(request, load)
@@ -390,6 +392,9 @@ async def confirm(
             "env": env,
             "blocked": blocked,
             "waits": waits,
+            "affected": composition.affected_by(
+                session=session, project_id=project_id, name=prompt_name, environment=environment
+            ),
             **change_to(session, prompt, env, version),
         }
 

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from promptkeeper.api.deps import Limit, Offset, ReadDB, RuntimeCaller
 from promptkeeper.api.error_responses import ERROR_RESPONSES
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
-from promptkeeper.core.templates import TemplateError, content_placeholders, render_content
+from promptkeeper.core.templates import TemplateError, content_placeholders, content_variables, render_content
+from promptkeeper.errors import Conflict
+from promptkeeper.prompts import composition
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion, Release
 
 router = APIRouter(prefix="/v1", tags=["runtime"], responses=ERROR_RESPONSES)
@@ -71,18 +73,28 @@ def catalogue(
     )
     total = session.scalar(select(func.count()).select_from(live.subquery())) or 0
     rows = session.execute(live.order_by(Prompt.name).limit(limit).offset(offset)).all()
-    entries = [
-        CatalogueEntry(
-            name=prompt.name,
-            description=prompt.description,
-            version=version.number,
-            type="chat" if version.content.get("type") == "chat" else "text",
-            variables=version.variables,
-            required=required_variables(version.content, version.variables),
-            placeholders=version.placeholders,
+    entries = []
+    for prompt, version in rows:
+        content, variables = version.content, version.variables
+        try:  # what a composed prompt needs includes what it includes
+            expansion = composition.compose(
+                session, project_id=project_id, name=prompt.name, version=version.number, content=content
+            )
+        except Conflict:  # a broken reference: resolving says why; list what the version holds
+            expansion = None
+        if expansion is not None and expansion.includes:
+            content, variables = expansion.content, content_variables(expansion.content)
+        entries.append(
+            CatalogueEntry(
+                name=prompt.name,
+                description=prompt.description,
+                version=version.number,
+                type="chat" if content.get("type") == "chat" else "text",
+                variables=variables,
+                required=required_variables(content, variables),
+                placeholders=version.placeholders,
+            )
         )
-        for prompt, version in rows
-    ]
     return entries, total
 
 

@@ -29,7 +29,7 @@ from promptkeeper.core.templates import MissingVariables, TemplateError, render_
 from promptkeeper.deployments import releases
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments.serving import hashed_variant
-from promptkeeper.prompts import service
+from promptkeeper.prompts import composition, service
 from promptkeeper.prompts.schemas import RenderRead, RenderRequest, ResolveRead
 from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.resolver import DATABASE_ERRORS, Payload, Split
@@ -87,6 +87,14 @@ _RESOLVE_PARAMETERS: list[dict[str, Any]] = [
         "unit is served (without it, the control). Not with `at` or `version`.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
     },
+    {
+        "name": "resolve",
+        "in": "query",
+        "required": False,
+        "description": "false: the raw text, with the references to other prompts (`@@@prompt:…@@@`) "
+        "left as they are (read from the database, not the cache). Default true: composed.",
+        "schema": {"type": "boolean", "default": True},
+    },
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -114,6 +122,17 @@ def _version_param(value: str | None) -> int | None:
             details={"field": "query.version"},
         )
     return int(value)
+
+
+def resolve_param(value: str | None) -> bool:
+    """`?resolve=`: true (compose, the default) or false (the raw text)."""
+    if value is None or value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ValidationFailed(
+        f"query.resolve: {value[:20]!r} is not true or false", details={"field": "query.resolve"}
+    )
 
 
 def _at_param(value: str | None) -> datetime | None:
@@ -154,6 +173,7 @@ async def resolve(request: Request) -> Response:
     at = _at_param(query.get("at"))
     version = _version_param(query.get("version"))
     unit = query.get("unit")
+    raw = not resolve_param(query.get("resolve"))
     headers: dict[str, str] = {"Cache-Control": "no-cache"}
     payload: Payload
     if unit is not None and (version is not None or at is not None or not 0 < len(unit) <= 128):
@@ -168,9 +188,14 @@ async def resolve(request: Request) -> Response:
                 details={"field": "query.version"},
             )
         payload = await anyio.to_thread.run_sync(
-            releases.load_pinned, context.db, principal.project_id, name, version
+            releases.load_pinned, context.db, principal.project_id, name, version, raw
         )
-        headers["Cache-Control"] = "max-age=31536000, immutable"
+        if not payload.depends:  # a label include follows its environment: not immutable
+            headers["Cache-Control"] = "max-age=31536000, immutable"
+    elif raw and at is None:
+        payload = await anyio.to_thread.run_sync(
+            _resolve_raw, context, principal.project_id, name, environment
+        )
     elif at is None:
         entry = await context.resolver.get(principal.project_id, name, environment)
         payload = entry.payload
@@ -180,7 +205,7 @@ async def resolve(request: Request) -> Response:
             payload = await variant_for(context, payload.split, unit, headers)
     else:
         payload = await anyio.to_thread.run_sync(
-            _resolve_at, context, principal.project_id, name, environment, at
+            _resolve_at, context, principal.project_id, name, environment, at, raw
         )
     headers["ETag"] = payload.etag
     if _etag_matches(request.headers.get("if-none-match"), payload.etag):
@@ -208,12 +233,22 @@ async def variant_for(context: AppContext, split: Split, unit: str, headers: dic
     return split.bodies[index]
 
 
-def _resolve_at(context: AppContext, project_id: int, name: str, environment: str, at: datetime) -> Payload:
+def _resolve_at(
+    context: AppContext, project_id: int, name: str, environment: str, at: datetime, raw: bool = False
+) -> Payload:
     with context.db.session() as session:
         resolved = releases.resolve_at(
-            session=session, project_id=project_id, name=name, environment=environment, at=at
+            session=session, project_id=project_id, name=name, environment=environment, at=at, raw=raw
         )
     return releases.payload_of(resolved, at=at)
+
+
+def _resolve_raw(context: AppContext, project_id: int, name: str, environment: str) -> Payload:
+    with context.db.session() as session:
+        resolved = releases.resolve(
+            session=session, project_id=project_id, name=name, environment=environment, raw=True
+        )
+    return releases.payload_of(resolved)
 
 
 @router.post("/render", response_model=RenderRead)
@@ -227,7 +262,14 @@ async def render(body: RenderRequest, context: ContextDep, caller: RuntimeCaller
             with context.db.session() as session:
                 prompt = service.get_prompt(session=session, project_id=caller.project_id, name=body.name)
                 version = service.get_version(session=session, prompt=prompt, number=body.version or 0)
-                return version.number, version.content
+                expansion = composition.compose(
+                    session,
+                    project_id=caller.project_id,
+                    name=body.name,
+                    version=version.number,
+                    content=version.content,
+                )
+                return version.number, expansion.content
 
         number, content = await anyio.to_thread.run_sync(load_version)
     else:
