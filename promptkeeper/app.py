@@ -42,6 +42,8 @@ from promptkeeper.experiments.jobs import Scheduler
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.mcp_server.http import McpEndpoint
 from promptkeeper.monitoring import routes as monitoring_routes
+from promptkeeper.otel import receiver as otlp_receiver
+from promptkeeper.otel.service import Counters as OtlpCounters
 from promptkeeper.prompts import releases
 from promptkeeper.prompts import routes as prompt_routes
 from promptkeeper.runtime import catalogue as catalogue_routes
@@ -183,6 +185,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     )
     install_error_handlers(app)
     app.state.metrics = RequestMetrics()
+    app.state.otlp = OtlpCounters()
     if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
         app.add_middleware(TracingMiddleware)
     app.add_middleware(IdempotencyMiddleware)
@@ -205,6 +208,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(experiment_routes.router)
     app.include_router(monitoring_routes.router)
     app.include_router(langfuse_routes.router)
+    app.include_router(otlp_receiver.router)
     app.include_router(prompt_pages.router)
     app.include_router(review_pages.router)
     app.include_router(monitoring_pages.router)
