@@ -12,6 +12,7 @@ registered with `on_commit(session, fn)` and runs after the commit; a rollback d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 from promptkeeper.config import Settings
 from promptkeeper.core.secrets import SecretBox, SecretKeyError
@@ -191,3 +193,47 @@ def insert_ignoring_duplicates(
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     result = session.execute(statement.on_conflict_do_nothing(index_elements=keys).returning(model.id), rows)
     return len(result.all())
+
+
+def copy_ignoring_duplicates(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
+) -> int:
+    """`insert_ignoring_duplicates` for large batches: on PostgreSQL, COPY into a per-connection
+    staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING; rows inserted.
+
+    SQLAlchemy's multi-row VALUES statement for 1,000 generation records spent most of its time
+    being converted by the driver (profiled: 1.3 ms a row, the OTLP receiver's whole budget is
+    0.05 ms); COPY ships the rows as data. Every row has the same keys. Elsewhere: the portable path.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or not rows:
+        return insert_ignoring_duplicates(session, model, rows, keys)
+    table = model.__table__
+    columns = list(rows[0])
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sqltypes.JSON)}
+    staging = f"pk_stage_{table.name}"
+    connection.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table.name} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+    )
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    names = ", ".join(columns)
+    with raw.cursor() as cursor:  # type: ignore[attr-defined]
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        json.dumps(row[name]) if name in json_columns and row[name] is not None else row[name]
+                        for name in columns
+                    ]
+                )
+        cursor.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+        cursor.execute(f"DELETE FROM {staging}")  # the next batch of this transaction starts empty
+    return inserted

@@ -95,13 +95,21 @@ def classify(request: ExportTraceServiceRequest) -> Batch:
 
 def store(*, session: Session, project_id: int, batch: Batch) -> None:
     """Check the linked spans against the registry and store them (the caller commits)."""
+    to_ingest = prepare(session=session, project_id=project_id, batch=batch)
+    if to_ingest:
+        result = events.ingest(session=session, project_id=project_id, events=to_ingest)
+        batch.generations = result.generations
+
+
+def prepare(*, session: Session, project_id: int, batch: Batch) -> list[EventIn]:
+    """The events of the linked spans that fit the registry; the others move to `batch.rejected`."""
     if not batch.linked:
-        return
+        return []
     versions = _latest_versions(session, project_id, {link.prompt for _, link in batch.linked})
     environments = set(session.scalars(select(Environment.name).where(Environment.project_id == project_id)))
     experiment_ids = {link.experiment_id for _, link in batch.linked if link.experiment_id is not None}
     variants = _variants(session, project_id, experiment_ids)
-    track_errors = experiment_ids and _defines_error_metric(session, project_id)
+    track_errors = bool(experiment_ids) and _defines_error_metric(session, project_id)
     accepted: list[tuple[Span, Linked]] = []
     to_ingest: list[EventIn] = []
     for span, link in batch.linked:
@@ -124,18 +132,19 @@ def store(*, session: Session, project_id: int, batch: Batch) -> None:
         tagged: dict[str, Any] = {}
         if link.experiment_id is not None:
             tagged = {"experiment_id": link.experiment_id, "variant": link.variant, "unit": link.unit}
-            outcome = _event(
-                type="outcome",
-                request_id=request_id,
-                at=link.at,
-                prompt=link.prompt,
-                version=link.version,
-                safety_flag=link.safety_flag,
-                metrics={ERROR_METRIC: 1.0 if link.error else 0.0} if track_errors else None,
-                **tagged,
-                **measured,
+            to_ingest.append(
+                _event(
+                    type="outcome",
+                    request_id=request_id,
+                    at=link.at,
+                    prompt=link.prompt,
+                    version=link.version,
+                    safety_flag=link.safety_flag,
+                    metrics={ERROR_METRIC: 1.0 if link.error else 0.0} if track_errors else None,
+                    **tagged,
+                    **measured,
+                )
             )
-            to_ingest.append(outcome)
             batch.outcomes += 1
         if link.output is not None and not link.error:
             to_ingest.append(
@@ -152,9 +161,7 @@ def store(*, session: Session, project_id: int, batch: Batch) -> None:
                 )
             )
     batch.linked = accepted
-    if to_ingest:
-        result = events.ingest(session=session, project_id=project_id, events=to_ingest)
-        batch.generations = result.generations
+    return to_ingest
 
 
 _EVENT_DEFAULTS: dict[str, Any] = {
