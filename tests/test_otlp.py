@@ -330,7 +330,9 @@ def test_malformed_payloads_get_an_otlp_status(
 
 
 def test_a_wrong_key_is_401_and_a_gzip_bomb_413(settings: Settings) -> None:
-    small = settings.model_copy(update={"otlp_max_bytes": 4096, "build_routes_at_start": False})
+    small = settings.model_copy(
+        update={"otlp_max_bytes": 4096, "max_body_bytes": 100_000, "build_routes_at_start": False}
+    )
     with TestClient(create_app(small)) as client:
         body = ExportTraceServiceRequest().SerializeToString()
         wrong = client.post(
@@ -351,6 +353,16 @@ def test_a_wrong_key_is_401_and_a_gzip_bomb_413(settings: Settings) -> None:
         assert too_big.status_code == 413
         answer.ParseFromString(too_big.content)
         assert "PROMPTKEEPER_OTLP_MAX_BYTES" in answer.message
+        # over the body limit as sent: refused by the middleware before it is read, still as a Status
+        huge = client.post(
+            "/otlp/v1/traces", content=b"\x00" * 200_000, headers={**PROTOBUF, **bearer(ADMIN_KEY)}
+        )
+        assert huge.status_code == 413 and huge.headers["content-type"] == "application/x-protobuf"
+        answer.ParseFromString(huge.content)
+        assert answer.code == 8 and "PROMPTKEEPER_MAX_BODY_BYTES" in answer.message
+        # only traces are served; the other OTLP signals answer in OTLP's shape too
+        metrics = client.post("/otlp/v1/metrics", content=body, headers={**JSON, **bearer(ADMIN_KEY)})
+        assert metrics.status_code == 404 and metrics.json()["code"] == 5
 
 
 def test_langfuse_prompt_link_is_understood(otlp: TestClient) -> None:
