@@ -73,7 +73,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
 
 
 @contextmanager
-def server(env: dict[str, str], *, cpu: int | None = 0, args: list[str] | None = None) -> Iterator[str]:
+def server(
+    env: dict[str, str], *, cpu: int | None = 0, args: list[str] | None = None, ready_timeout: float = 30
+) -> Iterator[str]:
     """`promptkeeper serve` (or `args`) in a subprocess, pinned to one CPU when possible."""
     port = free_port()
     full_env = {**os.environ, **env, "PROMPTKEEPER_PORT": str(port), "PROMPTKEEPER_LOG_LEVEL": "warning"}
@@ -84,7 +86,7 @@ def server(env: dict[str, str], *, cpu: int | None = 0, args: list[str] | None =
     process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process)
+        wait_ready(url, process, ready_timeout)
         yield url
     finally:
         process.terminate()

@@ -35,6 +35,7 @@ from promptkeeper.api.routes import drafts as draft_routes
 from promptkeeper.api.routes import evaluations as evaluation_routes
 from promptkeeper.api.routes import experiments as experiment_routes
 from promptkeeper.api.routes import monitoring as monitoring_routes
+from promptkeeper.api.routes import otlp as otlp_receiver
 from promptkeeper.api.routes import pending as pending_routes
 from promptkeeper.api.routes import prompts as prompt_routes
 from promptkeeper.api.routes import reviews as review_routes
@@ -49,6 +50,7 @@ from promptkeeper.deployments import releases
 from promptkeeper.experiments import serving
 from promptkeeper.experiments.serving import StickyAssignments
 from promptkeeper.mcp_server.http import McpEndpoint
+from promptkeeper.otel.service import Counters as OtlpCounters
 from promptkeeper.runtime.release_changes import ReleaseChanged
 from promptkeeper.runtime.runtime import Feeds, Runtime
 from promptkeeper.tracing import TracingMiddleware
@@ -191,6 +193,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     install_error_handlers(app)
     app.add_exception_handler(LoginRequired, sign_in_first)  # a UI page's `SignedIn` without a session
     app.state.metrics = RequestMetrics()
+    app.state.otlp = OtlpCounters()
     if tracing.setup(settings.otel_endpoint, settings.otel_service_name):
         app.add_middleware(TracingMiddleware)
     app.add_middleware(IdempotencyMiddleware)
@@ -215,6 +218,7 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(monitoring_routes.router)
     app.include_router(langfuse_routes.router)
     app.include_router(login.router)
+    app.include_router(otlp_receiver.router)
     app.include_router(prompt_pages.router)
     app.include_router(review_pages.router)
     app.include_router(monitoring_pages.router)

@@ -201,6 +201,12 @@ class Settings(BaseSettings):
         "needs the `otel` extra. Unset: no tracing.",
     )
     otel_service_name: str = Field(default="promptkeeper", description="`service.name` of the spans.")
+    otlp_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest OTLP export body accepted on `/otlp/v1/traces` once gunzipped; bigger ones get "
+        "413 (the compressed body is bounded by PROMPTKEEPER_MAX_BODY_BYTES).",
+    )
 
     @field_validator("forwarded_allow_ips")
     @classmethod

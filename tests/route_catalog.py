@@ -676,6 +676,17 @@ ROUTES: list[Route] = [
         ),
         notes=["telemetry, not a change: not audited (see UNAUDITED_POSTS)"],
     ),
+    Route(
+        "POST",
+        "/otlp/v1/traces",
+        ALL,
+        lambda w: Request("POST", "/otlp/v1/traces", {"resourceSpans": []}),
+        scoped=False,
+        notes=[
+            "OTLP/HTTP traces: any role, like /v1/events (applications hold runtime keys); errors are "
+            "google.rpc.Status bodies, so a refusal is checked by status code only; telemetry, not audited"
+        ],
+    ),
     Route("GET", "/v1/metrics", READ, lambda w: Request("GET", "/v1/metrics"), scoped=False),
     Route(
         "POST",
@@ -819,7 +830,7 @@ READ_ONLY_POSTS = {("POST", "/v1/render")}
 #: events would drown the log (ingestion is counted in the events table itself).
 #: Routes that exist for compatibility and always refuse (with 409), so they change nothing.
 REFUSED = {("DELETE", "/api/public/v2/prompts/{name}")}
-UNAUDITED_POSTS = READ_ONLY_POSTS | REFUSED | {("POST", "/v1/events")}
+UNAUDITED_POSTS = READ_ONLY_POSTS | REFUSED | {("POST", "/v1/events"), ("POST", "/otlp/v1/traces")}
 
 
 def unique_project() -> str:

@@ -90,6 +90,8 @@ def test_openapi_documents_the_error_shape_of_every_operation() -> None:
             if path in ("/healthz", "/readyz", "/metrics"):
                 continue  # no credentials, no parameters: no client error to document
             shape = "LangfuseErrorBody" if path.startswith("/api/public/") else "ErrorBody"
+            if path.startswith("/otlp/"):
+                shape = "OtlpStatus"  # OTLP/HTTP answers errors as google.rpc.Status (docs/opentelemetry.md)
             for status in ("4XX", "503"):
                 schema = operation["responses"].get(status, {}).get("content", {}).get("application/json")
                 if schema != {"schema": {"$ref": f"#/components/schemas/{shape}"}}:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -100,9 +100,40 @@ LANGFUSE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _shaped(request: Request, response: JSONResponse) -> JSONResponse:
+#: The OTLP/HTTP receiver (`promptkeeper.otel`): its errors are `google.rpc.Status` messages.
+OTLP_PREFIX = "/otlp/"
+
+
+def _otlp_shaped(request: Request, response: JSONResponse) -> Response:
+    """OTLP/HTTP errors are a `google.rpc.Status` in the request's encoding (protobuf unless the
+    request was JSON), 400 for a bad request, and `Retry-After` on a 503 (the exporter retries)."""
+    from promptkeeper.otel.decode import MEDIA_TYPES, encoding_of, status_body
+
+    encoding = encoding_of(request.headers.get("content-type")) or "protobuf"
+    message = json.loads(bytes(response.body))["error"]["message"]
+    status = 400 if response.status_code == 422 else response.status_code
+    shaped = Response(
+        status_body(encoding, status, message), status_code=status, media_type=MEDIA_TYPES[encoding]
+    )
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-length", "content-type"):
+            shaped.headers[name] = value
+    if status == 503 and "retry-after" not in shaped.headers:
+        shaped.headers["Retry-After"] = "5"
+    return shaped
+
+
+def shaped_for_path(request: Request, response: JSONResponse) -> Response:
+    """`response` in the error shape of the route family `request` went to (for middleware)."""
+    return _shaped(request, response)
+
+
+def _shaped(request: Request, response: JSONResponse) -> Response:
     """Langfuse-compatible routes answer `{"error": <name>, "message": ...}` (with 400 for a bad
-    request, where we say 422); every other route keeps our shape."""
+    request, where we say 422); the OTLP receiver a `google.rpc.Status`; every other route keeps
+    our shape."""
+    if request.url.path.startswith(OTLP_PREFIX):
+        return _otlp_shaped(request, response)
     if not request.url.path.startswith(LANGFUSE_PREFIX):
         return response
     error = json.loads(bytes(response.body))["error"]
@@ -119,19 +150,19 @@ def _shaped(request: Request, response: JSONResponse) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptKeeperError)
-    async def _domain(request: Request, exc: PromptKeeperError) -> JSONResponse:
+    async def _domain(request: Request, exc: PromptKeeperError) -> Response:
         response = error_response(exc.status_code, exc.code, exc.message, exc.details)
         if "retry_after" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return _shaped(request, _with_request_id(request, response))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         message, errors = validation_errors(list(exc.errors()))
         return _shaped(request, error_response(422, "validation_failed", message, {"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         response = error_response(exc.status_code, code, message)
@@ -140,13 +171,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return _shaped(request, response)
 
     @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
         log.info("integrity error mapped to 409: %s", exc.orig)
         return _shaped(
             request, error_response(409, "conflict", "the change conflicts with a concurrent change; retry")
         )
 
-    async def _database(request: Request, exc: Exception) -> JSONResponse:
+    async def _database(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", getattr(exc, "orig", exc))
         return _shaped(
             request,
@@ -159,7 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InterfaceError, _database)
 
     @app.exception_handler(PoolTimeout)
-    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+    async def _pool(request: Request, exc: PoolTimeout) -> Response:
         log.warning("database pool timeout: %s", exc)
         return _shaped(
             request,
@@ -167,6 +198,6 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return _shaped(request, error_response(500, "internal_error", "internal server error"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptkeeper.api.deps import ENCODED_SLASH
-from promptkeeper.api.error_responses import error_response
+from promptkeeper.api.error_responses import error_response, shaped_for_path
 
 
 class EncodedSlashMiddleware:
@@ -119,4 +120,5 @@ class BodyLimitMiddleware:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
-    await error_response(status, code, message, {"field": "body"})(scope, receive, send)
+    response = error_response(status, code, message, {"field": "body"})
+    await shaped_for_path(Request(scope), response)(scope, receive, send)

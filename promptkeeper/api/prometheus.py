@@ -92,7 +92,9 @@ def _histogram(
     return samples
 
 
-def exposition(metrics: RequestMetrics, context: Any) -> str:
+def exposition(
+    metrics: RequestMetrics, context: Any, extra: Iterable[tuple[str, str, str, float]] = ()
+) -> str:
     lines: list[str] = []
     with metrics._lock:
         counts = dict(metrics.counts)
@@ -178,6 +180,7 @@ def exposition(metrics: RequestMetrics, context: Any) -> str:
                 worker.judge_calls,
             ),
         ]
+    single += list(extra)
     for short, kind, help_text, value in single:
         name = f"promptkeeper_{short}"
         lines += _family(name, kind, help_text, [_line(name, {}, value)])
@@ -188,4 +191,5 @@ def exposition(metrics: RequestMetrics, context: Any) -> str:
 async def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics of this process (no credentials: counts only, no names of prompts)."""
     state = request.app.state
-    return Response(exposition(state.metrics, state.context), media_type="text/plain; version=0.0.4")
+    extra = state.otlp.samples() if hasattr(state, "otlp") else ()
+    return Response(exposition(state.metrics, state.context, extra), media_type="text/plain; version=0.0.4")

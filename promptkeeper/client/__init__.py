@@ -11,7 +11,8 @@ fields): never server code.
 
 from promptkeeper.client._async import AsyncClient
 from promptkeeper.client._core import PromptUnavailable
+from promptkeeper.client._otel import link_spans, otel_span_processor
 from promptkeeper.client._prompt import Prompt
 from promptkeeper.client._sync import Client
 
-__all__ = ["AsyncClient", "Client", "Prompt", "PromptUnavailable"]
+__all__ = ["AsyncClient", "Client", "Prompt", "PromptUnavailable", "link_spans", "otel_span_processor"]

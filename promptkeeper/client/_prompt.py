@@ -199,6 +199,31 @@ class Prompt:
                 raise ValueError(f"LangChain prompt templates have no '{message['role']}' messages")
         return ChatPromptTemplate.from_messages(parts, template_format="jinja2")
 
+    def otel_attributes(self) -> dict[str, str | int]:
+        """OpenTelemetry span attributes that link the span of the model call to this version, so
+        the server's OTLP receiver (`/otlp/v1/traces`) turns the span into a generation record for
+        the monitors and, for a prompt served to a unit in an experiment, an outcome of the variant
+        served (docs/opentelemetry.md). Empty for a caller's fallback: no version to credit.
+
+            with tracer.start_as_current_span("chat", attributes=prompt.otel_attributes()): ...
+        """
+        if self.source == "fallback" or self.version < 1:
+            return {}
+        attributes: dict[str, str | int] = {
+            "promptkeeper.prompt.name": self.name,
+            "promptkeeper.prompt.version": self.version,
+        }
+        if self.environment is not None:
+            attributes["promptkeeper.prompt.environment"] = self.environment
+        if self.request_id is not None:
+            attributes["promptkeeper.prompt.request_id"] = self.request_id
+        if self.unit is not None:
+            attributes["promptkeeper.prompt.unit"] = self.unit
+        if self.experiment_id is not None and self.variant is not None and self.unit is not None:
+            attributes["promptkeeper.prompt.experiment"] = self.experiment_id
+            attributes["promptkeeper.prompt.variant"] = self.variant
+        return attributes
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -12,9 +12,11 @@ registered with `on_commit(session, fn)` and runs after the commit; a rollback d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property, partial
@@ -24,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 from promptkeeper.config import Settings
 from promptkeeper.core.secrets import SecretBox, SecretKeyError
@@ -191,3 +194,56 @@ def insert_ignoring_duplicates(
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     result = session.execute(statement.on_conflict_do_nothing(index_elements=keys).returning(model.id), rows)
     return len(result.all())
+
+
+def copy_ignoring_duplicates(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
+) -> int:
+    """`insert_ignoring_duplicates` for large batches: on PostgreSQL, COPY into a per-connection
+    staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING; rows inserted.
+
+    SQLAlchemy's multi-row VALUES statement for a batch of generation records spent most of the
+    batch's time being converted by the driver (profiled: 80% of an OTLP export's storage); COPY
+    ships the rows as data. Every row has the same keys; columns missing from them get their scalar
+    defaults. Elsewhere: the portable path.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or not rows:
+        return insert_ignoring_duplicates(session, model, rows, keys)
+    table = model.__table__
+    columns = list(rows[0])
+    defaults = {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.name not in rows[0] and c.default is not None and c.default.is_scalar
+    }
+    columns += list(defaults)
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sqltypes.JSON)}
+    # the listed columns' types only (no constraints, defaults or sequences); one table per column set
+    staging = f"pk_stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
+    connection.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
+        )
+    )
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    names = ", ".join(columns)
+    with raw.cursor() as cursor:  # type: ignore[attr-defined]
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        json.dumps(value) if name in json_columns and value is not None else value
+                        for name in columns
+                        for value in (row[name] if name in row else defaults[name],)
+                    ]
+                )
+        cursor.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+        cursor.execute(f"DELETE FROM {staging}")  # the next batch of this transaction starts empty
+    return inserted

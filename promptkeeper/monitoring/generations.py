@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import insert_ignoring_duplicates
+from promptkeeper.db.engine import copy_ignoring_duplicates, insert_ignoring_duplicates
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments.schemas import EventIn
@@ -92,7 +92,7 @@ def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:
                 if needs_worker(monitor[2], event.request_id, monitor[1]):
                     row["score_state"] = "pending"
             rows.append(row)
-        stored = insert_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
+        stored = copy_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
     feedback = [
         e for e in events if e.type == "outcome" and any(getattr(e, f) is not None for f in _FEEDBACK_FIELDS)
     ]
