@@ -311,6 +311,18 @@ export class PromptKeeper {
     return this.write(`${promptPath(name)}/deployments`, body, options.idempotencyKey);
   }
 
+  /** Roll `environment` back: to the version live before the current one, or to `version`. */
+  async rollback(
+    name: string,
+    environment: string,
+    options: { version?: number; reason?: string; idempotencyKey?: string } = {},
+  ): Promise<DeploymentRead> {
+    const body: JsonObject = { environment };
+    if (options.version !== undefined) body.version = options.version;
+    if (options.reason !== undefined) body.reason = options.reason;
+    return this.write(`${promptPath(name)}/rollback`, body, options.idempotencyKey);
+  }
+
   private async write<T>(path: string, body: JsonObject, key: string = crypto.randomUUID()): Promise<T> {
     const init = { method: "POST", headers: { ...this.jsonHeaders(), "Idempotency-Key": key }, body: JSON.stringify(body) };
     let last: unknown;
@@ -661,8 +673,14 @@ export class PromptKeeper {
 
   /** Store a refresh's answer for the TTL, unless it is older than the announced revision. */
   private settle(key: string, environment: string, name: string, prompt: Prompt): void {
-    const floor = this.floors.get(key);
+    let floor = this.floors.get(key);
     const revision = prompt.revision ?? 0;
+    const held = this.cached(environment, name);
+    if (floor === undefined && held !== undefined && held.source === "server" && revision < (held.revision ?? 0)) {
+      // an instance behind the one we heard from: what we serve is a floor too (ask the stream's server)
+      floor = { revision: held.revision ?? 0, source: this.streamUrl, since: now(), attempts: 0 };
+      this.floors.set(key, floor);
+    }
     if (floor !== undefined && revision < floor.revision && now() - floor.since <= FLOOR_PATIENCE) {
       this.stats.olderThanAnnounced++;
       const delay = Math.min(FLOOR_RETRY_MAX, FLOOR_RETRY_FIRST * 2 ** floor.attempts);

@@ -174,6 +174,15 @@ export class Lab {
     return servers;
   }
 
+  /** Another server on `like`'s database with some settings changed (`undefined` removes one). */
+  async serverLike(like, overrides) {
+    const env = { ...like.env, ...overrides };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+    const server = new Server(env, this.dir);
+    this.servers.push(server);
+    return server.start();
+  }
+
   async cleanup() {
     await Promise.all(this.servers.map((s) => s.stop()));
     for (const schema of this.schemas) pythonSql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
