@@ -97,6 +97,8 @@ export interface Stats {
   streamEvents: number;
   olderThanAnnounced: number;
   streamConnects: number;
+  /** Changes to an already-seen version served from the announcement, before the refresh answered. */
+  servedOnAnnouncement: number;
 }
 
 const FAILED_REFRESH_DELAY = 5_000;
@@ -107,6 +109,7 @@ const WRITE_TIMEOUT = 30_000;
 const WRITE_DELAYS = [0, 250, 500, 1000, 2000];
 const MAX_STICKY_UNITS = 100_000;
 const SEP = "\u0000";
+const KNOWN_VERSIONS = 16;
 
 const now = (): number => performance.now();
 
@@ -124,6 +127,7 @@ export class PromptKeeper {
     streamEvents: 0,
     olderThanAnnounced: 0,
     streamConnects: 0,
+    servedOnAnnouncement: 0,
   };
   /** Whether the event stream is connected now, and to which server. */
   streamConnected = false;
@@ -144,6 +148,8 @@ export class PromptKeeper {
   private snapshot: Record<string, StoredPrompt> = {};
   private readonly entries = new Map<string, Map<string, Entry>>();
   private readonly pinned = new Map<string, Map<number, Prompt>>();
+  /** Versions seen per name (immutable content), so a rollback to one is served on its announcement. */
+  private readonly versions = new Map<string, Map<number, Prompt>>();
   private readonly floors = new Map<string, Floor>();
   private readonly retryTimers = new Map<string, unknown>();
   private readonly queue: string[] = [];
@@ -604,6 +610,13 @@ export class PromptKeeper {
       if (byEnvironment === undefined) this.entries.set(environment, (byEnvironment = new Map()));
       byEnvironment.set(prompt.name, { prompt, expires: now() + ttl });
     }
+    if (prompt.source === "server" && prompt.experiment === null) {
+      let known = this.versions.get(prompt.name);
+      if (known === undefined) this.versions.set(prompt.name, (known = new Map()));
+      known.delete(prompt.version);
+      known.set(prompt.version, prompt);
+      if (known.size > KNOWN_VERSIONS) known.delete(known.keys().next().value!);
+    }
     if (prompt.source === "server" && this.snapshotStore !== null) {
       const key = snapshotKey(prompt.name, prompt.environment, pinned ? prompt.version : null);
       const current = this.snapshot[key];
@@ -781,7 +794,7 @@ export class PromptKeeper {
     const event = this.sse.feedLine(line);
     if (event === null || event.event !== "release") return;
     this.stats.streamEvents++;
-    let change: { prompt?: unknown; environment?: unknown; revision?: unknown };
+    let change: { prompt?: unknown; environment?: unknown; version?: unknown; revision?: unknown };
     try {
       change = JSON.parse(event.data) as typeof change;
     } catch {
@@ -795,6 +808,25 @@ export class PromptKeeper {
     const key = change.environment + SEP + change.prompt;
     const floor = this.floors.get(key);
     if (floor === undefined || floor.revision < revision) this.floors.set(key, { revision, source, since: now(), attempts: 0 });
+    // A version's content never changes: when the change moves to a version already seen (a rollback,
+    // typically), serve it at once. The refresh still runs and replaces it with the server's answer
+    // (which also brings an experiment, if the change started one).
+    const version = Number(change.version);
+    const known = this.versions.get(change.prompt)?.get(version);
+    if (known !== undefined && version !== current.version && current.experiment === null && current.source === "server") {
+      const announced = new Prompt({
+        name: known.name,
+        version,
+        environment: change.environment,
+        revision,
+        content: known.content,
+        variables: known.variables,
+        placeholders: known.placeholders,
+        remote: this.remote,
+      });
+      this.entries.get(change.environment)?.set(change.prompt, { prompt: announced, expires: now() + this.cacheTtl });
+      this.stats.servedOnAnnouncement++;
+    }
     this.enqueue(key);
   }
 }

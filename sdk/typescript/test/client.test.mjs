@@ -223,6 +223,45 @@ describe("one server on SQLite", () => {
     assert.throws(() => new PromptKeeper({ url: server.url, apiKey: ADMIN_KEY, timeout: 0 }), /timeout must be > 0/);
   });
 
+  test("a unit's variant is computed locally, identical to the server's, and its exposure is logged", async () => {
+    await prepare(server, "exp", 2);
+    const created = await server.ok("POST", "/v1/experiments", {
+      prompt: "exp",
+      environment: "production",
+      name: "ts sdk",
+      candidates: [{ version: 2, weight: 1, key: "treatment" }],
+      primary_metric: "completion",
+      baseline: 0.5,
+      mde: 0.07,
+    });
+    await server.ok("POST", `/v1/experiments/${created.id}/start`, {});
+    const pk = client({ stream: false });
+    const plain = await pk.get("exp");
+    assert.equal(plain.experiment?.id, created.id);
+    assert.equal(plain.experiment.mode, "fixed");
+    const fetches = pk.stats.fetches;
+    const seen = new Set();
+    for (let i = 0; i < 40; i++) {
+      const unit = `u${i}`;
+      const served = await pk.get("exp", { unit });
+      const native = await server.ok("GET", `/v1/resolve/exp?environment=production&unit=${unit}`);
+      assert.equal(served.version, native.version, `unit ${unit}`);
+      assert.equal(served.variant, native.assignment?.variant ?? null, `unit ${unit}`);
+      if (served.variant !== null) {
+        assert.equal(served.unit, unit);
+        assert.equal(typeof served.requestId, "string");
+        assert.equal(served.experimentId, created.id);
+      }
+      assert.equal(pk.getCached("exp", { unit })?.variant ?? null, served.variant);
+      seen.add(served.variant);
+    }
+    assert.equal(pk.stats.fetches, fetches, "assignment made no request");
+    assert.ok(seen.size >= 2, "both variants served");
+    pk.logOutcome((await pk.get("exp", { unit: "u1" })).requestId ?? "x", { completed: true });
+    assert.equal(await pk.flush(), true);
+    assert.ok(pk.events.sent >= 40, `exposures sent (${pk.events.sent})`);
+  });
+
   test("outcomes and generations are posted to /v1/events", async () => {
     const pk = client({ stream: false });
     const prompt = await pk.get("p");

@@ -49,6 +49,10 @@ describe("two servers on PostgreSQL and Redis", () => {
     const rolled = await b.ok("POST", "/v1/prompts/p/rollback", { environment: "production", reason: "bad" });
     assert.equal(rolled.version, 1);
     await waitUntil(() => pk.getCached("p").version === 1, { ...patient, message: "the client serves v1 again" });
+    // v1 was seen before: served from the announcement, then replaced by the server's answer
+    assert.ok(pk.stats.servedOnAnnouncement >= 1, JSON.stringify(pk.stats));
+    await waitUntil(() => pk.getCached("p").etag !== null, { ...patient, message: "the server's answer replaced it" });
+    assert.equal(pk.getCached("p").version, 1);
     assert.ok(pk.stats.streamEvents >= 2, `changes came over the stream (${pk.stats.streamEvents} events)`);
     assert.equal(pk.getCached("p").source, "server");
   });
