@@ -52,7 +52,7 @@ $(TS_STAMP): $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --no-audit --no-fund
 	touch $(TS_STAMP)
 
-test-ts: $(TEST_STAMP) services $(TS_STAMP)
+test-ts: $(STAMP) services $(TS_STAMP)
 	cd $(TS_DIR) && PK_SERVER=$(abspath $(BIN))/promptkeeper npm test
 
 services:

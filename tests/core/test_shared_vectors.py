@@ -14,7 +14,12 @@ import pytest
 
 from promptkeeper.client import Prompt
 from promptkeeper.core.assignment import assign
-from promptkeeper.core.templates import MissingVariables, RenderFailed, content_placeholders, content_variables
+from promptkeeper.core.templates import (
+    MissingVariables,
+    RenderFailed,
+    content_placeholders,
+    content_variables,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
