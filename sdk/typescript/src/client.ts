@@ -16,20 +16,20 @@
  */
 
 import { assign } from "./assignment.js";
-import { MissingVariables, PromptUnavailable, RenderFailed, ValidationFailed } from "./errors.js";
+import { PromptUnavailable, ValidationFailed } from "./errors.js";
 import { checkOutcome, EventQueue, type EventRecord, type OutcomeFields, BATCH_SIZE } from "./events.js";
-import { check, checkWrite, describe, isNetwork, Retryable, send, sleep, unref, type FetchLike } from "./http.js";
+import { check, describe, isNetwork, Retryable, send, sleep, unref, type FetchLike } from "./http.js";
 import { Prompt, type Fallback, type StoredPrompt } from "./prompt.js";
-import { lines, SseParser } from "./sse.js";
-import type { ChatMessage, Rendered, Variables } from "./template.js";
+import type { SseEvent } from "./sse.js";
+import { StreamFollower } from "./stream.js";
+import { Transport } from "./transport.js";
+import type { Rendered, Variables } from "./template.js";
 import type {
   DeploymentRead,
-  EventBatchRead,
   ExperimentPlan,
   JsonObject,
   PendingDeploymentRead,
   PromptCreated,
-  RenderRead,
   ResolveRead,
   VersionRead,
 } from "./types.js";
@@ -105,8 +105,6 @@ const FAILED_REFRESH_DELAY = 5_000;
 const FLOOR_RETRY_FIRST = 100;
 const FLOOR_RETRY_MAX = 2_000;
 const FLOOR_PATIENCE = 30_000;
-const WRITE_TIMEOUT = 30_000;
-const WRITE_DELAYS = [0, 250, 500, 1000, 2000];
 const MAX_STICKY_UNITS = 100_000;
 const SEP = "\u0000";
 const KNOWN_VERSIONS = 16;
@@ -129,18 +127,24 @@ export class PromptKeeper {
     streamConnects: 0,
     servedOnAnnouncement: 0,
   };
-  /** Whether the event stream is connected now, and to which server. */
-  streamConnected = false;
-  streamUrl: string | null = null;
+  /** Whether the event stream is connected now. */
+  get streamConnected(): boolean {
+    return this.stream?.connected ?? false;
+  }
+
+  /** The server whose event stream this client follows now, if any. */
+  get streamUrl(): string | null {
+    return this.stream?.url ?? null;
+  }
   readonly events = new EventQueue();
 
   private readonly cacheTtl: number;
   private readonly timeout: number;
   private readonly retries: number;
   private readonly backoff: number;
-  private readonly streamEnabled: boolean;
+  private readonly stream: StreamFollower | null;
+  private readonly transport: Transport;
   private readonly pollInterval: number;
-  private readonly streamReadTimeout: number;
   private readonly fetchImpl: FetchLike;
   private readonly headers: Record<string, string>;
   private readonly fallbacks: Map<string, Fallback>;
@@ -156,10 +160,8 @@ export class PromptKeeper {
   private readonly queued = new Set<string>();
   private draining = false;
   private readonly sticky = new Map<string, number>();
-  private readonly sse = new SseParser();
   private started = false;
   private closed = false;
-  private streamAbort: AbortController | null = null;
   private timers: unknown[] = [];
   private readonly flushInterval: number;
   private readonly remote = (prompt: Prompt, variables: Variables): Promise<Rendered> => this.renderRemote(prompt, variables);
@@ -174,9 +176,8 @@ export class PromptKeeper {
     this.timeout = (options.timeout ?? 2) * 1000;
     this.retries = options.retries ?? 2;
     this.backoff = (options.backoff ?? 0.1) * 1000;
-    this.streamEnabled = options.stream ?? true;
     this.pollInterval = (options.pollInterval ?? 30) * 1000;
-    this.streamReadTimeout = (options.streamReadTimeout ?? 60) * 1000;
+    const streamReadTimeout = (options.streamReadTimeout ?? 60) * 1000;
     this.flushInterval = (options.flushInterval ?? 1) * 1000;
     for (const [label, value] of [
       ["cacheTtl", this.cacheTtl],
@@ -188,7 +189,7 @@ export class PromptKeeper {
     for (const [label, value] of [
       ["timeout", this.timeout],
       ["pollInterval", this.pollInterval],
-      ["streamReadTimeout", this.streamReadTimeout],
+      ["streamReadTimeout", streamReadTimeout],
       ["flushInterval", this.flushInterval],
     ] as const) {
       if (!(value > 0)) throw new RangeError(`${label} must be > 0, not ${value / 1000}`);
@@ -199,6 +200,19 @@ export class PromptKeeper {
     this.headers = { Authorization: `Bearer ${options.apiKey}`, "User-Agent": "promptkeeper-js" };
     this.fallbacks = new Map(Object.entries(options.fallbacks ?? {}));
     for (const [name, value] of this.fallbacks) Prompt.fromFallback(name, value, null); // a bad fallback is a bug
+    this.transport = new Transport(this.urls, this.fetchImpl, this.headers, this.timeout);
+    this.stream =
+      options.stream === false
+        ? null
+        : new StreamFollower(this.urls, this.fetchImpl, this.headers, this.timeout, streamReadTimeout, {
+            connected: () => {
+              this.stats.streamConnects++;
+              // changes made while not subscribed (before the first connect, or while reconnecting) are
+              // not in the stream's backlog for a first connect: revalidate what is cached (mostly 304s)
+              for (const key of this.cachedKeys()) this.enqueue(key);
+            },
+            event: (event, base) => this.onStreamEvent(event, base),
+          });
     this.snapshotStore = options.snapshot ?? null;
     if (this.snapshotStore) this.snapshot = this.snapshotStore.load() ?? {};
   }
@@ -258,32 +272,7 @@ export class PromptKeeper {
 
   /** `POST /v1/render` for the prompt's version: exactly the server's output. */
   async renderRemote(prompt: Prompt, variables: Variables): Promise<Rendered> {
-    const body = JSON.stringify({ name: prompt.name, version: prompt.version, variables });
-    let last: unknown;
-    for (const base of this.urls) {
-      const url = `${base}/v1/render`;
-      try {
-        const response = await check(
-          await send(this.fetchImpl, url, { method: "POST", headers: this.jsonHeaders(), body }, this.timeout),
-          url,
-        );
-        const rendered = (await response.json()) as RenderRead;
-        return rendered.type === "chat" ? ((rendered.messages ?? []) as ChatMessage[]) : (rendered.text ?? "");
-      } catch (error) {
-        if (isNetwork(error)) {
-          last = error;
-          continue;
-        }
-        if (error instanceof ValidationFailed) {
-          const missing = error.details.missing;
-          const field = typeof error.details.field === "string" ? error.details.field : undefined;
-          if (Array.isArray(missing)) throw new MissingVariables(missing.map(String), field);
-          if (error.message.startsWith("rendering failed")) throw new RenderFailed(error.message, field);
-        }
-        throw error;
-      }
-    }
-    throw new RenderFailed(`prompt '${prompt.name}' could not be rendered: no server answered (${describe(last)})`);
+    return this.transport.render(prompt.name, prompt.version, variables);
   }
 
   // -- writes ---------------------------------------------------------------------------------------------
@@ -291,7 +280,7 @@ export class PromptKeeper {
   /** Create a prompt and its version 1 (an editor key). Safe to retry: one Idempotency-Key for every
    * attempt on every URL, so it is applied once. */
   async createPrompt(name: string, content: JsonObject, fields: JsonObject = {}): Promise<PromptCreated> {
-    return this.write<PromptCreated>("/v1/prompts", { name, content, ...fields });
+    return this.transport.write<PromptCreated>("/v1/prompts", { name, content, ...fields });
   }
 
   async createVersion(
@@ -302,7 +291,7 @@ export class PromptKeeper {
     const body: JsonObject = { content };
     if (options.message !== undefined) body.message = options.message;
     if (options.baseVersion !== undefined) body.base_version = options.baseVersion;
-    return this.write<VersionRead>(`${promptPath(name)}/versions`, body, options.idempotencyKey);
+    return this.transport.write<VersionRead>(`${promptPath(name)}/versions`, body, options.idempotencyKey);
   }
 
   /** Deploy (or roll back to) `version`; a deploy held for evaluation runs answers a pending deployment. */
@@ -314,7 +303,7 @@ export class PromptKeeper {
   ): Promise<DeploymentRead | PendingDeploymentRead> {
     const body: JsonObject = { environment, version };
     if (options.reason !== undefined) body.reason = options.reason;
-    return this.write(`${promptPath(name)}/deployments`, body, options.idempotencyKey);
+    return this.transport.write(`${promptPath(name)}/deployments`, body, options.idempotencyKey);
   }
 
   /** Roll `environment` back: to the version live before the current one, or to `version`. */
@@ -326,25 +315,7 @@ export class PromptKeeper {
     const body: JsonObject = { environment };
     if (options.version !== undefined) body.version = options.version;
     if (options.reason !== undefined) body.reason = options.reason;
-    return this.write(`${promptPath(name)}/rollback`, body, options.idempotencyKey);
-  }
-
-  private async write<T>(path: string, body: JsonObject, key: string = crypto.randomUUID()): Promise<T> {
-    const init = { method: "POST", headers: { ...this.jsonHeaders(), "Idempotency-Key": key }, body: JSON.stringify(body) };
-    let last: unknown;
-    for (const delay of WRITE_DELAYS) {
-      if (delay) await sleep(delay);
-      for (const base of this.urls) {
-        const url = base + path;
-        try {
-          return await checkWrite<T>(await send(this.fetchImpl, url, init, WRITE_TIMEOUT), url);
-        } catch (error) {
-          if (!isNetwork(error)) throw error;
-          last = error;
-        }
-      }
-    }
-    throw last;
+    return this.transport.write(`${promptPath(name)}/rollback`, body, options.idempotencyKey);
   }
 
   // -- events ---------------------------------------------------------------------------------------------
@@ -421,7 +392,7 @@ export class PromptKeeper {
     if (this.closed) return;
     if (this.events.length) await this.flush(this.timeout / 1000);
     this.closed = true;
-    this.streamAbort?.abort();
+    this.stream?.stop();
     for (const timer of this.timers) clearInterval(timer as ReturnType<typeof setInterval>);
     for (const timer of this.retryTimers.values()) clearTimeout(timer as ReturnType<typeof setTimeout>);
     this.timers = [];
@@ -431,33 +402,11 @@ export class PromptKeeper {
   private async sendBatch(): Promise<boolean> {
     const batch = this.events.take();
     if (batch === null) return true;
-    const init = {
-      method: "POST",
-      headers: { ...this.jsonHeaders(), "Idempotency-Key": batch.key },
-      body: JSON.stringify({ events: batch.events }),
-    };
-    for (const base of this.urls) {
-      let response: Response;
-      try {
-        response = await send(this.fetchImpl, `${base}/v1/events`, init, this.timeout);
-      } catch {
-        continue;
-      }
-      if (response.status >= 500 || response.status === 429) {
-        await response.body?.cancel();
-        continue;
-      }
-      if (response.status >= 400) {
-        this.events.dropped += batch.events.length; // refused for good: retrying cannot help
-        await response.body?.cancel();
-      } else {
-        (await response.json()) as EventBatchRead;
-        this.events.sent += batch.events.length;
-      }
-      return true;
-    }
-    this.events.putBack(batch);
-    return false;
+    const outcome = await this.transport.postEvents(batch);
+    if (outcome === "sent") this.events.sent += batch.events.length;
+    else if (outcome === "refused") this.events.dropped += batch.events.length;
+    else this.events.putBack(batch);
+    return outcome !== "failed";
   }
 
   private eventsAdded(): void {
@@ -516,10 +465,6 @@ export class PromptKeeper {
   }
 
   // -- fetching -------------------------------------------------------------------------------------------
-
-  private jsonHeaders(): Record<string, string> {
-    return { ...this.headers, "Content-Type": "application/json" };
-  }
 
   /** The first answer of at least revision `floor`; else the newest answer had. */
   private async fetchPrompt(
@@ -729,70 +674,11 @@ export class PromptKeeper {
     unref(poll);
     unref(sender);
     this.timers.push(poll, sender);
-    if (this.streamEnabled) void this.streamLoop();
+    if (this.stream !== null) this.stream.start();
   }
 
-  private async streamLoop(): Promise<void> {
-    let delay = 500;
-    while (!this.closed) {
-      for (const base of this.urls) {
-        if (this.closed) return;
-        await this.followStream(base).then(
-          (connected) => {
-            if (connected) delay = 500;
-          },
-          () => undefined,
-        );
-      }
-      if (this.closed) return;
-      await sleep(delay);
-      delay = Math.min(delay * 2, 30_000);
-    }
-  }
-
-  /** Follow one server's stream until it ends; true if it connected. */
-  private async followStream(base: string): Promise<boolean> {
-    const controller = new AbortController();
-    this.streamAbort = controller;
-    const headers: Record<string, string> = { ...this.headers, Accept: "text/event-stream" };
-    if (this.sse.lastId !== null) headers["Last-Event-ID"] = this.sse.lastId;
-    let lastActivity = now();
-    const watchdog = setInterval(() => {
-      if (now() - lastActivity > this.streamReadTimeout) controller.abort();
-    }, Math.min(1000, this.streamReadTimeout));
-    unref(watchdog);
-    const connect = setTimeout(() => controller.abort(), this.timeout);
-    unref(connect);
-    try {
-      const response = await this.fetchImpl(`${base}/v1/stream`, { headers, signal: controller.signal });
-      clearTimeout(connect);
-      if (response.status !== 200 || response.body === null) {
-        await response.body?.cancel();
-        return false; // streaming unavailable here: polling covers it
-      }
-      this.streamConnected = true;
-      this.streamUrl = base;
-      this.stats.streamConnects++;
-      lastActivity = now();
-      // changes made while not subscribed (before the first connect, or while reconnecting) are not
-      // in the stream's backlog for a first connect: revalidate what is cached (ETags: 304s mostly)
-      for (const key of this.cachedKeys()) this.enqueue(key);
-      for await (const line of lines(response.body, () => (lastActivity = now()))) {
-        this.onStreamLine(line, base);
-      }
-      return true;
-    } finally {
-      clearTimeout(connect);
-      clearInterval(watchdog);
-      this.streamConnected = false;
-      this.streamUrl = null;
-      if (!controller.signal.aborted) controller.abort();
-    }
-  }
-
-  private onStreamLine(line: string, source: string): void {
-    const event = this.sse.feedLine(line);
-    if (event === null || event.event !== "release") return;
+  private onStreamEvent(event: SseEvent, source: string): void {
+    if (event.event !== "release") return;
     this.stats.streamEvents++;
     let change: { prompt?: unknown; environment?: unknown; version?: unknown; revision?: unknown };
     try {

@@ -203,6 +203,25 @@ describe("one server on SQLite", () => {
     assert.equal((await back.get("p")).source, "server");
   });
 
+  test("where streaming is unavailable, cached prompts are revalidated with ETags every pollInterval", async () => {
+    await prepare(server, "polled", 2);
+    let streamAsks = 0;
+    const noStream = async (url, init) => {
+      if (url.includes("/v1/stream")) {
+        streamAsks++;
+        return new Response("streaming is not available here", { status: 503 });
+      }
+      return fetch(url, init);
+    };
+    const pk = client({ fetch: noStream, cacheTtl: 600, pollInterval: 0.3 });
+    assert.equal((await pk.get("polled")).version, 1);
+    await waitUntil(() => pk.stats.notModified >= 2, { message: "ETag revalidations answered 304" });
+    assert.equal(pk.streamConnected, false);
+    assert.ok(streamAsks >= 1, "the stream was tried");
+    await server.ok("POST", "/v1/prompts/polled/deployments", { environment: "production", version: 2 });
+    await waitUntil(() => pk.getCached("polled").version === 2, { message: "the poll picked up v2" });
+  });
+
   test("an unreadable snapshot is ignored, not fatal", async () => {
     const { writeFileSync } = await import("node:fs");
     const path = join(lab.dir, "broken.json");
