@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install lint typecheck imports bench clean services langfuse-clients
+.PHONY: run test test-ts install lint typecheck imports bench bench-ts clean services langfuse-clients
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PromptKeeper needs Python 3.11 or newer")'
@@ -42,6 +42,19 @@ test: $(TEST_STAMP) services langfuse-clients
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(MAKE) test-ts
+
+## make test-ts: the TypeScript SDK (sdk/typescript): npm ci (once per package-lock.json), tsc, the
+## types checked against tests/data/openapi.json, then node --test against real servers ($(BIN)/promptkeeper)
+TS_DIR   := sdk/typescript
+TS_STAMP := $(TS_DIR)/node_modules/.installed
+
+$(TS_STAMP): $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund
+	touch $(TS_STAMP)
+
+test-ts: $(STAMP) services $(TS_STAMP)
+	cd $(TS_DIR) && PK_SERVER=$(abspath $(BIN))/promptkeeper npm test
 
 ## make langfuse-clients: the real Langfuse clients the compatibility matrix runs against
 ## (tests/test_langfuse_matrix.py): one small virtualenv per supported major of the Python SDK in
@@ -81,5 +94,10 @@ bench: $(STAMP) services
 	$(BIN)/python bench/sdk_cache_hit.py
 	$(BIN)/python bench/propagation.py
 
+bench-ts: $(STAMP) services $(TS_STAMP)
+	cd $(TS_DIR) && npx tsc -p tsconfig.json
+	PK_SERVER=$(abspath $(BIN))/promptkeeper node bench/ts_cache_hit.mjs
+	PK_SERVER=$(abspath $(BIN))/promptkeeper node bench/ts_propagation.mjs
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache promptkeeper.egg-info $(LANGFUSE_JS)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache promptkeeper.egg-info $(LANGFUSE_JS)/node_modules $(TS_DIR)/node_modules $(TS_DIR)/dist $(TS_DIR)/generated
