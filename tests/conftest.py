@@ -54,6 +54,32 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("promptkeeper")
 
 
+# Tests that take tens of seconds on any machine (a 60 s outage, the soak, real server processes,
+# hundreds of requests), longest first: collected first, so that pytest-xdist (`--dist worksteal`,
+# pyproject.toml) starts them at once and runs the short tests beside them, instead of one of them
+# starting last and running alone at the end. The rest keep their order.
+LONG_FIRST = (
+    "tests/test_runtime_faults.py::test_postgres_outage_longer_than_every_ttl",
+    "tests/test_authorization.py::test_role_matrix",
+    "tests/test_sdk_failover.py::",
+    "tests/test_soak.py::",
+    "tests/test_monitoring_judge.py::",
+    "tests/test_runtime_faults.py::",
+    "tests/test_idempotency_outage.py::",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    for index, prefix in enumerate(LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return index
+    return len(LONG_FIRST) + (item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: the order within a rank is the collection order
+
+
 def service_missing(what: str, error: Exception) -> None:
     message = f"{what} is not reachable ({error}); run `make services` (scripts/ensure-services.sh)"
     if IN_CI:
