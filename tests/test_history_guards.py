@@ -2,8 +2,9 @@
 entries is refused on both backends, whoever connects (issue 19.5).
 
 The statements run on a plain engine, as an operator's `psql` or a buggy script would, after the
-rows were made through the API. The test suite's own cleanup (TRUNCATE on PostgreSQL, a fresh
-file on SQLite) must keep working: every test after these one starts from empty tables.
+rows were made through the API. The test suite's own cleanup (on PostgreSQL a DELETE with the
+session's triggers off, as a superuser may, else TRUNCATE; a fresh file on SQLite) must keep
+working: every test after these one starts from empty tables.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from promptkeeper.monitoring.scoring import MonitorScorer, RateLimiter
 from promptkeeper.monitoring.service import sampled
 from tests.conftest import ADMIN_KEY, Backend, make_settings
 from tests.helpers import add_version, create_prompt, deploy, error_of, quote_name
+from tests.processes import wait_until
 
 ENV = "production"
 SAFETY = {"scorer": "not_contains", "name": "safety", "params": {"values": ["UNSAFE"]}}
@@ -440,26 +442,48 @@ def _scores_per_generation(database: Database) -> dict[int, int]:
         return {int(r[0]): int(r[1]) for r in rows}
 
 
+CRASH_LEASE = 5.0
+
+
+def _lease_end(database: Database, ids: list[int]) -> datetime:
+    with database.session() as session:
+        ends = set(session.scalars(select(Generation.lease_until).where(Generation.id.in_(ids))))
+    assert len(ends) == 1 and None not in ends, ends
+    end: datetime = ends.pop()
+    return end if end.tzinfo is not None else end.replace(tzinfo=UTC)
+
+
 def test_a_crashed_worker_loses_nothing_and_scores_nothing_twice(
     client: TestClient, database: Database, backend: Backend, tmp_path: Path
 ) -> None:
+    """The crashed worker's lease (CRASH_LEASE) must outlast the survivor's drain of the other 200
+    rows, however slowly a loaded machine runs it (a 0.5 s lease did not, beside a CPU hog); the
+    test then waits for the lease to run out rather than sleeping a fixed time."""
     name = "mon/crash"
     _prompt(client, name)
     _monitor(
         client, name, sample_rate=1.0, scorers=[SAFETY, {"scorer": "length", "params": {"max_chars": 100}}]
     )
     Traffic(client, name, seed=4).send(1, 300, fail_rate=0.1)
-    short = make_settings(backend, tmp_path, worker_lease=0.5, monitor_batch=100, worker_in_process=False)
+    short = make_settings(
+        backend, tmp_path, worker_lease=CRASH_LEASE, monitor_batch=100, worker_in_process=False
+    )
     crashed = MonitorScorer(database, short, "crashed")
     taken = crashed.claim()
     assert len(taken) == 100
+    lease_end = _lease_end(database, taken)
     rows = crashed.score(taken)  # ... and the process dies before storing
     survivor = MonitorScorer(database, short, "survivor")
-    assert sorted(_drain_ids(survivor)) == list(
-        range(min(taken) + 100, min(taken) + 300)
-    )  # leased rows skipped
-    time.sleep(0.6)  # the dead worker's lease runs out
-    assert _drain(survivor) == 100
+    drained = _drain_ids(survivor)
+    timing = f"drained by {datetime.now(UTC)}, the lease held until {lease_end}"
+    assert sorted(drained) == list(range(min(taken) + 100, min(taken) + 300)), timing  # leased rows skipped
+    regained = wait_until(
+        lambda: _drain(survivor),  # 0 while the dead worker's lease holds, then its 100 rows
+        timeout=CRASH_LEASE + 60,
+        interval=0.05,
+        message="the dead worker's lease to run out",
+    )
+    assert regained == 100 and datetime.now(UTC) > lease_end
     assert crashed.store(taken, rows) == set()  # the late writer holds nothing any more: stores nothing
     per_generation = _scores_per_generation(database)
     assert len(per_generation) == 300 and set(per_generation.values()) == {2}
