@@ -31,7 +31,9 @@ from promptkeeper.api.routes import access as access_routes
 from promptkeeper.api.routes import audit as audit_routes
 from promptkeeper.api.routes import catalogue as catalogue_routes
 from promptkeeper.api.routes import composition as composition_routes
+from promptkeeper.api.routes import deployments as deployment_routes
 from promptkeeper.api.routes import drafts as draft_routes
+from promptkeeper.api.routes import environments as environment_routes
 from promptkeeper.api.routes import evaluations as evaluation_routes
 from promptkeeper.api.routes import experiments as experiment_routes
 from promptkeeper.api.routes import monitoring as monitoring_routes
@@ -206,6 +208,8 @@ def create_app(settings: Settings | None = None, *, announce: bool = False) -> F
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(prompt_routes.router)
+    app.include_router(deployment_routes.router)
+    app.include_router(environment_routes.router)
     app.include_router(composition_routes.router)
     app.include_router(catalogue_routes.router)
     app.include_router(draft_routes.router)

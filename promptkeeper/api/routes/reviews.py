@@ -22,7 +22,7 @@ from promptkeeper.api.deps import (
     WriteDB,
 )
 from promptkeeper.api.error_responses import ERROR_RESPONSES
-from promptkeeper.api.routes.prompts import WAITS, deployed_or_pending
+from promptkeeper.api.routes.deployments import WAITS, deployed_or_pending
 from promptkeeper.core.fields import ENVIRONMENT_PATTERN, Page
 from promptkeeper.deployments import pending, releases
 from promptkeeper.prompts.models import Environment, Prompt
