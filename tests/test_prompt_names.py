@@ -18,7 +18,6 @@ import pytest
 from alembic import command
 from langfuse import Langfuse
 from langfuse.api.core.http_client import _should_retry
-from promptkeeper.db.models import metadata
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
@@ -27,6 +26,7 @@ from promptkeeper.compat.langfuse import public_key
 from promptkeeper.db.migrate import alembic_config, upgrade
 from promptkeeper.errors import Conflict
 from promptkeeper.files import load_directory
+from promptkeeper.tables import metadata
 from tests.conftest import ADMIN_KEY, Backend, LiveServer
 from tests.helpers import error_of, quote_name, run_cli, text_content
 
@@ -192,11 +192,11 @@ def _blocked_by(url: str, pid: int) -> bool:
         engine.dispose()
 
 
+# PostgreSQL only: SQLite serializes writers (BEGIN IMMEDIATE), so the check cannot miss a concurrent create.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_create_racing_another_spelling_is_a_clean_409(backend: Backend, live_server: LiveServer) -> None:
     """The create checks for other spellings first, but a concurrent create that has not committed
     yet is invisible to that check: the unique index decides, and the loser answers 409."""
-    if backend.name != "postgresql":
-        pytest.skip("SQLite serializes writers (BEGIN IMMEDIATE): the check cannot miss a concurrent create")
     engine = create_engine(backend.url)
     answer: dict[str, httpx.Response] = {}
     with engine.connect() as holder:
