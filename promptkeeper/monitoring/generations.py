@@ -113,9 +113,9 @@ def _feedback_values(event: EventIn) -> dict[str, Any]:
 def apply_feedback(session: Session, project_id: int, events: Sequence[EventIn]) -> None:
     by_request = {event.request_id: event for event in events}
     found = session.execute(
-        select(
-            Generation.id, Generation.request_id, Generation.monitor_id, Generation.version, Generation.at
-        ).where(Generation.project_id == project_id, Generation.request_id.in_(list(by_request)))
+        select(Generation.id, Generation.request_id, Generation.monitor_id, Generation.version, Generation.at)
+        .where(Generation.project_id == project_id, Generation.request_id.in_(list(by_request)))
+        .order_by(Generation.id)  # rows locked in id order, as the scoring worker locks them: no deadlock
     ).all()
     if not found:
         return

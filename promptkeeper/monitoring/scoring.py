@@ -73,6 +73,20 @@ _INSERT_SCORES = (
 )
 
 
+def _lock_in_id_order(session: Session, ids: list[int], *, postgres: bool) -> None:
+    """Take the rows' locks in id order before an `UPDATE … WHERE id IN (…)`, whose own order follows
+    the plan (physical order on a sequential scan). Feedback, lease renewals and stores all lock
+    generations in id order, so two of them on overlapping rows wait instead of deadlocking
+    (PostgreSQL aborted a store that way, and its batch waited for the lease to run out)."""
+    if postgres and ids:
+        session.execute(
+            select(Generation.id)
+            .where(Generation.id.in_(sorted(ids)))
+            .order_by(Generation.id)
+            .with_for_update()
+        )
+
+
 def _insert_scores(session: Session, rows: list[dict[str, Any]]) -> None:
     """Store a batch's scores, skipping any already stored (the unique key is the last guard).
 
@@ -204,6 +218,7 @@ class MonitorScorer:
         if not wanted:
             return set()
         with self._db.write_session() as session:
+            _lock_in_id_order(session, wanted, postgres=self._db.is_postgres)
             held = set(
                 session.scalars(
                     update(Generation)
@@ -358,6 +373,7 @@ class MonitorScorer:
         the rows this worker still holds. Returns the monitors scored for."""
         skip = set(skipped)
         with self._db.write_session() as session:
+            _lock_in_id_order(session, list(ids), postgres=self._db.is_postgres)
             held = set(
                 session.scalars(
                     update(Generation)
