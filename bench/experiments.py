@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
-from promptkeeper.experiments.ingestion import COLUMNS, ingest, insert_rows  # noqa: E402
+from promptkeeper.experiments.ingestion import COLUMNS, ingest  # noqa: E402
 from promptkeeper.experiments.schemas import EventIn  # noqa: E402
 
 ENV = "production"
@@ -150,7 +150,7 @@ def ingestion(base: str, url: str, total: int, senders: int) -> dict[str, float]
     direct_started = time.perf_counter()
     with database.write_session() as session:
         for start in range(0, len(rows), BATCH):
-            insert_rows(session, rows[start : start + BATCH])
+            _copy_rows(session, rows[start : start + BATCH])
         session.commit()
     direct = time.perf_counter() - direct_started
     database.dispose()
@@ -162,6 +162,14 @@ def ingestion(base: str, url: str, total: int, senders: int) -> dict[str, float]
         "batch_p50_ms": statistics.median(latencies) * 1000,
         "direct_copy_events_per_second": len(rows) / direct,
     }
+
+
+def _copy_rows(session: Any, rows: list[dict[str, Any]]) -> None:
+    """The baseline's writer: COPY straight into `events` (no rollup, no de-duplication)."""
+    raw = session.connection().connection.dbapi_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in COLUMNS])
 
 
 def _load(url: str, experiment_id: int, events: int) -> None:

@@ -10,9 +10,10 @@ output messages, finish reasons), so each span is one generation record and one 
 1. OTLP: the server in a subprocess (CPU 0, no in-process worker) receives `--spans` spans as
    `ExportTraceServiceRequest` protobuf bodies of `--batch` spans (the SDK exporter's default batch
    is 512), from `--senders` concurrent clients; the bodies are serialized before the clock starts.
-2. Baseline, in the same run and database: the same spans' rows (generation + outcome `EventIn`s,
-   built before the clock starts) written directly with `experiments.ingestion.ingest` in the same
-   batches, one transaction each: the database's share of the cost, without HTTP, protobuf or mapping.
+2. Baseline, in the same run and database: the same spans' rows (outcome events and generation
+   records, built before the clock starts) written directly by the writers the receiver uses
+   (`otel.service.write`) in the same batches, one transaction each: the database's share of the
+   cost, without HTTP, protobuf or mapping.
 
 Usage: .venv/bin/python bench/otlp_ingest.py [--backend postgresql|sqlite] [--spans 200000]
        [--batch 512] [--senders 4]
@@ -41,8 +42,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
-from promptkeeper.experiments import ingestion as events  # noqa: E402
-from promptkeeper.monitoring import generations as _sink  # noqa: E402, F401 - the generation sink
 from promptkeeper.otel import service  # noqa: E402
 
 NAME = "bench/otlp"
@@ -189,7 +188,7 @@ def otlp(base: str, bodies: list[bytes], senders: int) -> tuple[float, list[floa
 
 
 def direct(url: str, requests: list[ExportTraceServiceRequest]) -> float:
-    """The same rows through `events.ingest` (what the receiver calls), built before the clock."""
+    """The same rows through `service.write` (what the receiver calls), built before the clock."""
     settings = Settings(database_url=url, worker_in_process=False)
     db = Database(settings)
     prepared = []
@@ -197,11 +196,11 @@ def direct(url: str, requests: list[ExportTraceServiceRequest]) -> float:
         with db.session() as session:
             for request in requests:
                 batch = service.classify(request)
-                prepared.append(service.prepare(session=session, project_id=1, batch=batch))
+                prepared.append((batch, service.prepare(session=session, project_id=1, batch=batch)))
         started = time.perf_counter()
-        for rows in prepared:
+        for batch, rows in prepared:
             with db.write_session() as session:
-                events.ingest(session=session, project_id=1, events=rows)
+                service.write(session=session, project_id=1, batch=batch, rows=rows)
                 session.commit()
         return time.perf_counter() - started
     finally:
@@ -245,7 +244,7 @@ def main() -> None:
         f"OTLP ingestion ({args.backend}, one instance, {args.senders} senders, batches of {args.batch}): "
         f"{args.spans:,} spans in {seconds:.2f} s = {results['otlp_spans_per_second']:,.0f} spans/s "
         f"(batch p50 {results['otlp_batch_p50_ms']:.0f} ms, p99 {results['otlp_batch_p99_ms']:.0f} ms); "
-        f"direct events.ingest baseline {results['direct_spans_per_second']:,.0f} spans/s; "
+        f"direct-write baseline {results['direct_spans_per_second']:,.0f} spans/s; "
         f"ratio {ratio:.2f}; goal >= 20,000 spans/s"
     )
     print(f"saved {save('otlp_ingest', results)}")

@@ -26,6 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 from promptkeeper.app import create_app
 from promptkeeper.client import Client
 from promptkeeper.config import Settings
+from promptkeeper.otel import decode
 from tests.conftest import ADMIN_KEY, LiveServer
 from tests.helpers import add_version, bearer, create_prompt, deploy
 
@@ -256,6 +257,74 @@ def test_json_encoding_with_gzip_is_stored_once(otlp: TestClient) -> None:
     assert _generations(otlp) == 2
     again = otlp.post("/otlp/v1/traces", content=body, headers=headers)  # an exporter's retry
     assert again.status_code == 200 and _generations(otlp) == 2
+
+
+def _counter(client: TestClient, name: str) -> int:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"promptkeeper_{name} "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_a_resent_batch_counts_its_outcomes_once(otlp: TestClient) -> None:
+    """An exporter resends a batch whose answer it lost (a timeout after the commit): the experiment's
+    outcomes, its per-unit rollup and the generation records each keep one copy of every span."""
+    add_version(otlp, NAME, "B: {{ q }}")
+    created = otlp.post(
+        "/v1/experiments",
+        json={
+            "prompt": NAME,
+            "name": "resend",
+            "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
+            "primary_metric": "latency_ms",
+            "std_dev": 100,
+            "mde": 50,
+        },
+    )
+    assert created.status_code == 201, created.text
+    experiment_id = created.json()["id"]
+    assert otlp.post(f"/v1/experiments/{experiment_id}/start", json={}).status_code == 200
+    spans = [
+        _linked(
+            index,
+            version=2 if variant == "treatment" else 1,
+            **{
+                "promptkeeper.prompt.experiment": experiment_id,
+                "promptkeeper.prompt.variant": variant,
+                "promptkeeper.prompt.unit": f"user-{variant}",  # two spans per unit
+                "gen_ai.usage.output_tokens": 10 * index,
+            },
+        )
+        for index, variant in enumerate(["control", "control", "treatment", "treatment"], start=1)
+    ]
+    exposures = [
+        {
+            "type": "exposure",
+            "request_id": f"r-{key}",
+            "experiment_id": experiment_id,
+            "variant": key,
+            "unit": f"user-{key}",
+        }
+        for key in ("control", "treatment")
+    ]
+    assert otlp.post("/v1/events", json={"events": exposures}).status_code in (200, 202)
+    body = decode.parse(json.dumps(_request(*spans)).encode(), "json")  # OTLP/JSON ids are hex
+    first = otlp.post("/otlp/v1/traces", content=body.SerializeToString(), headers=PROTOBUF)
+    assert first.status_code == 200 and first.content == b""
+    assert _counter(otlp, "otlp_outcomes_total") == 4
+    # the same spans again, and the first of each unit once more in another encoding (an exporter
+    # restarted with another configuration): a double count would move each unit's mean
+    resent = json.dumps(_request(spans[0], spans[2]))
+    for content, headers in ((body.SerializeToString(), PROTOBUF), (resent, JSON)):
+        again = otlp.post("/otlp/v1/traces", content=content, headers=headers)
+        assert again.status_code == 200, again.text
+    assert _counter(otlp, "otlp_outcomes_total") == 4 and _generations(otlp) == 4
+    results = otlp.get(f"/v1/experiments/{experiment_id}/results").json()
+    by_key = {v["key"]: v["metrics"] for v in results["variants"]}
+    for key, tokens in (("control", (10 + 20) / 2), ("treatment", (30 + 40) / 2)):
+        assert by_key[key]["output_tokens"]["n"] == 1  # one unit per variant, its two spans once each
+        assert by_key[key]["output_tokens"]["mean"] == pytest.approx(tokens)
+        assert by_key[key]["latency_ms"]["mean"] == pytest.approx(250)
 
 
 def test_a_batch_with_unlinked_and_invalid_spans_is_a_partial_success(otlp: TestClient) -> None:

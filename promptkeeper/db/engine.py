@@ -12,12 +12,11 @@ registered with `on_commit(session, fn)` and runs after the commit; a rollback d
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import Any
@@ -26,7 +25,6 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import sqltypes
 
 from promptkeeper.config import Settings
 from promptkeeper.core.secrets import SecretBox, SecretKeyError
@@ -196,6 +194,35 @@ def insert_ignoring_duplicates(
     return len(result.all())
 
 
+_COPY_TYPES: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+
+
+def copy_rows(
+    cursor: Any, target: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, types_of: str
+) -> None:
+    """PostgreSQL: COPY `rows` (values in `columns` order) into `target`, in the binary format.
+
+    Binary rows cost the driver and the server less than half of text ones (measured: 1.4 against
+    3.4 µs a row for an event), and JSON columns take Python values as they are. Binary COPY needs
+    each column's type: read once per process from `types_of`, the table whose columns these are
+    (every column type here is built in, so the type ids are the same in every database).
+    """
+    key = (types_of, tuple(columns))
+    types = _COPY_TYPES.get(key)
+    if types is None:
+        cursor.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (types_of,),
+        )
+        by_name = {str(name): int(oid) for name, oid in cursor.fetchall()}
+        types = _COPY_TYPES[key] = [by_name[name] for name in columns]
+    with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
 def copy_ignoring_duplicates(
     session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
 ) -> int:
@@ -211,14 +238,14 @@ def copy_ignoring_duplicates(
     if connection.dialect.name != "postgresql" or not rows:
         return insert_ignoring_duplicates(session, model, rows, keys)
     table = model.__table__
-    columns = list(rows[0])
+    given = list(rows[0])
     defaults = {
         c.name: c.default.arg
         for c in table.columns
         if c.name not in rows[0] and c.default is not None and c.default.is_scalar
     }
-    columns += list(defaults)
-    json_columns = {c.name for c in table.columns if isinstance(c.type, sqltypes.JSON)}
+    columns = given + list(defaults)
+    missing = list(defaults.values())
     # the listed columns' types only (no constraints, defaults or sequences); one table per column set
     staging = f"pk_stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
     connection.execute(
@@ -231,15 +258,13 @@ def copy_ignoring_duplicates(
     assert raw is not None
     names = ", ".join(columns)
     with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        json.dumps(value) if name in json_columns and value is not None else value
-                        for name in columns
-                        for value in (row[name] if name in row else defaults[name],)
-                    ]
-                )
+        copy_rows(
+            cursor,
+            staging,
+            columns,
+            ([row[name] for name in given] + missing for row in rows),
+            types_of=table.name,
+        )
         cursor.execute(
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
             f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"

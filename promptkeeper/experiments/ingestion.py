@@ -12,16 +12,17 @@ outcome is tagged then (a partial index keeps that lookup cheap while few outcom
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from promptkeeper.core import outcomes
 from promptkeeper.db.base import utcnow
+from promptkeeper.db.engine import copy_rows
 from promptkeeper.errors import NotFound, ValidationFailed
 from promptkeeper.experiments import rollup
 from promptkeeper.experiments.models import Event, Experiment, Metric
@@ -115,8 +116,7 @@ def ingest(*, session: Session, project_id: int, events: Sequence[EventIn]) -> E
     if missing:
         _tag_from(untagged, _stored_exposures(session, project_id, missing))
     if rows:
-        insert_rows(session, rows)
-        rollup.merge(session, rollup.deltas(rows))
+        store_rows(session, rows)
     if exposures:
         _tag_waiting(session, project_id, exposures)
     generations = sum(sink(session, project_id, events) for sink in SINKS)
@@ -143,30 +143,60 @@ COLUMNS = (
     *_OUTCOME_FIELDS,
     "thumbs",
     "custom",
+    "span_key",
 )
-_COPY = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
+_NAMES = ", ".join(COLUMNS)
+_STAGE = "pk_event_stage"
+_CREATE_STAGE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+    f"SELECT {_NAMES} FROM events WITH NO DATA"
+)
+#: the staged rows into `events` (a span's outcome that is stored already is skipped) and the
+#: rows inserted into the rollup, in one statement: one round trip, and the rollup can only count
+#: what was stored
+_STORE = (
+    f"WITH staged AS (DELETE FROM {_STAGE} RETURNING {_NAMES}), "
+    f"inserted AS (INSERT INTO events ({_NAMES}) SELECT {_NAMES} FROM staged "
+    "ON CONFLICT (project_id, span_key) WHERE span_key IS NOT NULL DO NOTHING "
+    f"RETURNING {_NAMES}), "
+    f"units AS ({rollup.merge_sql('inserted')}) "
+    "SELECT count(*) FROM inserted"
+)
 
 
-def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """COPY on PostgreSQL (several times faster than a multi-row INSERT); executemany elsewhere.
+def store_rows(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Store event rows (every key of `COLUMNS`) and merge them into the rollup; returns the rows
+    stored (fewer than given when a span's outcome was stored before: an exporter's resend).
 
-    Both run on the session's connection, inside its transaction: the batch is stored whole or not.
+    PostgreSQL: binary COPY into a per-connection staging table (several times faster than a
+    multi-row INSERT), then one statement inserts and aggregates. Elsewhere: INSERT ... RETURNING and the
+    rollup's deltas in Python. Both run in the session's transaction: the batch is stored whole or
+    not at all.
     """
+    if not rows:
+        return 0
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        connection.execute(insert(Event), rows)
-        return
+        statement = (
+            sqlite.insert(Event)
+            .on_conflict_do_nothing(
+                index_elements=["project_id", "span_key"], index_where=Event.span_key.is_not(None)
+            )
+            .returning(*(Event.__table__.c[name] for name in COLUMNS))
+        )
+        stored = [dict(row._mapping) for row in connection.execute(statement, rows)]
+        rollup.merge(session, rollup.deltas(stored))
+        return len(stored)
+    connection.execute(text(_CREATE_STAGE))
     raw = connection.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[attr-defined]
-        for row in rows:
-            custom = row["custom"]
-            copy.write_row(
-                [
-                    json.dumps(custom) if custom is not None and name == "custom" else row[name]
-                    for name in COLUMNS
-                ]
-            )
+    with raw.cursor() as cursor:  # type: ignore[attr-defined]
+        copy_rows(
+            cursor, _STAGE, COLUMNS, ([row[name] for name in COLUMNS] for row in rows), types_of="events"
+        )
+        cursor.execute(_STORE)
+        found = cursor.fetchone()
+    return int(found[0]) if found else 0
 
 
 def _custom_metrics(session: Session, project_id: int) -> dict[str, str]:

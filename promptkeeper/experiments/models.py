@@ -100,13 +100,29 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_experiment_unit", "experiment_id", "unit"),
-        Index("ix_events_project_request", "project_id", "request_id"),
+        # exposures only: outcomes are tagged from their request's exposure, never looked up by it
+        Index(
+            "ix_events_exposure_request",
+            "project_id",
+            "request_id",
+            postgresql_where=text("kind = 'exposure'"),
+            sqlite_where=text("kind = 'exposure'"),
+        ),
         Index(
             "ix_events_untagged",
             "project_id",
             "request_id",
             postgresql_where=text("experiment_id IS NULL AND kind = 'outcome'"),
             sqlite_where=text("experiment_id IS NULL AND kind = 'outcome'"),
+        ),
+        # an OTLP exporter's resend stores its outcomes once (events posted by applications have none)
+        Index(
+            "ux_events_span_key",
+            "project_id",
+            "span_key",
+            unique=True,
+            postgresql_where=text("span_key IS NOT NULL"),
+            sqlite_where=text("span_key IS NOT NULL"),
         ),
     )
 
@@ -132,6 +148,8 @@ class Event(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
     safety_flag: Mapped[bool | None] = mapped_column(Boolean, default=None)
     custom: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    #: trace id + span id (hex) of the OTLP span the outcome came from
+    span_key: Mapped[str | None] = mapped_column(String(48), default=None)
 
 
 #: Built-in outcome columns kept per unit in `experiment_units`: flags as their maximum (1/0),

@@ -135,6 +135,46 @@ def merge(session: Session, rows: list[dict[str, Any]]) -> None:
         session.connection().execute(upsert, rows)
 
 
+def _aggregate(name: str) -> str:
+    """SQL computing `deltas()`'s value of one rollup column from a set of event rows."""
+    if name == "variant_min":
+        return "min(variant)"
+    if name == "variant_max":
+        return "max(variant)"
+    if name == "exposures":
+        return "count(*) FILTER (WHERE kind = 'exposure')"
+    if name == "first_exposure_at":
+        return "min(at) FILTER (WHERE kind = 'exposure')"
+    if name.endswith("_max"):
+        flag = name.removesuffix("_max")
+        value = "(thumbs = 1)" if flag == "thumbs" else flag  # thumbs down is a 0, as in `_flag`
+        return f"max(({value})::int) FILTER (WHERE kind <> 'exposure')"
+    if name.endswith("_sum"):
+        return f"coalesce(sum({name.removesuffix('_sum')}) FILTER (WHERE kind <> 'exposure'), 0)"
+    assert name.endswith("_n"), name
+    return f"count({name.removesuffix('_n')}) FILTER (WHERE kind <> 'exposure')"
+
+
+def _update(name: str) -> str:
+    if name in ("variant_min", "first_exposure_at"):
+        return f"{name} = LEAST(experiment_units.{name}, EXCLUDED.{name})"  # LEAST ignores NULL
+    if name == "variant_max" or name.endswith("_max"):
+        return f"{name} = GREATEST(experiment_units.{name}, EXCLUDED.{name})"
+    return f"{name} = experiment_units.{name} + EXCLUDED.{name}"
+
+
+def merge_sql(source: str) -> str:
+    """PostgreSQL: the upsert of `source`'s tagged event rows into the rollup, aggregated by the
+    database (`deltas()` + `merge()` in one statement, for a CTE of the rows just inserted)."""
+    values = [name for name in _COLUMNS if name not in ("experiment_id", "unit")]
+    return (
+        f"INSERT INTO experiment_units ({', '.join(_COLUMNS)}) "
+        f"SELECT experiment_id, unit, {', '.join(_aggregate(name) for name in values)} "
+        f"FROM {source} WHERE experiment_id IS NOT NULL GROUP BY experiment_id, unit "
+        f"ON CONFLICT (experiment_id, unit) DO UPDATE SET {', '.join(_update(name) for name in values)}"
+    )
+
+
 def unit_value(spec: MetricSpec) -> ColumnElement[Any]:
     """A built-in metric's per-unit value from the rollup (see `metrics.py` for the definitions)."""
     assert spec.column is not None

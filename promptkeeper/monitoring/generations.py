@@ -66,39 +66,54 @@ def store(session: Session, project_id: int, events: Sequence[EventIn]) -> int:
                     f"body.events[{index}].{name}: a generation names its {name}",
                     details={"field": f"body.events[{index}].{name}"},
                 )
-    stored = 0
-    if generations:
-        monitors = _monitors(session, project_id)
-        now = utcnow()
-        rows = []
-        for _, event in generations:
-            monitor = monitors.get((str(event.prompt), str(event.environment)))
-            row: dict[str, Any] = {
-                "project_id": project_id,
+    now = utcnow()
+    stored = store_rows(
+        session,
+        project_id,
+        [
+            {
                 "request_id": event.request_id,
                 "at": event.at or now,
                 "prompt": event.prompt,
                 "environment": event.environment,
                 "version": event.version,
                 "output": event.output,
-                "monitor_id": None,
-                "score_state": "unsampled",
-                "claims": 0,
                 **{name: getattr(event, name) for name in _COPIED},
                 **_feedback_values(event),
             }
-            if monitor is not None:
-                row["monitor_id"] = monitor[0]
-                if needs_worker(monitor[2], event.request_id, monitor[1]):
-                    row["score_state"] = "pending"
-            rows.append(row)
-        stored = copy_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
+            for _, event in generations
+        ],
+    )
     feedback = [
         e for e in events if e.type == "outcome" and any(getattr(e, f) is not None for f in _FEEDBACK_FIELDS)
     ]
     if feedback:
         apply_feedback(session, project_id, feedback)
     return stored
+
+
+#: the columns of a generation record given to `store_rows` (every row has them all)
+ROW_FIELDS = ("request_id", "at", "prompt", "environment", "version", "output", *_COPIED, *_FEEDBACK_FIELDS)
+
+
+def store_rows(session: Session, project_id: int, rows: list[dict[str, Any]]) -> int:
+    """Store checked generation records (`ROW_FIELDS`), each given its monitor and queued for
+    scoring when one of the monitor's rules needs a worker; a request id stored already is skipped.
+    Returns the records stored."""
+    if not rows:
+        return 0
+    monitors = _monitors(session, project_id)
+    for row in rows:
+        row["project_id"] = project_id
+        row["monitor_id"] = None
+        row["score_state"] = "unsampled"
+        row["claims"] = 0
+        monitor = monitors.get((str(row["prompt"]), str(row["environment"])))
+        if monitor is not None:
+            row["monitor_id"] = monitor[0]
+            if needs_worker(monitor[2], row["request_id"], monitor[1]):
+                row["score_state"] = "pending"
+    return copy_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
 
 
 def _feedback_values(event: EventIn) -> dict[str, Any]:

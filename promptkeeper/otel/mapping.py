@@ -71,6 +71,34 @@ _FIRST_TOKEN_EVENTS = frozenset(
     {"gen_ai.content.completion.chunk", "llm.content.completion.chunk", "First Token Stream Event"}
 )
 _SAFETY_FINISH = frozenset({"content_filter", "safety", "refusal"})
+_OUTPUT_MESSAGES = "gen_ai.output.messages"
+_OUTPUT_TEXTS = ("gen_ai.completion.0.content", "llm.output_messages.0.message.content", "output.value")
+#: every attribute `map_span` reads (the others are skipped unconverted)
+_READ = frozenset(
+    {
+        NAME,
+        VERSION,
+        ENVIRONMENT,
+        REQUEST_ID,
+        UNIT,
+        EXPERIMENT,
+        VARIANT,
+        LANGFUSE_NAME,
+        LANGFUSE_VERSION,
+        LANGFUSE_ENVIRONMENT,
+        *_INPUT_TOKENS,
+        *_OUTPUT_TOKENS,
+        *_MODEL,
+        *_TTFT_SECONDS,
+        _OUTPUT_MESSAGES,
+        *_OUTPUT_TEXTS,
+        "langfuse.observation.usage_details",
+        "langfuse.observation.completion_start_time",
+        "langfuse.observation.output",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.completion.0.finish_reason",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -118,12 +146,24 @@ def value_of(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def attributes(items: Any) -> dict[str, Any]:
-    """A repeated `KeyValue` field as a dict (the last value of a repeated key wins)."""
+def attributes(items: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
+    """A repeated `KeyValue` field as a dict (the last value of a repeated key wins), of the
+    `wanted` keys only when given: instrumentations attach many attributes this module never reads
+    (prompts, tool definitions), and converting a value is most of a span's mapping cost."""
     found: dict[str, Any] = {}
     item: KeyValue
     for item in items:
-        found[item.key] = value_of(item.value)
+        key = item.key
+        if wanted is not None and key not in wanted:
+            continue
+        value = item.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            found[key] = value.string_value
+        elif kind == "int_value":
+            found[key] = value.int_value
+        else:
+            found[key] = value_of(value)
     return found
 
 
@@ -133,7 +173,7 @@ def describe(span: Span) -> str:
 
 def map_span(span: Span) -> Linked | Rejected | None:
     """What `span` tells about a prompt version, a reason to reject it, or None when not linked."""
-    attrs = attributes(span.attributes)
+    attrs = attributes(span.attributes, _READ)
     name = attrs.get(NAME)
     version = attrs.get(VERSION)
     environment = attrs.get(ENVIRONMENT)
@@ -165,7 +205,8 @@ def map_span(span: Span) -> Linked | Rejected | None:
         texts[key] = text
     if experiment_id is not None and (texts[VARIANT] is None or texts[UNIT] is None):
         return Rejected(f"{EXPERIMENT}: a span in an experiment names its {VARIANT} and {UNIT}")
-    output = _output(attrs, span)
+    messages = _json(attrs.get(_OUTPUT_MESSAGES))
+    output = _output(attrs, messages, span)
     if output is not None and (storable.problem(output) or len(output) > MAX_OUTPUT_CHARS):
         return Rejected(
             f"output: at most {MAX_OUTPUT_CHARS:,} characters of text without NUL or lone surrogates"
@@ -194,7 +235,7 @@ def map_span(span: Span) -> Linked | Rejected | None:
         output_tokens=output_tokens,
         model=model,
         error=span.status.code == Status.STATUS_CODE_ERROR,
-        finish_reasons=_finish_reasons(attrs),
+        finish_reasons=_finish_reasons(attrs, messages),
         output=output,
     )
 
@@ -255,7 +296,7 @@ def _ttft_ms(attrs: dict[str, Any], span: Span) -> float | None:
     return None
 
 
-def _finish_reasons(attrs: dict[str, Any]) -> list[str]:
+def _finish_reasons(attrs: dict[str, Any], messages: Any) -> list[str]:
     reasons = attrs.get("gen_ai.response.finish_reasons")
     if isinstance(reasons, str):
         reasons = [reasons]
@@ -264,16 +305,15 @@ def _finish_reasons(attrs: dict[str, Any]) -> list[str]:
     single = attrs.get("gen_ai.completion.0.finish_reason")
     if isinstance(single, str):
         return [single]
-    messages = _json(attrs.get("gen_ai.output.messages"))
     if isinstance(messages, list):
         return [str(m["finish_reason"]) for m in messages if isinstance(m, dict) and m.get("finish_reason")]
     return []
 
 
-def _output(attrs: dict[str, Any], span: Span) -> str | None:
-    """The model's text: GenAI output messages, OpenLLMetry's completion, OpenInference's output,
-    Langfuse's observation output, or a `gen_ai.choice` span event (older GenAI conventions)."""
-    messages = _json(attrs.get("gen_ai.output.messages"))
+def _output(attrs: dict[str, Any], messages: Any, span: Span) -> str | None:
+    """The model's text: GenAI output messages (`messages`, decoded), OpenLLMetry's completion,
+    OpenInference's output, Langfuse's observation output, or a `gen_ai.choice` span event (older
+    GenAI conventions)."""
     if isinstance(messages, list):
         texts = [
             str(part.get("content"))
@@ -284,7 +324,7 @@ def _output(attrs: dict[str, Any], span: Span) -> str | None:
         ]
         if texts:
             return "\n".join(texts)
-    for key in ("gen_ai.completion.0.content", "llm.output_messages.0.message.content", "output.value"):
+    for key in _OUTPUT_TEXTS:
         text = attrs.get(key)
         if isinstance(text, str):
             return text

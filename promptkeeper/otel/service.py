@@ -1,8 +1,9 @@
 """Linked spans -> generation records for the monitors and outcome events for experiments.
 
-Nothing here writes a row itself: the spans become `EventIn`s and go through
-`experiments.ingestion.ingest`, the path `POST /v1/events` takes, so a monitor's sampling, the
-per-unit rollup and idempotent generation records are the ones the SDK gets.
+Nothing here writes a table itself: the spans become the rows `POST /v1/events` would store and go
+through the writers that path uses (`experiments.ingestion.store_rows`,
+`monitoring.generations.store_rows`), so a monitor's sampling, the per-unit rollup and idempotent
+generation records are the ones the SDK gets.
 
 - A span with the model's output text (and no error status) is a generation record: the request
   id the SDK served (`promptkeeper.prompt.request_id`), or one made of the trace and span ids, so
@@ -11,7 +12,8 @@ per-unit rollup and idempotent generation records are the ones the SDK gets.
   `Prompt.otel_attributes()` sets them for a prompt served to a unit) is an outcome tagged with the
   variant the SDK served: latency, time to first token, tokens, cost, safety flag and, when the
   project defines the binary metric `llm_error`, the span's error status. Spans outside an
-  experiment give no outcome: an outcome no exposure ever claims would wait untagged forever.
+  experiment give no outcome: an outcome no exposure ever claims would wait untagged forever. The
+  outcome keeps its span's trace and span ids, so an exporter's resend counts once.
 
 A span that cannot be right (unknown prompt version or environment, unknown experiment or variant,
 a variant that serves another version) is rejected alone, with its reason; the rest of the batch is
@@ -33,8 +35,7 @@ from sqlalchemy.orm import Session
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.experiments import ingestion as events
 from promptkeeper.experiments.models import Experiment, Metric
-from promptkeeper.experiments.schemas import EventIn
-from promptkeeper.monitoring import generations as _monitoring_sink  # noqa: F401 - registers the generation sink
+from promptkeeper.monitoring import generations
 from promptkeeper.otel.mapping import Linked, Rejected, describe, map_span
 from promptkeeper.prompts.models import Environment, Prompt, PromptVersion
 
@@ -86,93 +87,117 @@ def classify(request: ExportTraceServiceRequest) -> Batch:
                     batch.unlinked += 1
                 elif isinstance(mapped, Rejected):
                     batch.rejected.append(f"{describe(span)}: {mapped.reason}")
-                elif mapped.request_id is None and not span.span_id:
-                    batch.rejected.append(f"{describe(span)}: a span has a span_id")
+                elif len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    batch.rejected.append(
+                        f"{describe(span)}: a span's trace_id is 16 bytes and its span_id 8 (OTLP)"
+                    )
                 else:
                     batch.linked.append((span, mapped))
     return batch
 
 
+@dataclass(slots=True)
+class Rows:
+    """What a batch stores: event rows (`experiments.ingestion.COLUMNS`) and generation records
+    (`monitoring.generations.ROW_FIELDS`)."""
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    generations: list[dict[str, Any]] = field(default_factory=list)
+
+
 def store(*, session: Session, project_id: int, batch: Batch) -> None:
     """Check the linked spans against the registry and store them (the caller commits)."""
-    to_ingest = prepare(session=session, project_id=project_id, batch=batch)
-    if to_ingest:
-        result = events.ingest(session=session, project_id=project_id, events=to_ingest)
-        batch.generations = result.generations
+    rows = prepare(session=session, project_id=project_id, batch=batch)
+    write(session=session, project_id=project_id, batch=batch, rows=rows)
 
 
-def prepare(*, session: Session, project_id: int, batch: Batch) -> list[EventIn]:
-    """The events of the linked spans that fit the registry; the others move to `batch.rejected`."""
+def write(*, session: Session, project_id: int, batch: Batch, rows: Rows) -> None:
+    """Store prepared rows: outcomes (a span's outcome stored before is skipped, so an exporter's
+    resend counts once) and generation records (one per request id)."""
+    batch.outcomes = events.store_rows(session, rows.outcomes)
+    batch.generations = generations.store_rows(session, project_id, rows.generations)
+
+
+def prepare(*, session: Session, project_id: int, batch: Batch) -> Rows:
+    """The rows of the linked spans that fit the registry; the others move to `batch.rejected`.
+
+    Rows are built here rather than as `EventIn`s for `ingestion.ingest`: every value was checked by
+    the mapping and against the registry, and validating 20,000 spans a second twice cost more than
+    storing them (profiled). They are the rows `ingest` stores for the same events.
+    """
+    rows = Rows()
     if not batch.linked:
-        return []
+        return rows
     versions = _latest_versions(session, project_id, {link.prompt for _, link in batch.linked})
     environments = set(session.scalars(select(Environment.name).where(Environment.project_id == project_id)))
     experiment_ids = {link.experiment_id for _, link in batch.linked if link.experiment_id is not None}
     variants = _variants(session, project_id, experiment_ids)
     track_errors = bool(experiment_ids) and _defines_error_metric(session, project_id)
+    prices: dict[str, Any] = {}
+    empty: dict[str, Any] = dict.fromkeys(events.COLUMNS)
+    empty["project_id"] = project_id
+    empty["kind"] = "outcome"
     accepted: list[tuple[Span, Linked]] = []
-    to_ingest: list[EventIn] = []
     for span, link in batch.linked:
         reason = _problem(link, versions, environments, variants)
         if reason is not None:
             batch.rejected.append(f"{describe(span)}: {reason}")
             continue
         accepted.append((span, link))
+        span_key = span.trace_id.hex() + span.span_id.hex()
         request_id = link.request_id or f"otel-{span.trace_id.hex()}-{span.span_id.hex()}"
-        cost = cost_usd(
-            price_of(link.model) if link.model else None, link.input_tokens, link.output_tokens, cached=False
-        )
-        measured: dict[str, Any] = {
-            "latency_ms": link.latency_ms,
-            "ttft_ms": link.ttft_ms,
-            "input_tokens": link.input_tokens,
-            "output_tokens": link.output_tokens,
-            "cost_usd": cost,
-        }
-        tagged: dict[str, Any] = {}
-        if link.experiment_id is not None:
-            tagged = {"experiment_id": link.experiment_id, "variant": link.variant, "unit": link.unit}
-            to_ingest.append(
-                _event(
-                    type="outcome",
-                    request_id=request_id,
-                    at=link.at,
-                    prompt=link.prompt,
-                    version=link.version,
-                    safety_flag=link.safety_flag,
-                    metrics={ERROR_METRIC: 1.0 if link.error else 0.0} if track_errors else None,
-                    **tagged,
-                    **measured,
-                )
-            )
-            batch.outcomes += 1
+        cost = None
+        if link.model:
+            if link.model not in prices:
+                prices[link.model] = price_of(link.model)
+            cost = cost_usd(prices[link.model], link.input_tokens, link.output_tokens, cached=False)
+        experiment_id = link.experiment_id
+        in_experiment = experiment_id is not None
+        if experiment_id is not None:
+            outcome = empty.copy()
+            outcome["request_id"] = request_id
+            outcome["at"] = link.at
+            outcome["experiment_id"] = experiment_id
+            outcome["variant"] = variants[experiment_id][str(link.variant)][0]
+            outcome["unit"] = link.unit
+            outcome["prompt"] = link.prompt
+            outcome["version"] = link.version
+            outcome["latency_ms"] = link.latency_ms
+            outcome["ttft_ms"] = link.ttft_ms
+            outcome["input_tokens"] = link.input_tokens
+            outcome["output_tokens"] = link.output_tokens
+            outcome["cost_usd"] = cost
+            outcome["safety_flag"] = link.safety_flag
+            outcome["span_key"] = span_key
+            if track_errors:
+                outcome["custom"] = {ERROR_METRIC: 1.0 if link.error else 0.0}
+            rows.outcomes.append(outcome)
         if link.output is not None and not link.error:
-            to_ingest.append(
-                _event(
-                    type="generation",
-                    request_id=request_id,
-                    at=link.at,
-                    prompt=link.prompt,
-                    version=link.version,
-                    environment=link.environment,
-                    output=link.output,
-                    **tagged,
-                    **measured,
-                )
+            rows.generations.append(
+                {
+                    "request_id": request_id,
+                    "at": link.at,
+                    "prompt": link.prompt,
+                    "environment": link.environment,
+                    "version": link.version,
+                    "output": link.output,
+                    "experiment_id": link.experiment_id,
+                    "variant": link.variant if in_experiment else None,
+                    "unit": link.unit if in_experiment else None,
+                    "input": None,
+                    "latency_ms": link.latency_ms,
+                    "ttft_ms": link.ttft_ms,
+                    "input_tokens": link.input_tokens,
+                    "output_tokens": link.output_tokens,
+                    "cost_usd": cost,
+                    "thumbs": None,
+                    "rating": None,
+                    "edited": None,
+                    "regenerated": None,
+                }
             )
     batch.linked = accepted
-    return to_ingest
-
-
-_EVENT_DEFAULTS: dict[str, Any] = {
-    name: spec.default for name, spec in EventIn.model_fields.items() if not spec.is_required()
-}
-
-
-def _event(**values: Any) -> EventIn:
-    """An `EventIn` from values this module checked already (validating 20,000 a second again
-    would cost more than storing them)."""
-    return EventIn.model_construct(**{**_EVENT_DEFAULTS, **values})
+    return rows
 
 
 def _latest_versions(session: Session, project_id: int, names: set[str]) -> dict[str, int]:
@@ -185,8 +210,8 @@ def _latest_versions(session: Session, project_id: int, names: set[str]) -> dict
     return {str(name): int(number) for name, number in rows}
 
 
-def _variants(session: Session, project_id: int, ids: set[int]) -> dict[int, dict[str, int]]:
-    """Experiment id -> variant key -> the version it serves."""
+def _variants(session: Session, project_id: int, ids: set[int]) -> dict[int, dict[str, tuple[int, int]]]:
+    """Experiment id -> variant key -> (its index, the version it serves)."""
     if not ids:
         return {}
     rows = session.execute(
@@ -194,7 +219,7 @@ def _variants(session: Session, project_id: int, ids: set[int]) -> dict[int, dic
             Experiment.project_id == project_id, Experiment.id.in_(sorted(ids))
         )
     )
-    return {row[0]: {v["key"]: int(v["version"]) for v in row[1]} for row in rows}
+    return {row[0]: {v["key"]: (index, int(v["version"])) for index, v in enumerate(row[1])} for row in rows}
 
 
 def _defines_error_metric(session: Session, project_id: int) -> bool:
@@ -208,7 +233,7 @@ def _problem(
     link: Linked,
     versions: dict[str, int],
     environments: set[str],
-    variants: dict[int, dict[str, int]],
+    variants: dict[int, dict[str, tuple[int, int]]],
 ) -> str | None:
     latest = versions.get(link.prompt)
     if latest is None:
@@ -224,10 +249,11 @@ def _problem(
         return f"experiment {link.experiment_id} not found"
     if link.variant not in served:
         return f"'{link.variant}' is not a variant of experiment {link.experiment_id} ({', '.join(served)})"
-    if served[str(link.variant)] != link.version:
+    version = served[str(link.variant)][1]
+    if version != link.version:
         return (
             f"variant '{link.variant}' of experiment {link.experiment_id} serves version "
-            f"{served[str(link.variant)]}, not {link.version}"
+            f"{version}, not {link.version}"
         )
     return None
 
