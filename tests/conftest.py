@@ -66,6 +66,7 @@ LONG_FIRST = (
     "tests/test_monitoring_judge.py::",
     "tests/test_runtime_faults.py::",
     "tests/test_idempotency_outage.py::",
+    "tests/test_otlp_outage.py::",
 )
 
 
