@@ -72,6 +72,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
     raise RuntimeError("server did not become ready")
 
 
+#: the process id of each running `server()`, by its URL (for `cpu_seconds`)
+SERVER_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server(
     env: dict[str, str], *, cpu: int | None = 0, args: list[str] | None = None, ready_timeout: float = 30
@@ -85,10 +95,12 @@ def server(
         command = ["taskset", "-c", str(cpu), *command]
     process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = process.pid  # taskset execs the server: the same process
     try:
         wait_ready(url, process, ready_timeout)
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -72,6 +72,7 @@ _FIRST_TOKEN_EVENTS = frozenset(
 )
 _SAFETY_FINISH = frozenset({"content_filter", "safety", "refusal"})
 _OUTPUT_MESSAGES = "gen_ai.output.messages"
+_LANGFUSE_USAGE = "langfuse.observation.usage_details"
 _OUTPUT_TEXTS = ("gen_ai.completion.0.content", "llm.output_messages.0.message.content", "output.value")
 #: every attribute `map_span` reads (the others are skipped unconverted)
 _READ = frozenset(
@@ -92,7 +93,7 @@ _READ = frozenset(
         *_TTFT_SECONDS,
         _OUTPUT_MESSAGES,
         *_OUTPUT_TEXTS,
-        "langfuse.observation.usage_details",
+        _LANGFUSE_USAGE,
         "langfuse.observation.completion_start_time",
         "langfuse.observation.output",
         "gen_ai.response.finish_reasons",
@@ -132,7 +133,7 @@ class Linked:
         """True when the model stopped for a content filter or a refusal; None when it did not say."""
         if not self.finish_reasons:
             return None
-        return any(reason in _SAFETY_FINISH for reason in self.finish_reasons)
+        return not _SAFETY_FINISH.isdisjoint(self.finish_reasons)
 
 
 def value_of(value: AnyValue) -> Any:
@@ -140,7 +141,10 @@ def value_of(value: AnyValue) -> Any:
     if kind is None:
         return None
     if kind == "array_value":
-        return [value_of(item) for item in value.array_value.values]
+        items = value.array_value.values
+        if len(items) == 1:  # most arrays (finish reasons) hold one item
+            return [value_of(items[0])]
+        return [value_of(item) for item in items]
     if kind == "kvlist_value":
         return {item.key: value_of(item.value) for item in value.kvlist_value.values}
     return getattr(value, kind)
@@ -215,11 +219,16 @@ def map_span(span: Span) -> Linked | Rejected | None:
     latency = (end - start) / 1e6 if start and end >= start else None
     input_tokens = _first_count(attrs, _INPUT_TOKENS)
     output_tokens = _first_count(attrs, _OUTPUT_TOKENS)
-    usage = _json(attrs.get("langfuse.observation.usage_details"))
+    usage = _json(attrs.get(_LANGFUSE_USAGE))
     if isinstance(usage, dict):
         input_tokens = input_tokens if input_tokens is not None else _count(usage.get("input"))
         output_tokens = output_tokens if output_tokens is not None else _count(usage.get("output"))
-    model = next((m for key in _MODEL if isinstance(m := attrs.get(key), str) and m), None)
+    model = None
+    for key in _MODEL:
+        found = attrs.get(key)
+        if found and isinstance(found, str):
+            model = found
+            break
     return Linked(
         prompt=name,
         version=number,
@@ -259,14 +268,14 @@ def _count(value: Any) -> int | None:
 
 def _first_count(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
     for key in keys:
-        number = _count(attrs.get(key))
-        if number is not None:
+        value = attrs.get(key)
+        if value is not None and (number := _count(value)) is not None:
             return number
     return None
 
 
 def _json(value: Any) -> Any:
-    if not isinstance(value, str):
+    if value is None or not isinstance(value, str):
         return value
     try:
         return json.loads(value)
@@ -277,12 +286,18 @@ def _json(value: Any) -> Any:
 def _ttft_ms(attrs: dict[str, Any], span: Span) -> float | None:
     for key in _TTFT_SECONDS:
         seconds = attrs.get(key)
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+        if (
+            seconds is not None
+            and isinstance(seconds, int | float)
+            and not isinstance(seconds, bool)
+            and seconds >= 0
+        ):
             return float(seconds) * 1000
     start = span.start_time_unix_nano
-    firsts = [e.time_unix_nano for e in span.events if e.name in _FIRST_TOKEN_EVENTS and e.time_unix_nano]
-    if firsts and start and min(firsts) >= start:
-        return float(min(firsts) - start) / 1e6
+    if span.events:
+        firsts = [e.time_unix_nano for e in span.events if e.name in _FIRST_TOKEN_EVENTS and e.time_unix_nano]
+        if firsts and start and min(firsts) >= start:
+            return float(min(firsts) - start) / 1e6
     completion_start = attrs.get("langfuse.observation.completion_start_time")
     if isinstance(completion_start, str) and start:
         try:

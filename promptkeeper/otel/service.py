@@ -22,6 +22,7 @@ stored (OTLP partial success). The caller owns the transaction.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from promptkeeper.evaluations.costs import cost_usd, price_of
@@ -128,11 +129,11 @@ def prepare(*, session: Session, project_id: int, batch: Batch) -> Rows:
     rows = Rows()
     if not batch.linked:
         return rows
-    versions = _latest_versions(session, project_id, {link.prompt for _, link in batch.linked})
-    environments = set(session.scalars(select(Environment.name).where(Environment.project_id == project_id)))
     experiment_ids = {link.experiment_id for _, link in batch.linked if link.experiment_id is not None}
-    variants = _variants(session, project_id, experiment_ids)
-    track_errors = bool(experiment_ids) and _defines_error_metric(session, project_id)
+    versions, environments, variants, error_metric = _registry(
+        session, project_id, {link.prompt for _, link in batch.linked}, experiment_ids
+    )
+    track_errors = bool(experiment_ids) and error_metric
     prices: dict[str, Any] = {}
     empty: dict[str, Any] = dict.fromkeys(events.COLUMNS)
     empty["project_id"] = project_id
@@ -200,33 +201,49 @@ def prepare(*, session: Session, project_id: int, batch: Batch) -> Rows:
     return rows
 
 
-def _latest_versions(session: Session, project_id: int, names: set[str]) -> dict[str, int]:
-    rows = session.execute(
-        select(Prompt.name, func.max(PromptVersion.number))
+def _registry(
+    session: Session, project_id: int, names: set[str], experiment_ids: set[int]
+) -> tuple[dict[str, int], set[str], dict[int, dict[str, tuple[int, int]]], bool]:
+    """What the batch's links are checked against, in one round trip (four queries cost a batch of
+    512 spans about 5 µs a span): each named prompt's latest version, the project's environments,
+    each experiment's variants (key -> its index and the version it serves) and whether the project
+    defines the binary metric `llm_error`."""
+    kind = literal_column("'version'", String)
+    queries = [
+        select(kind, Prompt.name, cast(func.max(PromptVersion.number), String))
         .join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
         .where(Prompt.project_id == project_id, Prompt.name.in_(sorted(names)))
-        .group_by(Prompt.name)
-    )
-    return {str(name): int(number) for name, number in rows}
-
-
-def _variants(session: Session, project_id: int, ids: set[int]) -> dict[int, dict[str, tuple[int, int]]]:
-    """Experiment id -> variant key -> (its index, the version it serves)."""
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(Experiment.id, Experiment.variants).where(
-            Experiment.project_id == project_id, Experiment.id.in_(sorted(ids))
+        .group_by(Prompt.name),
+        select(literal_column("'environment'", String), Environment.name, literal_column("''", String)).where(
+            Environment.project_id == project_id
+        ),
+        select(literal_column("'metric'", String), Metric.name, Metric.kind).where(
+            Metric.project_id == project_id, Metric.name == ERROR_METRIC
+        ),
+    ]
+    if experiment_ids:
+        queries.append(
+            select(
+                literal_column("'experiment'", String),
+                cast(Experiment.id, String),
+                cast(Experiment.variants, String),
+            ).where(Experiment.project_id == project_id, Experiment.id.in_(sorted(experiment_ids)))
         )
-    )
-    return {row[0]: {v["key"]: (index, int(v["version"])) for index, v in enumerate(row[1])} for row in rows}
-
-
-def _defines_error_metric(session: Session, project_id: int) -> bool:
-    found = session.scalar(
-        select(Metric.kind).where(Metric.project_id == project_id, Metric.name == ERROR_METRIC)
-    )
-    return found == "binary"
+    versions: dict[str, int] = {}
+    environments: set[str] = set()
+    variants: dict[int, dict[str, tuple[int, int]]] = {}
+    error_metric = False
+    for what, key, value in session.execute(union_all(*queries)):
+        if what == "version":
+            versions[str(key)] = int(value)
+        elif what == "environment":
+            environments.add(str(key))
+        elif what == "metric":
+            error_metric = value == "binary"
+        else:
+            served = json.loads(value)
+            variants[int(key)] = {v["key"]: (index, int(v["version"])) for index, v in enumerate(served)}
+    return versions, environments, variants, error_metric
 
 
 def _problem(
