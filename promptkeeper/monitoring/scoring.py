@@ -35,8 +35,8 @@ from datetime import timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from promptkeeper import tracing
 from promptkeeper.config import Settings
@@ -71,20 +71,6 @@ _INSERT_SCORES = (
     f"INSERT INTO monitor_scores ({', '.join(_SCORE_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(_SCORE_COLUMNS))}) ON CONFLICT (generation_id, scorer) DO NOTHING"
 )
-
-
-def _lock_in_id_order(session: Session, ids: list[int], *, postgres: bool) -> None:
-    """Take the rows' locks in id order before an `UPDATE … WHERE id IN (…)`, whose own order follows
-    the plan (physical order on a sequential scan). Feedback, lease renewals and stores all lock
-    generations in id order, so two of them on overlapping rows wait instead of deadlocking
-    (PostgreSQL aborted a store that way, and its batch waited for the lease to run out)."""
-    if postgres and ids:
-        session.execute(
-            select(Generation.id)
-            .where(Generation.id.in_(sorted(ids)))
-            .order_by(Generation.id)
-            .with_for_update()
-        )
 
 
 def _insert_scores(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -212,25 +198,36 @@ class MonitorScorer:
             self._sized_at = time.monotonic()
         return self._sizing
 
+    def _update_held(self, session: Session, ids: list[int], **values: Any) -> set[int]:
+        """Update the rows of `ids` this worker still holds; returns them.
+
+        PostgreSQL: the rows are locked in id order by a subquery (`ORDER BY id FOR NO KEY UPDATE`),
+        in the same statement. A plain `UPDATE … WHERE id IN (…)` locks in its plan's order
+        (physical order on a sequential scan), and a feedback batch locking the same rows in
+        another order deadlocked against it: PostgreSQL aborted the store, and its batch waited
+        for the lease to run out. Feedback locks in id order too (`generations.apply_feedback`).
+        SQLite has no row locks: the write session holds the database's write lock.
+        """
+
+        def held(rows: Any) -> ColumnElement[bool]:
+            return and_(rows.id.in_(ids), rows.worker == self.worker, rows.score_state == "leased")
+
+        where = held(Generation)
+        if self._db.is_postgres:
+            locked = aliased(Generation, name="locked")
+            where = Generation.id.in_(
+                select(locked.id).where(held(locked)).order_by(locked.id).with_for_update(key_share=True)
+            )
+        statement = update(Generation).where(where).values(**values).returning(Generation.id)
+        return set(session.scalars(statement))
+
     def renew(self, ids: Iterable[int]) -> set[int]:
         """Extend the lease of rows this worker still holds; returns them."""
         wanted = list(ids)
         if not wanted:
             return set()
         with self._db.write_session() as session:
-            _lock_in_id_order(session, wanted, postgres=self._db.is_postgres)
-            held = set(
-                session.scalars(
-                    update(Generation)
-                    .where(
-                        Generation.id.in_(wanted),
-                        Generation.worker == self.worker,
-                        Generation.score_state == "leased",
-                    )
-                    .values(lease_until=utcnow() + timedelta(seconds=self.lease))
-                    .returning(Generation.id)
-                )
-            )
+            held = self._update_held(session, wanted, lease_until=utcnow() + timedelta(seconds=self.lease))
             session.commit()
         self.renewals += 1
         return held
@@ -373,19 +370,7 @@ class MonitorScorer:
         the rows this worker still holds. Returns the monitors scored for."""
         skip = set(skipped)
         with self._db.write_session() as session:
-            _lock_in_id_order(session, list(ids), postgres=self._db.is_postgres)
-            held = set(
-                session.scalars(
-                    update(Generation)
-                    .where(
-                        Generation.id.in_(list(ids)),
-                        Generation.worker == self.worker,
-                        Generation.score_state == "leased",
-                    )
-                    .values(score_state="done", lease_until=None)
-                    .returning(Generation.id)
-                )
-            )
+            held = self._update_held(session, ids, score_state="done", lease_until=None)
             if skip & held:
                 session.execute(
                     update(Generation)
