@@ -21,11 +21,12 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import copy_ignoring_duplicates, insert_ignoring_duplicates
+from promptkeeper.db.engine import copy_ignoring_duplicates
 from promptkeeper.errors import ValidationFailed
 from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments.schemas import EventIn
-from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
+from promptkeeper.monitoring.models import Generation, Monitor
+from promptkeeper.monitoring.scores import insert_scores
 from promptkeeper.monitoring.service import FEEDBACK, needs_worker
 from promptkeeper.prompts.models import Environment, Prompt
 
@@ -196,7 +197,7 @@ def apply_feedback(session: Session, project_id: int, events: Sequence[EventIn])
                 }
             )
     if scores:
-        insert_ignoring_duplicates(session, MonitorScore, scores, ["generation_id", "scorer"])
+        insert_scores(session, scores)
 
 
 if store not in experiment_events.SINKS:  # registered on import, like the experiments' release hook

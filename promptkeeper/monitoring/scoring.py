@@ -34,7 +34,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -42,61 +41,18 @@ from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import Database, insert_ignoring_duplicates
+from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.execute import provider_settings
 from promptkeeper.evaluations.providers import ProviderRequest, get_provider
 from promptkeeper.monitoring import looks
 from promptkeeper.monitoring.limits import RateLimiter
-from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
+from promptkeeper.monitoring.models import Generation, Monitor
+from promptkeeper.monitoring.scores import insert_scores
 from promptkeeper.monitoring.service import FEEDBACK, costly, sampled
 
 log = logging.getLogger(__name__)
 __all__ = ["MonitorScorer", "RateLimiter"]
-
-
-_SCORE_COLUMNS = (
-    "monitor_id",
-    "generation_id",
-    "version",
-    "scorer",
-    "value",
-    "passed",
-    "at",
-    "scored_at",
-    "cost_usd",
-    "detail",
-)
-_INSERT_SCORES = (
-    f"INSERT INTO monitor_scores ({', '.join(_SCORE_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_SCORE_COLUMNS))}) ON CONFLICT (generation_id, scorer) DO NOTHING"
-)
-
-
-def _insert_scores(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Store a batch's scores, skipping any already stored (the unique key is the last guard).
-
-    PostgreSQL: one prepared statement through psycopg's pipelined executemany; SQLAlchemy's
-    multi-row VALUES statements change size with every batch and spent most of a batch's time being
-    parsed (profiled). Elsewhere: the portable INSERT ... ON CONFLICT DO NOTHING.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        insert_ignoring_duplicates(session, MonitorScore, rows, ["generation_id", "scorer"])
-        return
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        cursor.executemany(
-            _INSERT_SCORES,
-            [
-                [
-                    Jsonb(row[name]) if name == "detail" and row[name] is not None else row[name]
-                    for name in _SCORE_COLUMNS
-                ]
-                for row in rows
-            ],
-        )
 
 
 class _Batch:
@@ -385,7 +341,7 @@ class MonitorScorer:
                 )
             kept = [row for row in rows if row["generation_id"] in held]
             if kept:
-                _insert_scores(session, kept)
+                insert_scores(session, kept)
             session.commit()
         self.scored += len(held - skip)
         return {row["monitor_id"] for row in kept}
