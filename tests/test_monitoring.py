@@ -277,6 +277,44 @@ def test_feedback_becomes_scores(client: TestClient, database: Database) -> None
     assert sorted(scores.values()) == [(0.0, False), (0.25, False), (1.0, True)]
 
 
+def test_feedback_left_out_keeps_what_came_before(client: TestClient, database: Database) -> None:
+    """A batch's feedback is written in one statement for all its rows, each with its own fields:
+    a field an event leaves out keeps the value an earlier event gave it."""
+    _prompt(client, "mon/partial")
+    Traffic(client, "mon/partial", seed=3).send(1, 3, fail_rate=0.0)
+    batches = [
+        [
+            {"request_id": "mon/partial-1", "thumbs": "up", "rating": 5},
+            {"request_id": "mon/partial-3", "edited": True},
+        ],
+        [
+            {"request_id": "mon/partial-1", "rating": 2},
+            {"request_id": "mon/partial-2", "thumbs": "down", "regenerated": True},
+            {"request_id": "mon/partial-3", "regenerated": False},
+        ],
+    ]
+    for batch in batches:
+        response = client.post(
+            "/v1/events", json={"events": [{"type": "outcome", **event} for event in batch]}
+        )
+        assert response.status_code == 200, response.text
+    with database.session() as session:
+        rows = session.execute(
+            select(
+                Generation.request_id,
+                Generation.thumbs,
+                Generation.rating,
+                Generation.edited,
+                Generation.regenerated,
+            )
+        ).all()
+    assert {row[0]: tuple(row[1:]) for row in rows} == {
+        "mon/partial-1": (1, 2.0, None, None),
+        "mon/partial-2": (-1, None, None, True),
+        "mon/partial-3": (None, None, True, False),
+    }
+
+
 # --- the closed loop --------------------------------------------------------------------------------
 
 

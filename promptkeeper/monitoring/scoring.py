@@ -34,83 +34,25 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from promptkeeper import tracing
 from promptkeeper.config import Settings
 from promptkeeper.core import scorers as scoring
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import Database, insert_ignoring_duplicates
+from promptkeeper.db.engine import Database
 from promptkeeper.evaluations.costs import cost_usd, price_of
 from promptkeeper.evaluations.execute import provider_settings
 from promptkeeper.evaluations.providers import ProviderRequest, get_provider
 from promptkeeper.monitoring import looks
 from promptkeeper.monitoring.limits import RateLimiter
-from promptkeeper.monitoring.models import Generation, Monitor, MonitorScore
+from promptkeeper.monitoring.models import Generation, Monitor
+from promptkeeper.monitoring.scores import insert_scores
 from promptkeeper.monitoring.service import FEEDBACK, costly, sampled
 
 log = logging.getLogger(__name__)
 __all__ = ["MonitorScorer", "RateLimiter"]
-
-
-_SCORE_COLUMNS = (
-    "monitor_id",
-    "generation_id",
-    "version",
-    "scorer",
-    "value",
-    "passed",
-    "at",
-    "scored_at",
-    "cost_usd",
-    "detail",
-)
-_INSERT_SCORES = (
-    f"INSERT INTO monitor_scores ({', '.join(_SCORE_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_SCORE_COLUMNS))}) ON CONFLICT (generation_id, scorer) DO NOTHING"
-)
-
-
-def _lock_in_id_order(session: Session, ids: list[int], *, postgres: bool) -> None:
-    """Take the rows' locks in id order before an `UPDATE … WHERE id IN (…)`, whose own order follows
-    the plan (physical order on a sequential scan). Feedback, lease renewals and stores all lock
-    generations in id order, so two of them on overlapping rows wait instead of deadlocking
-    (PostgreSQL aborted a store that way, and its batch waited for the lease to run out)."""
-    if postgres and ids:
-        session.execute(
-            select(Generation.id)
-            .where(Generation.id.in_(sorted(ids)))
-            .order_by(Generation.id)
-            .with_for_update()
-        )
-
-
-def _insert_scores(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Store a batch's scores, skipping any already stored (the unique key is the last guard).
-
-    PostgreSQL: one prepared statement through psycopg's pipelined executemany; SQLAlchemy's
-    multi-row VALUES statements change size with every batch and spent most of a batch's time being
-    parsed (profiled). Elsewhere: the portable INSERT ... ON CONFLICT DO NOTHING.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        insert_ignoring_duplicates(session, MonitorScore, rows, ["generation_id", "scorer"])
-        return
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        cursor.executemany(
-            _INSERT_SCORES,
-            [
-                [
-                    Jsonb(row[name]) if name == "detail" and row[name] is not None else row[name]
-                    for name in _SCORE_COLUMNS
-                ]
-                for row in rows
-            ],
-        )
 
 
 class _Batch:
@@ -212,25 +154,36 @@ class MonitorScorer:
             self._sized_at = time.monotonic()
         return self._sizing
 
+    def _update_held(self, session: Session, ids: list[int], **values: Any) -> set[int]:
+        """Update the rows of `ids` this worker still holds; returns them.
+
+        PostgreSQL: the rows are locked in id order by a subquery (`ORDER BY id FOR NO KEY UPDATE`),
+        in the same statement. A plain `UPDATE … WHERE id IN (…)` locks in its plan's order
+        (physical order on a sequential scan), and a feedback batch locking the same rows in
+        another order deadlocked against it: PostgreSQL aborted the store, and its batch waited
+        for the lease to run out. Feedback locks in id order too (`generations.apply_feedback`).
+        SQLite has no row locks: the write session holds the database's write lock.
+        """
+
+        def held(rows: Any) -> ColumnElement[bool]:
+            return and_(rows.id.in_(ids), rows.worker == self.worker, rows.score_state == "leased")
+
+        where = held(Generation)
+        if self._db.is_postgres:
+            locked = aliased(Generation, name="locked")
+            where = Generation.id.in_(
+                select(locked.id).where(held(locked)).order_by(locked.id).with_for_update(key_share=True)
+            )
+        statement = update(Generation).where(where).values(**values).returning(Generation.id)
+        return set(session.scalars(statement))
+
     def renew(self, ids: Iterable[int]) -> set[int]:
         """Extend the lease of rows this worker still holds; returns them."""
         wanted = list(ids)
         if not wanted:
             return set()
         with self._db.write_session() as session:
-            _lock_in_id_order(session, wanted, postgres=self._db.is_postgres)
-            held = set(
-                session.scalars(
-                    update(Generation)
-                    .where(
-                        Generation.id.in_(wanted),
-                        Generation.worker == self.worker,
-                        Generation.score_state == "leased",
-                    )
-                    .values(lease_until=utcnow() + timedelta(seconds=self.lease))
-                    .returning(Generation.id)
-                )
-            )
+            held = self._update_held(session, wanted, lease_until=utcnow() + timedelta(seconds=self.lease))
             session.commit()
         self.renewals += 1
         return held
@@ -373,19 +326,7 @@ class MonitorScorer:
         the rows this worker still holds. Returns the monitors scored for."""
         skip = set(skipped)
         with self._db.write_session() as session:
-            _lock_in_id_order(session, list(ids), postgres=self._db.is_postgres)
-            held = set(
-                session.scalars(
-                    update(Generation)
-                    .where(
-                        Generation.id.in_(list(ids)),
-                        Generation.worker == self.worker,
-                        Generation.score_state == "leased",
-                    )
-                    .values(score_state="done", lease_until=None)
-                    .returning(Generation.id)
-                )
-            )
+            held = self._update_held(session, ids, score_state="done", lease_until=None)
             if skip & held:
                 session.execute(
                     update(Generation)
@@ -400,7 +341,7 @@ class MonitorScorer:
                 )
             kept = [row for row in rows if row["generation_id"] in held]
             if kept:
-                _insert_scores(session, kept)
+                insert_scores(session, kept)
             session.commit()
         self.scored += len(held - skip)
         return {row["monitor_id"] for row in kept}
