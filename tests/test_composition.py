@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -316,6 +317,28 @@ def test_both_sdk_clients_get_composed_and_raw_prompts(live_server: LiveServer, 
             return composed.template, stored.template
 
     assert asyncio.run(run()) == ("Be kind, {{ tone }}. Q: {{ q }}", f"{TAG} Q: {{{{ q }}}}")
+
+
+def test_raw_reads_fail_over_like_every_read(live_server: LiveServer) -> None:
+    """The first URL refuses connections (a server down): `raw=True` asks the next, as `get` does."""
+    with live_server.client() as http:
+        _base(http)
+        create_prompt(http, "outer", f"{TAG} Q: {{{{ q }}}}")
+        deploy(http, "outer", "production", 1)
+    urls = ["http://127.0.0.1:9", live_server.url]  # nothing listens on port 9
+    with Client(urls, ADMIN_KEY, stream=False) as sdk:
+        assert sdk.get("outer", raw=True).template == f"{TAG} Q: {{{{ q }}}}"
+
+    async def run() -> str | None:
+        async with AsyncClient(urls, ADMIN_KEY, stream=False) as client:
+            return (await client.get("outer", version=1, raw=True)).template
+
+    assert asyncio.run(run()) == f"{TAG} Q: {{{{ q }}}}"
+    with (
+        Client(["http://127.0.0.1:9"], ADMIN_KEY, stream=False, retries=0) as down,
+        pytest.raises(httpx.ConnectError),
+    ):
+        down.get("outer", raw=True)  # no server answers: the network error, not a stale answer
 
 
 def test_a_broken_reference_in_older_text_fails_the_resolve_clearly(

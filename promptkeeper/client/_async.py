@@ -283,10 +283,8 @@ class AsyncClient(ClientBase):
                     break
 
     async def _raw(self, name: str, environment: str | None, version: int | None) -> Prompt:
-        params = resolve_params(environment, version, raw=True)
-        response = await self._http.get(self.urls[0] + resolve_path(name), params=params)
-        check_response(response)
-        return prompt_from(response, None)
+        """The stored text, asked of every URL in turn like any read (never cached: not what serves)."""
+        return await self._fetch(name, environment, version, None, raw=True)
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -298,9 +296,10 @@ class AsyncClient(ClientBase):
         previous: Prompt | None,
         urls: list[str] | None = None,
         floor: int = 0,
+        raw: bool = False,
     ) -> Prompt:
         """The first answer of at least revision `floor`; else the newest answer had, if any."""
-        params = resolve_params(environment, version)
+        params = resolve_params(environment, version, raw=raw)
         best: Prompt | None = None
         headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
         last: BaseException | None = None

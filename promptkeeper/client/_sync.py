@@ -285,10 +285,8 @@ class Client(ClientBase):
                     break
 
     def _raw(self, name: str, environment: str | None, version: int | None) -> Prompt:
-        params = resolve_params(environment, version, raw=True)
-        response = self._http.get(self.urls[0] + resolve_path(name), params=params)
-        check_response(response)
-        return prompt_from(response, None)
+        """The stored text, asked of every URL in turn like any read (never cached: not what serves)."""
+        return self._fetch(name, environment, version, None, raw=True)
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -300,9 +298,10 @@ class Client(ClientBase):
         previous: Prompt | None,
         urls: list[str] | None = None,
         floor: int = 0,
+        raw: bool = False,
     ) -> Prompt:
         """The first answer of at least revision `floor`; else the newest answer had, if any."""
-        params = resolve_params(environment, version)
+        params = resolve_params(environment, version, raw=raw)
         best: Prompt | None = None
         headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else None
         last: BaseException | None = None
