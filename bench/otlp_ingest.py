@@ -40,7 +40,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
 
-from bench._harness import ADMIN_KEY, SERVER_PIDS, cpu_seconds, database, save, server  # noqa: E402
+from bench._harness import (  # noqa: E402
+    ADMIN_KEY,
+    SERVER_PIDS,
+    cpu_seconds,
+    database,
+    postgres_cpu_seconds,
+    save,
+    server,
+)
 from promptkeeper.config import Settings  # noqa: E402
 from promptkeeper.db.engine import Database  # noqa: E402
 from promptkeeper.otel import service  # noqa: E402
@@ -229,9 +237,10 @@ def main() -> None:
                 experiment_id, variants = _setup(http)
             over_http = _batches("otlp", args.spans, args.batch, experiment_id, variants)
             bodies = [request.SerializeToString() for request in over_http]
-            cpu_before = cpu_seconds(SERVER_PIDS[base])
+            cpu_before, database_before = cpu_seconds(SERVER_PIDS[base]), postgres_cpu_seconds()
             seconds, latencies = otlp(base, bodies, args.senders)
             server_cpu = cpu_seconds(SERVER_PIDS[base]) - cpu_before
+            database_cpu = postgres_cpu_seconds() - database_before
         baseline = _batches("direct", args.spans, args.batch, experiment_id, variants)
         direct_seconds = direct(url, baseline)
     latencies.sort()
@@ -241,6 +250,7 @@ def main() -> None:
         otlp_batch_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
         direct_spans_per_second=args.spans / direct_seconds,
         server_cpu_us_per_span=server_cpu / args.spans * 1e6,
+        database_cpu_us_per_span=database_cpu / args.spans * 1e6,
         load_average=os.getloadavg()[0],
     )
     ratio = results["otlp_spans_per_second"] / results["direct_spans_per_second"]
@@ -249,7 +259,8 @@ def main() -> None:
         f"OTLP ingestion ({args.backend}, one instance, {args.senders} senders, batches of {args.batch}): "
         f"{args.spans:,} spans in {seconds:.2f} s = {results['otlp_spans_per_second']:,.0f} spans/s "
         f"(batch p50 {results['otlp_batch_p50_ms']:.0f} ms, p99 {results['otlp_batch_p99_ms']:.0f} ms; "
-        f"server CPU {results['server_cpu_us_per_span']:.1f} µs/span); "
+        f"CPU per span: server {results['server_cpu_us_per_span']:.1f} µs, "
+        f"PostgreSQL {results['database_cpu_us_per_span']:.1f} µs); "
         f"direct-write baseline {results['direct_spans_per_second']:,.0f} spans/s; "
         f"ratio {ratio:.2f}; goal >= 20,000 spans/s; load average {results['load_average']:.1f}"
     )
