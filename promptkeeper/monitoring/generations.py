@@ -4,7 +4,7 @@ In the batch's transaction: generations are validated (a record names its prompt
 environment and output), given their (enabled) monitor and queued for scoring
 (`score_state = 'pending'`: the row is the job) when one of its rules needs a worker: a cheap
 heuristic always, a costly scorer (an LLM judge) when the request id falls in the sample
-(`service.needs_worker`). A request id already stored is skipped, so a batch the SDK resends after
+(`service.WorkerNeed`). A request id already stored is skipped, so a batch the SDK resends after
 a timeout stores nothing twice.
 
 Feedback (thumbs, rating, edited, regenerated) on outcome events is copied onto the generation with
@@ -27,7 +27,7 @@ from promptkeeper.experiments import ingestion as experiment_events
 from promptkeeper.experiments.schemas import EventIn
 from promptkeeper.monitoring.models import Generation, Monitor
 from promptkeeper.monitoring.scores import insert_scores
-from promptkeeper.monitoring.service import FEEDBACK, needs_worker
+from promptkeeper.monitoring.service import FEEDBACK, WorkerNeed
 from promptkeeper.prompts.models import Environment, Prompt
 
 _REQUIRED = ("prompt", "version", "environment", "output")
@@ -103,16 +103,19 @@ def store_rows(session: Session, project_id: int, rows: list[dict[str, Any]]) ->
     Returns the records stored."""
     if not rows:
         return 0
-    monitors = _monitors(session, project_id)
+    monitors = {
+        key: (monitor_id, WorkerNeed.of(rules, rate))
+        for key, (monitor_id, rate, rules) in _monitors(session, project_id).items()
+    }
     for row in rows:
         row["project_id"] = project_id
         row["monitor_id"] = None
         row["score_state"] = "unsampled"
         row["claims"] = 0
-        monitor = monitors.get((str(row["prompt"]), str(row["environment"])))
+        monitor = monitors.get((row["prompt"], row["environment"]))
         if monitor is not None:
             row["monitor_id"] = monitor[0]
-            if needs_worker(monitor[2], row["request_id"], monitor[1]):
+            if monitor[1].needs(row["request_id"]):
                 row["score_state"] = "pending"
     return copy_ignoring_duplicates(session, Generation, rows, ["project_id", "request_id"])
 

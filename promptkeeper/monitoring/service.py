@@ -48,13 +48,23 @@ def costly(rule: dict[str, Any]) -> bool:
     return spec.needs_judge or spec.needs_embedder
 
 
-def needs_worker(rules: Sequence[dict[str, Any]], request_id: str, rate: float) -> bool:
-    """Whether a generation is a scoring job: a cheap rule scores every generation, a costly one
-    the sample; feedback rules are scored at ingestion."""
-    worked = [rule for rule in rules if rule["scorer"] not in FEEDBACK]
-    if any(not costly(rule) for rule in worked):
-        return True
-    return bool(worked) and sampled(request_id, rate)
+class WorkerNeed:
+    """Whether a monitor's generation is a scoring job: a cheap rule scores every generation, a
+    costly one the sample; feedback rules are scored at ingestion. Worked out once per monitor for a
+    batch (the rules' scorer lookups cost more than the sampling hash)."""
+
+    __slots__ = ("always", "rate", "sampled")
+
+    def __init__(self, always: bool, sampled: bool, rate: float) -> None:
+        self.always, self.sampled, self.rate = always, sampled, rate
+
+    @classmethod
+    def of(cls, rules: Sequence[dict[str, Any]], rate: float) -> WorkerNeed:
+        worked = [rule for rule in rules if rule["scorer"] not in FEEDBACK]
+        return cls(any(not costly(rule) for rule in worked), bool(worked), rate)
+
+    def needs(self, request_id: str) -> bool:
+        return self.always or (self.sampled and sampled(request_id, self.rate))
 
 
 def sampled(request_id: str, rate: float) -> bool:
