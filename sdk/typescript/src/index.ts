@@ -11,7 +11,7 @@
  */
 
 export { PromptKeeper, type ClientOptions, type GetOptions, type SnapshotStore, type Stats } from "./client.js";
-export { Prompt, type Fallback, type Source, type StoredPrompt } from "./prompt.js";
+export { Prompt, type Fallback, type OtelAttributes, type Source, type StoredPrompt } from "./prompt.js";
 export * from "./errors.js";
 export { assign, fnv1a32, gbHash, getBucketRanges, chooseVariation, getEqualWeights } from "./assignment.js";
 export { localRender, MAX_LOCAL_CHARS, type ChatMessage, type Rendered, type Variables, type PromptContent } from "./template.js";

@@ -20,6 +20,12 @@ export type Fallback = string | Array<Record<string, unknown>> | PromptContent;
 /** Renders through the server (`POST /v1/render`); given to prompts by their client. */
 export type RemoteRenderer = (prompt: Prompt, variables: Variables) => Promise<Rendered>;
 
+/**
+ * Span attributes: string and number values only, so the object is an OpenTelemetry JS `Attributes`
+ * (`@opentelemetry/api`) as it is, while the SDK itself stays free of dependencies.
+ */
+export type OtelAttributes = Record<string, string | number>;
+
 /** What the snapshot file and `toJSON` keep of a prompt. */
 export interface StoredPrompt {
   name: string;
@@ -171,6 +177,32 @@ export class Prompt {
   async openaiMessages(variables: Variables = {}): Promise<ChatMessage[]> {
     const out = await this.render(variables);
     return typeof out === "string" ? [{ role: "user", content: out }] : out;
+  }
+
+  /**
+   * OpenTelemetry span attributes that link the span of the model call to this version: the server's
+   * OTLP receiver (`/otlp/v1/traces`) turns such a span into a generation record for the monitors and,
+   * for a prompt served to a unit in an experiment, an outcome of the variant served
+   * (docs/opentelemetry.md). The keys and rules are the Python SDK's `Prompt.otel_attributes()`: they
+   * are the contract, whichever SDK set them. Empty for a caller's fallback: no version to credit.
+   *
+   *     tracer.startActiveSpan("chat", { attributes: prompt.otelAttributes() }, (span) => ...)
+   */
+  otelAttributes(): OtelAttributes {
+    if (this.source === "fallback" || this.version < 1) return {};
+    const attributes: OtelAttributes = {
+      "promptkeeper.prompt.name": this.name,
+      "promptkeeper.prompt.version": this.version,
+    };
+    if (this.environment !== null) attributes["promptkeeper.prompt.environment"] = this.environment;
+    if (this.requestId !== null) attributes["promptkeeper.prompt.request_id"] = this.requestId;
+    if (this.unit !== null) attributes["promptkeeper.prompt.unit"] = this.unit;
+    // a variant in the plan (not served to a unit) is no outcome: no exposure would claim it
+    if (this.experimentId !== null && this.variant !== null && this.unit !== null) {
+      attributes["promptkeeper.prompt.experiment"] = this.experimentId;
+      attributes["promptkeeper.prompt.variant"] = this.variant;
+    }
+    return attributes;
   }
 
   toJSON(): StoredPrompt {
