@@ -48,6 +48,27 @@ def deploy(client: Client, name: str, environment: str, version: int, **extra: A
     return body
 
 
+def start_experiment(client: Client, prompt: str, name: str, treatment_version: int = 2) -> int:
+    """A running A/B test of `prompt`: the live version as control, `treatment_version` as
+    `treatment` (even weights, latency as the primary metric); returns its id."""
+    created = client.post(
+        "/v1/experiments",
+        json={
+            "prompt": prompt,
+            "name": name,
+            "candidates": [{"version": treatment_version, "weight": 1, "key": "treatment"}],
+            "primary_metric": "latency_ms",
+            "std_dev": 100,
+            "mde": 50,
+        },
+    )
+    assert created.status_code == 201, created.text
+    experiment_id = int(created.json()["id"])
+    started = client.post(f"/v1/experiments/{experiment_id}/start", json={})
+    assert started.status_code == 200, started.text
+    return experiment_id
+
+
 def quote_name(name: str) -> str:
     return name.replace("/", "%2F")
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from promptkeeper.experiments import ingestion, rollup
 from promptkeeper.experiments.models import Event, experiment_units
-from tests.helpers import add_version, create_prompt, deploy
+from tests.helpers import add_version, create_prompt, deploy, start_experiment
 
 NAME = "rollup/p"
 
@@ -27,21 +27,7 @@ def _start(client: TestClient) -> int:
     create_prompt(client, NAME, "A {{ q }}")
     add_version(client, NAME, "B {{ q }}")
     deploy(client, NAME, "production", 1)
-    created = client.post(
-        "/v1/experiments",
-        json={
-            "prompt": NAME,
-            "name": "rollup",
-            "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
-            "primary_metric": "latency_ms",
-            "std_dev": 100,
-            "mde": 50,
-        },
-    )
-    assert created.status_code == 201, created.text
-    experiment_id = int(created.json()["id"])
-    assert client.post(f"/v1/experiments/{experiment_id}/start", json={}).status_code == 200
-    return experiment_id
+    return start_experiment(client, NAME, "rollup")
 
 
 def _maybe(rng: random.Random, value: Any) -> Any:

@@ -28,7 +28,7 @@ from promptkeeper.client import Client
 from promptkeeper.config import Settings
 from promptkeeper.otel import decode
 from tests.conftest import ADMIN_KEY, LiveServer
-from tests.helpers import add_version, bearer, create_prompt, deploy
+from tests.helpers import add_version, bearer, create_prompt, deploy, start_experiment
 
 NAME = "otel/chat"
 MS = 1_000_000  # nanoseconds
@@ -87,20 +87,7 @@ def test_sdk_linked_spans_feed_a_monitor_and_an_experiment(
             "/v1/metrics", json={"name": "llm_error", "kind": "binary", "higher_is_better": False}
         )
         assert metric.status_code == 201, metric.text
-        created = http.post(
-            "/v1/experiments",
-            json={
-                "prompt": NAME,
-                "name": "otel",
-                "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
-                "primary_metric": "latency_ms",
-                "std_dev": 100,
-                "mde": 50,
-            },
-        )
-        assert created.status_code == 201, created.text
-        experiment_id = created.json()["id"]
-        assert http.post(f"/v1/experiments/{experiment_id}/start", json={}).status_code == 200
+        experiment_id = start_experiment(http, NAME, "otel")
 
         tracer = provider.get_tracer("app")
         served: dict[str, int] = {"control": 0, "treatment": 0}
@@ -270,20 +257,7 @@ def test_a_resent_batch_counts_its_outcomes_once(otlp: TestClient) -> None:
     """An exporter resends a batch whose answer it lost (a timeout after the commit): the experiment's
     outcomes, its per-unit rollup and the generation records each keep one copy of every span."""
     add_version(otlp, NAME, "B: {{ q }}")
-    created = otlp.post(
-        "/v1/experiments",
-        json={
-            "prompt": NAME,
-            "name": "resend",
-            "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
-            "primary_metric": "latency_ms",
-            "std_dev": 100,
-            "mde": 50,
-        },
-    )
-    assert created.status_code == 201, created.text
-    experiment_id = created.json()["id"]
-    assert otlp.post(f"/v1/experiments/{experiment_id}/start", json={}).status_code == 200
+    experiment_id = start_experiment(otlp, NAME, "resend")
     spans = [
         _linked(
             index,

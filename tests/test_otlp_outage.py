@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from promptkeeper.db import migrate
 from tests.conftest import ADMIN_KEY
-from tests.helpers import text_content
+from tests.helpers import add_version, create_prompt, deploy, start_experiment, text_content
 from tests.processes import PostgresCluster, ServerProcess, wait_until
 
 pytestmark = pytest.mark.slow
@@ -48,28 +48,10 @@ def cluster() -> Iterator[PostgresCluster]:
 
 
 def _setup(http: httpx.Client) -> int:
-    assert http.post("/v1/prompts", json={"name": NAME, "content": text_content("A")}).status_code == 201
-    added = http.post(f"/v1/prompts/{NAME.replace('/', '%2F')}/versions", json={"content": text_content("B")})
-    assert added.status_code == 201, added.text
-    deployed = http.post(
-        f"/v1/prompts/{NAME.replace('/', '%2F')}/deployments",
-        json={"environment": "production", "version": 1},
-    )
-    assert deployed.status_code in (200, 201), deployed.text
-    created = http.post(
-        "/v1/experiments",
-        json={
-            "prompt": NAME,
-            "name": "outage",
-            "candidates": [{"version": 2, "weight": 1, "key": "treatment"}],
-            "primary_metric": "latency_ms",
-            "std_dev": 100,
-            "mde": 50,
-        },
-    )
-    assert created.status_code == 201, created.text
-    experiment_id = int(created.json()["id"])
-    assert http.post(f"/v1/experiments/{experiment_id}/start", json={}).status_code == 200
+    create_prompt(http, NAME, "A")
+    add_version(http, NAME, "B")
+    deploy(http, NAME, "production", 1)
+    experiment_id = start_experiment(http, NAME, "outage")
     exposure = {"type": "exposure", "request_id": "r-1", "experiment_id": experiment_id}
     exposure.update(variant="control", unit="user-1")
     assert http.post("/v1/events", json={"events": [exposure]}).status_code in (200, 202)
