@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -32,6 +32,9 @@ from promptkeeper.app import create_app
 from promptkeeper.config import Settings
 from promptkeeper.db import migrate
 from promptkeeper.tables import metadata
+
+if TYPE_CHECKING:
+    from tests.processes import PostgresCluster
 
 ADMIN_KEY = "pk_testadm1_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 POSTGRES_URL = os.environ.get(
@@ -317,3 +320,19 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     server = LiveServer(settings).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stoppable_postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster, migrated, that the test may stop and start (an outage without
+    touching the shared server); destroyed after."""
+    from tests.processes import PostgresCluster  # it imports this module
+
+    cluster = PostgresCluster().init()
+    try:
+        engine = create_engine(cluster.url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield cluster
+    finally:
+        cluster.destroy()

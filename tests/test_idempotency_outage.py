@@ -8,14 +8,11 @@ become a 500 with a traceback, nor be counted under `route="unmatched"`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
 
-from promptkeeper.db import migrate
 from tests.conftest import ADMIN_KEY
 from tests.helpers import text_content
 from tests.processes import PostgresCluster, ServerProcess, wait_until
@@ -23,18 +20,6 @@ from tests.processes import PostgresCluster, ServerProcess, wait_until
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 V2 = text_content("v2")
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    started = PostgresCluster().init()
-    try:
-        engine = create_engine(started.url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield started
-    finally:
-        started.destroy()
 
 
 def _count(metrics: str, route: str, method: str, status: str) -> int:
@@ -47,12 +32,12 @@ def _count(metrics: str, route: str, method: str, status: str) -> int:
 
 
 def test_write_with_a_key_during_an_outage_is_a_clean_503_counted_under_its_route(
-    cluster: PostgresCluster, tmp_path: Path
+    stoppable_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     server = ServerProcess(
         {
             "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
-            "PROMPTKEEPER_DATABASE_URL": cluster.url,
+            "PROMPTKEEPER_DATABASE_URL": stoppable_postgres.url,
             "PROMPTKEEPER_DB_TIMEOUT": "2",
         },
         tmp_path,
@@ -61,7 +46,7 @@ def test_write_with_a_key_during_an_outage_is_a_clean_503_counted_under_its_rout
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=15) as http:
             created = http.post("/v1/prompts", json={"name": "p", "content": text_content("v1")})
             assert created.status_code == 201
-            cluster.stop()
+            stoppable_postgres.stop()
             writes = [
                 ("POST", "/v1/prompts/p/versions", "/v1/prompts/{name}/versions", {"content": V2}),
                 ("PATCH", "/v1/prompts/p", "/v1/prompts/{name}", {"description": "changed"}),
@@ -78,7 +63,7 @@ def test_write_with_a_key_during_an_outage_is_a_clean_503_counted_under_its_rout
                 metrics = http.get("/metrics").text
                 assert _count(metrics, route, method, "5xx") == 2, metrics
             assert _count(http.get("/metrics").text, "unmatched", "POST", "5xx") == 0
-            cluster.start()
+            stoppable_postgres.start()
             wait_until(lambda: http.get("/readyz").status_code == 200, timeout=30, message="ready")
             # nothing was half-written: the same keys now do the writes, once
             for index, (method, path, _, body) in enumerate(writes):

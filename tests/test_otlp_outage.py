@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from sqlalchemy import create_engine, text
 
-from promptkeeper.db import migrate
 from tests.conftest import ADMIN_KEY
 from tests.helpers import add_version, create_prompt, deploy, start_experiment, text_content
 from tests.processes import PostgresCluster, ServerProcess, wait_until
@@ -33,18 +31,6 @@ pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 NAME = "otel/outage"
 MS = 1_000_000
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    started = PostgresCluster().init()
-    try:
-        engine = create_engine(started.url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield started
-    finally:
-        started.destroy()
 
 
 def _setup(http: httpx.Client) -> int:
@@ -96,8 +82,9 @@ def _stored(url: str) -> tuple[int, int, int]:
 
 
 def test_an_export_during_an_outage_longer_than_every_ttl_is_retried_and_stored_once(
-    cluster: PostgresCluster, tmp_path: Path
+    stoppable_postgres: PostgresCluster, tmp_path: Path
 ) -> None:
+    cluster = stoppable_postgres
     server = ServerProcess(
         {
             "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
