@@ -307,7 +307,8 @@ def settings(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """The app in-process, authenticated as the bootstrap admin. Routes are built as requests need
-    them: nothing here is timed, and building all of them costs each test about 0.3 s of CPU."""
+    them: nothing here is timed (a process's first app builds each route, ~0.3 s of CPU for all of
+    them; later apps copy them, promptkeeper/api/route_cache.py)."""
     in_process = settings.model_copy(update={"build_routes_at_start": False})
     with TestClient(create_app(in_process), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
         yield test_client
