@@ -19,7 +19,7 @@ from starlette.routing import Route
 from promptkeeper import __version__, tracing
 from promptkeeper.access.authenticator import Authenticator
 from promptkeeper.access.throttle import AuthThrottle
-from promptkeeper.api import health
+from promptkeeper.api import health, route_cache
 from promptkeeper.api import prometheus as metrics
 from promptkeeper.api.context import AppContext
 from promptkeeper.api.error_responses import install_error_handlers
@@ -153,6 +153,7 @@ def registry_feeds(db: Database) -> Feeds:
 
 def create_app(settings: Settings | None = None, *, announce: bool = False) -> FastAPI:
     settings = settings if settings is not None else Settings()
+    route_cache.install()  # a second app in this process reuses the first one's route building
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ Under CI=true an unreachable PostgreSQL or Redis fails the run instead of skippi
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -118,6 +119,46 @@ def cheap_password_hashing() -> Iterator[None]:
     users._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     users._hasher = production
+
+
+@pytest.fixture(scope="session", autouse=True)
+def frozen_import_heap() -> Iterator[None]:
+    """What collection imported (FastAPI, pydantic schemas, SQLAlchemy, torch, Hypothesis, ...) is
+    moved out of the collector's reach: it lives as long as the process anyway, and every full
+    collection walked all of it, a large share of the CPU of a test that builds an app and a few
+    hundred objects. Objects created by tests are collected as before."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_tls_context_per_process() -> Iterator[None]:
+    """httpx builds a TLS context for every client it creates (~20 ms of CPU loading the CA bundle),
+    even for http:// on 127.0.0.1, and the suite creates thousands: every `LiveServer.client()`,
+    SDK client and `httpx.get` in a polling loop. The default context (verify=True, no client
+    certificate) is built once per SSL_CERT_FILE/DIR and shared; anything else is httpx's own."""
+    from httpx import _config
+    from httpx._transports import default
+
+    build = _config.create_ssl_context
+    built: dict[tuple[bool, str | None, str | None], Any] = {}
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is not True or cert is not None:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if key not in built:
+            built[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return built[key]
+
+    patched = [m for m in (_config, default) if getattr(m, "create_ssl_context", None) is build]
+    for module in patched:
+        module.create_ssl_context = create_ssl_context  # type: ignore[attr-defined]
+    yield
+    for module in patched:
+        module.create_ssl_context = build  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
@@ -270,7 +311,8 @@ def settings(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """The app in-process, authenticated as the bootstrap admin. Routes are built as requests need
-    them: nothing here is timed, and building all of them costs each test about 0.3 s of CPU."""
+    them: nothing here is timed (a process's first app builds each route, ~0.3 s of CPU for all of
+    them; later apps copy them, promptkeeper/api/route_cache.py)."""
     in_process = settings.model_copy(update={"build_routes_at_start": False})
     with TestClient(create_app(in_process), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
         yield test_client

@@ -15,8 +15,10 @@ carry only the scheme and host: see `promptkeeper.logs.redact_http_logs`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -102,14 +104,24 @@ class _PolicyBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS client context per process, read when the first dispatcher starts (SSL_CERT_FILE/DIR
+    still apply): loading the CA bundle costs about 20 ms of CPU, and every app built (a test each)
+    paid it twice. Sharing it is safe: a context is configuration, thread-safe once built, and the
+    only thing httpcore sets on it later is the ALPN list, the same `http/1.1` for every pool here."""
+    return httpx.create_ssl_context()
+
+
 class _PolicyTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with our network backend (httpx has no argument for one)."""
 
     def __init__(self, policy: EgressPolicy, resolver: Resolver) -> None:
-        super().__init__(trust_env=False)
+        # the context given, or httpx would build one for the pool replaced below
+        super().__init__(verify=_ssl_context(), trust_env=False)
         limits = httpx.Limits()
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),  # SSL_CERT_FILE/DIR still apply
+            ssl_context=_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
