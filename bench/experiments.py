@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
 from promptkeeper.config import Settings  # noqa: E402
-from promptkeeper.db.engine import Database  # noqa: E402
+from promptkeeper.db.engine import Database, copy_rows  # noqa: E402
 from promptkeeper.experiments.ingestion import COLUMNS, ingest  # noqa: E402
 from promptkeeper.experiments.schemas import EventIn  # noqa: E402
 
@@ -167,9 +167,10 @@ def ingestion(base: str, url: str, total: int, senders: int) -> dict[str, float]
 def _copy_rows(session: Any, rows: list[dict[str, Any]]) -> None:
     """The baseline's writer: COPY straight into `events` (no rollup, no de-duplication)."""
     raw = session.connection().connection.dbapi_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[name] for name in COLUMNS])
+    with raw.cursor() as cursor:
+        copy_rows(
+            cursor, "events", COLUMNS, ([row[name] for name in COLUMNS] for row in rows), types_of="events"
+        )
 
 
 def _load(url: str, experiment_id: int, events: int) -> None:

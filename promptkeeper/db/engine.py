@@ -223,11 +223,35 @@ def copy_rows(
             copy.write_row(row)
 
 
+def staging_table(table: str, columns: Sequence[str]) -> str:
+    """The name of `stage_rows`' table for these columns of `table` (one per column set)."""
+    return f"pk_stage_{table}_{zlib.crc32(','.join(columns).encode()):08x}"
+
+
+def stage_rows(
+    connection: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> str:
+    """PostgreSQL: COPY `rows` into a per-connection temporary table of `table`'s listed columns
+    (their types only: no constraints, defaults or sequences), emptied at commit; returns its name.
+    The caller moves the rows on with one statement and empties it for the next batch of the
+    transaction."""
+    staging = staging_table(table, columns)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+        f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+    )
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cursor:  # type: ignore[attr-defined]
+        copy_rows(cursor, staging, columns, rows, types_of=table)
+    return staging
+
+
 def copy_ignoring_duplicates(
     session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
 ) -> int:
-    """`insert_ignoring_duplicates` for large batches: on PostgreSQL, COPY into a per-connection
-    staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING; rows inserted.
+    """`insert_ignoring_duplicates` for large batches: on PostgreSQL, COPY into a staging table
+    (`stage_rows`), then one INSERT ... SELECT ... ON CONFLICT DO NOTHING; rows inserted.
 
     SQLAlchemy's multi-row VALUES statement for a batch of generation records spent most of the
     batch's time being converted by the driver (profiled: 80% of an OTLP export's storage); COPY
@@ -246,29 +270,13 @@ def copy_ignoring_duplicates(
     }
     columns = given + list(defaults)
     missing = list(defaults.values())
-    # the listed columns' types only (no constraints, defaults or sequences); one table per column set
-    staging = f"pk_stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
-    connection.execute(
-        text(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
-        )
+    staging = stage_rows(
+        connection, table.name, columns, ([row[name] for name in given] + missing for row in rows)
     )
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
     names = ", ".join(columns)
-    with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        copy_rows(
-            cursor,
-            staging,
-            columns,
-            ([row[name] for name in given] + missing for row in rows),
-            types_of=table.name,
-        )
-        cursor.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
-            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
-        )
-        inserted = int(cursor.rowcount)
-        cursor.execute(f"DELETE FROM {staging}")  # the next batch of this transaction starts empty
-    return inserted
+    inserted = connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+        f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    ).rowcount
+    connection.exec_driver_sql(f"DELETE FROM {staging}")  # the next batch of this transaction starts empty
+    return int(inserted)

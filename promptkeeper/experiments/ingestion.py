@@ -16,13 +16,13 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from promptkeeper.core import outcomes
 from promptkeeper.db.base import utcnow
-from promptkeeper.db.engine import copy_rows
+from promptkeeper.db.engine import stage_rows, staging_table
 from promptkeeper.errors import NotFound, ValidationFailed
 from promptkeeper.experiments import rollup
 from promptkeeper.experiments.models import Event, Experiment, Metric
@@ -146,11 +146,7 @@ COLUMNS = (
     "span_key",
 )
 _NAMES = ", ".join(COLUMNS)
-_STAGE = "pk_event_stage"
-_CREATE_STAGE = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
-    f"SELECT {_NAMES} FROM events WITH NO DATA"
-)
+_STAGE = staging_table("events", COLUMNS)
 #: the staged rows into `events` (a span's outcome that is stored already is skipped) and the
 #: rows inserted into the rollup, in one statement: one round trip, and the rollup can only count
 #: what was stored
@@ -168,7 +164,7 @@ def store_rows(session: Session, rows: list[dict[str, Any]]) -> int:
     """Store event rows (every key of `COLUMNS`) and merge them into the rollup; returns the rows
     stored (fewer than given when a span's outcome was stored before: an exporter's resend).
 
-    PostgreSQL: binary COPY into a per-connection staging table (several times faster than a
+    PostgreSQL: binary COPY into a staging table (`stage_rows`: several times faster than a
     multi-row INSERT), then one statement inserts and aggregates. Elsewhere: INSERT ... RETURNING and the
     rollup's deltas in Python. Both run in the session's transaction: the batch is stored whole or
     not at all.
@@ -187,16 +183,8 @@ def store_rows(session: Session, rows: list[dict[str, Any]]) -> int:
         stored = [dict(row._mapping) for row in connection.execute(statement, rows)]
         rollup.merge(session, rollup.deltas(stored))
         return len(stored)
-    connection.execute(text(_CREATE_STAGE))
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        copy_rows(
-            cursor, _STAGE, COLUMNS, ([row[name] for name in COLUMNS] for row in rows), types_of="events"
-        )
-        cursor.execute(_STORE)
-        found = cursor.fetchone()
-    return int(found[0]) if found else 0
+    stage_rows(connection, "events", COLUMNS, ([row[name] for name in COLUMNS] for row in rows))
+    return int(connection.exec_driver_sql(_STORE).scalar_one())
 
 
 def _custom_metrics(session: Session, project_id: int) -> dict[str, str]:

@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Float, MetaData, Table, case, cast, select, text
+from sqlalchemy import Float, case, cast, column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from promptkeeper.db.engine import stage_rows
 from promptkeeper.experiments.metrics import MetricSpec
 from promptkeeper.experiments.models import UNIT_FLAGS, UNIT_NUMBERS, experiment_units
 
@@ -87,17 +88,13 @@ def _least(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a.is_(None), b), (b.is_(None), a), (a <= b, a), else_=b)
 
 
-_STAGING = Table("pk_unit_deltas", MetaData(), *[Column(c.name, c.type) for c in UNITS.columns])
-_CREATE_STAGING = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS pk_unit_deltas (LIKE experiment_units) ON COMMIT DELETE ROWS"
-)
 _COLUMNS = [column.name for column in UNITS.columns]
 
 
 def merge(session: Session, rows: list[dict[str, Any]]) -> None:
     """Upsert the deltas (`deltas()`) into the rollup, in the caller's transaction.
 
-    PostgreSQL: COPY into a per-connection staging table, then one INSERT ... SELECT ... ON
+    PostgreSQL: COPY into a staging table (`stage_rows`), then one INSERT ... SELECT ... ON
     CONFLICT (a statement per row, even pipelined, took most of the ingestion time); SQLite:
     executemany of the same upsert.
     """
@@ -105,16 +102,13 @@ def merge(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(UNITS)
+    staging = None
     if dialect == "postgresql":
         connection = session.connection()
-        connection.execute(text(_CREATE_STAGING))
-        raw = connection.connection.dbapi_connection
-        assert raw is not None
-        copy_sql = f"COPY pk_unit_deltas ({', '.join(_COLUMNS)}) FROM STDIN"
-        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-            for row in rows:
-                copy.write_row([row[name] for name in _COLUMNS])
-        statement = statement.from_select(_COLUMNS, select(_STAGING))
+        staging = stage_rows(
+            connection, UNITS.name, _COLUMNS, ([row[name] for name in _COLUMNS] for row in rows)
+        )
+        statement = statement.from_select(_COLUMNS, select(table(staging, *(column(c) for c in _COLUMNS))))
     new = statement.excluded
     updates: dict[str, Any] = {
         "variant_min": _least(UNITS.c.variant_min, new.variant_min),
@@ -128,9 +122,9 @@ def merge(session: Session, rows: list[dict[str, Any]]) -> None:
         updates[f"{name}_sum"] = UNITS.c[f"{name}_sum"] + new[f"{name}_sum"]
         updates[f"{name}_n"] = UNITS.c[f"{name}_n"] + new[f"{name}_n"]
     upsert = statement.on_conflict_do_update(index_elements=["experiment_id", "unit"], set_=updates)
-    if dialect == "postgresql":
+    if staging is not None:
         session.connection().execute(upsert)
-        session.connection().execute(text("DELETE FROM pk_unit_deltas"))  # the next batch starts empty
+        session.connection().exec_driver_sql(f"DELETE FROM {staging}")  # the next batch starts empty
     else:
         session.connection().execute(upsert, rows)
 
