@@ -76,10 +76,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
 SERVER_PIDS: dict[str, int] = {}
 
 
+def _stat(text: str) -> tuple[str, float]:
+    """A /proc/<pid>/stat line: the command name and its CPU time so far (user + system)."""
+    name, rest = text.split("(", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) a process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(Path(f"/proc/{pid}/stat").read_text())[1]
 
 
 def postgres_cpu_seconds() -> float:
@@ -91,10 +97,9 @@ def postgres_cpu_seconds() -> float:
             text = stat.read_text()
         except OSError:  # the process ended meanwhile
             continue
-        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        name, seconds = _stat(text)
         if name == "postgres":
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += seconds
     return total
 
 

@@ -227,11 +227,15 @@ def otlp(client: TestClient) -> TestClient:
     return client
 
 
-def _generations(client: TestClient) -> int:
+def _counter(client: TestClient, name: str) -> int:
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("promptkeeper_otlp_generations_total "):
+        if line.startswith(f"promptkeeper_{name} "):
             return int(float(line.split()[1]))
-    raise AssertionError("no otlp generations counter in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def _generations(client: TestClient) -> int:
+    return _counter(client, "otlp_generations_total")
 
 
 def test_json_encoding_with_gzip_is_stored_once(otlp: TestClient) -> None:
@@ -244,13 +248,6 @@ def test_json_encoding_with_gzip_is_stored_once(otlp: TestClient) -> None:
     assert _generations(otlp) == 2
     again = otlp.post("/otlp/v1/traces", content=body, headers=headers)  # an exporter's retry
     assert again.status_code == 200 and _generations(otlp) == 2
-
-
-def _counter(client: TestClient, name: str) -> int:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(f"promptkeeper_{name} "):
-            return int(float(line.split()[1]))
-    raise AssertionError(f"no {name} in /metrics")
 
 
 def test_a_resent_batch_counts_its_outcomes_once(otlp: TestClient) -> None:
