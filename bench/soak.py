@@ -419,6 +419,22 @@ def scrape(urls: list[str]) -> Counters:
     return counters
 
 
+def settled(urls: list[str], *, interval: float = 0.3, timeout: float = 15.0) -> Counters:
+    """The servers' counters once the requests wrk left in flight have finished: scraped until two
+    scrapes `interval` apart agree. wrk stops at its duration without waiting for its answers, and a
+    write still running then is counted (and stored) after wrk has gone; a fixed pause was too short
+    beside a CPU hog (a warm-up version counted in the measured window: "55 acknowledged, 54 stored")."""
+    deadline = time.monotonic() + timeout
+    last = scrape(urls)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        current = scrape(urls)
+        if current.counts == last.counts and current.other_failures == last.other_failures:
+            return current
+        last = current
+    return last
+
+
 def bucket_quantile(buckets: dict[float, int], q: float) -> float:
     """Quantile (ms) from cumulative Prometheus buckets, linear inside a bucket."""
     bounds = sorted(buckets)
@@ -613,7 +629,7 @@ def _drive(
         ):
             finish_load(process)
     tag = f"{run_id}m"
-    before = scrape(urls)
+    before = settled(urls)
     samples = [Sample(0.0, [server.rss_kib() for server in servers])]
     out(f"{'t s':>6} {'RSS MiB':>20} {'probe ms':>9} {'requests':>10} {'non-2xx':>8}")
     out(f"{0:6.0f} {_rss(samples[0].rss_kib):>20} {'':>9}")
@@ -641,9 +657,9 @@ def _drive(
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    time.sleep(0.5)  # requests wrk left in flight finish
+    after = settled(urls)
     samples.append(Sample(time.monotonic() - load_started, [s.rss_kib() for s in servers]))
-    delta = scrape(urls).minus(before)
+    delta = after.minus(before)
     report = SoakReport(
         duration=config.duration,
         connections=config.connections,
