@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from promptkeeper import Client
-from promptkeeper.core.templates import RENDER_TIMEOUT, TemplateError
+from promptkeeper.core import render_budget
+from promptkeeper.core.templates import RENDER_TIMEOUT, TemplateError, render_template
 from tests.conftest import ADMIN_KEY
 from tests.helpers import text_content
 from tests.processes import ServerProcess
@@ -266,3 +267,25 @@ def test_concurrent_hostile_renders_do_not_stall_resolve(rig: Rig) -> None:
     assert [status for status, _ in answers] == [422] * len(hostile)
     assert max(elapsed for _, elapsed in answers) < TIME_BOUND, answers
     assert waits and max(waits) < RESOLVE_BOUND, f"resolve waited {max(waits):.2f} s"
+
+
+def test_a_slow_template_that_builds_nothing_is_stopped_by_time_not_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The doubling macro above failed CI as "built more than 32 MB" on a fast machine: every call's
+    empty result was charged its object header, so how many calls fit in the deadline decided which
+    limit fired. With the deadline out of the way (and the budget at 1 MB, so a short render would
+    pass it if headers counted), a render that builds only empty values finishes, and one holding
+    real text is still stopped by the budget."""
+    monkeypatch.setattr(render_budget, "RENDER_TIMEOUT", 120.0)
+    monkeypatch.setattr(render_budget, "MAX_BUILT_BYTES", 1 << 20)
+    doubling = (
+        "{% macro f(n) %}{% if n < 14 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}"
+    )
+    assert render_template(doubling, {}) == ""
+    holding = (
+        "{% macro f(n, s) %}{% if n < 100 %}{{ f(n + 1, s ~ n) }}{% endif %}{% endmacro %}"
+        "{{ f(0, 'x' * 20000) }}"
+    )
+    with pytest.raises(TemplateError, match="built more than 1 MB"):
+        render_template(holding, {})

@@ -17,7 +17,11 @@ that lowercases and hashes 100 GB; `str()` of a nested list is one call that pri
   items' weight summed, so `range(99999)|map('center', 99999)|list` stops after 40 items.
 - **built bytes** bound memory across operations: everything a template builds is charged its own
   size (a string's bytes, a list's slots); past `MAX_BUILT_BYTES` the render stops. Recursion and
-  many variables each holding a distinct megabyte are caught here.
+  many variables each holding a distinct megabyte are caught here. An empty value is not charged,
+  as a number is not: it holds no characters or items, only a header, and making them is work the
+  deadline bounds. Charging the header made a slow template that builds nothing (a macro doubling
+  its calls, each printing '') fail as "built more than 32 MB" on a fast machine and as "took
+  longer than 2 s" on a slow one.
 
 Caller variables are not limited (the server's body limit bounds them): only what the template
 builds from them is.
@@ -85,7 +89,7 @@ _sizeof = sys.getsizeof
 
 def charge(value: Any) -> None:
     """Count a value the template built against the render's `MAX_BUILT_BYTES`."""
-    if isinstance(value, _SIZED):
+    if isinstance(value, _SIZED) and value:
         budget = _budget.get()
         if budget is not None:
             budget.built += _sizeof(value)
