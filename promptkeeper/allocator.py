@@ -1,4 +1,5 @@
-"""glibc malloc settings for a long-running, threaded Python process (`serve`, `worker`).
+"""glibc malloc and garbage collector settings for a long-running, threaded Python process (`serve`,
+`worker`).
 
 glibc gives each thread of the pool its own arena (up to 8 per core) and keeps freed memory in
 them, fragmented: under event ingestion a server's RSS crept up while Python's own allocations
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 
@@ -39,3 +41,25 @@ def tune() -> bool:
     if not done:
         log.debug("mallopt refused a setting; the C library's defaults stay")
     return done
+
+
+#: Allocations (minus frees) between collections of the youngest generation, and the collections of
+#: one generation per collection of the next (CPython's defaults: 700, 10, 10).
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def settle() -> None:
+    """Once the application is built, before it serves: freeze what startup made and collect less
+    often.
+
+    A server holds some 300,000 objects from startup (modules, routes, mappers) for its whole life,
+    and every full collection walked all of them: about 100 ms each at that size, measured. Frozen,
+    they are out of the collector's view. A request's own objects (an OTLP batch of 512 spans makes
+    thousands of containers) live until its end and are freed by reference counting, so a young
+    generation collected every 700 allocations kept walking them for nothing; at 10,000 the
+    collector's share of an ingested span fell from 4.5 µs to under 0.1 µs (in-process, measured
+    with `gc.callbacks`). Cycles still get collected, only later.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

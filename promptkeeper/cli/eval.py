@@ -246,6 +246,7 @@ def worker(
     settings = load_settings()
     configure_logging(settings)
     database = open_database(settings)
+    allocator.settle()
     try:
         run_worker(database, settings, once=once, say=lambda line: typer.echo(line, err=True))
     finally:

@@ -76,6 +76,7 @@ def serve(
     except TracingUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    allocator.settle()
     uvicorn.run(
         application,
         host=settings.host,
