@@ -45,15 +45,19 @@ _COPIED = (
 )
 
 
+#: Built once: a batch's writes run it every time, and keying a new statement cost more than running it.
+_MONITORS = (
+    select(Prompt.name, Environment.name, Monitor.id, Monitor.sample_rate, Monitor.rules)
+    .join(Prompt, Prompt.id == Monitor.prompt_id)
+    .join(Environment, Environment.id == Monitor.environment_id)
+    .where(Monitor.project_id == bindparam("project"), Monitor.enabled.is_(True))
+)
+
+
 def _monitors(
     session: Session, project_id: int
 ) -> dict[tuple[str, str], tuple[int, float, list[dict[str, Any]]]]:
-    rows = session.execute(
-        select(Prompt.name, Environment.name, Monitor.id, Monitor.sample_rate, Monitor.rules)
-        .join(Prompt, Prompt.id == Monitor.prompt_id)
-        .join(Environment, Environment.id == Monitor.environment_id)
-        .where(Monitor.project_id == project_id, Monitor.enabled.is_(True))
-    )
+    rows = session.connection().execute(_MONITORS, {"project": project_id})
     return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
 
 

@@ -74,32 +74,32 @@ _SAFETY_FINISH = frozenset({"content_filter", "safety", "refusal"})
 _OUTPUT_MESSAGES = "gen_ai.output.messages"
 _LANGFUSE_USAGE = "langfuse.observation.usage_details"
 _OUTPUT_TEXTS = ("gen_ai.completion.0.content", "llm.output_messages.0.message.content", "output.value")
-#: every attribute `map_span` reads (the others are skipped unconverted)
-_READ = frozenset(
-    {
-        NAME,
-        VERSION,
-        ENVIRONMENT,
-        REQUEST_ID,
-        UNIT,
-        EXPERIMENT,
-        VARIANT,
-        LANGFUSE_NAME,
-        LANGFUSE_VERSION,
-        LANGFUSE_ENVIRONMENT,
-        *_INPUT_TOKENS,
-        *_OUTPUT_TOKENS,
-        *_MODEL,
-        *_TTFT_SECONDS,
-        _OUTPUT_MESSAGES,
-        *_OUTPUT_TEXTS,
-        _LANGFUSE_USAGE,
-        "langfuse.observation.completion_start_time",
-        "langfuse.observation.output",
-        "gen_ai.response.finish_reasons",
-        "gen_ai.completion.0.finish_reason",
-    }
+_STRINGS = (
+    NAME,
+    ENVIRONMENT,
+    REQUEST_ID,
+    UNIT,
+    VARIANT,
+    LANGFUSE_NAME,
+    LANGFUSE_ENVIRONMENT,
+    *_MODEL,
+    _OUTPUT_MESSAGES,
+    *_OUTPUT_TEXTS,
+    _LANGFUSE_USAGE,
+    "langfuse.observation.completion_start_time",
+    "langfuse.observation.output",
+    "gen_ai.completion.0.finish_reason",
 )
+_NUMBERS = (VERSION, EXPERIMENT, LANGFUSE_VERSION, *_INPUT_TOKENS, *_OUTPUT_TOKENS)
+#: every attribute `map_span` reads (the others are skipped unconverted), with the `AnyValue` field
+#: its value is usually in: read first, a set value is found in one call instead of two (the
+#: oneof's name, then its field), and only an unset one costs the `WhichOneof` that says which
+_READ: dict[str, str] = {
+    **dict.fromkeys(_STRINGS, "string_value"),
+    **dict.fromkeys(_NUMBERS, "int_value"),
+    **dict.fromkeys(_TTFT_SECONDS, "double_value"),
+    "gen_ai.response.finish_reasons": "array_value",
+}
 
 
 @dataclass(slots=True)
@@ -127,6 +127,8 @@ class Linked:
     error: bool
     finish_reasons: list[str] = field(default_factory=list)
     output: str | None = None
+    #: the span's trace id and span id in hex, set by the receiver once it has checked their lengths
+    span_key: str = ""
 
     @property
     def safety_flag(self) -> bool | None:
@@ -150,17 +152,26 @@ def value_of(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def attributes(items: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
+def attributes(items: Any, wanted: dict[str, str] | None = None) -> dict[str, Any]:
     """A repeated `KeyValue` field as a dict (the last value of a repeated key wins), of the
-    `wanted` keys only when given: instrumentations attach many attributes this module never reads
-    (prompts, tool definitions), and converting a value is most of a span's mapping cost."""
+    `wanted` keys only when given (key -> the field its value is usually in): instrumentations
+    attach many attributes this module never reads (prompts, tool definitions), and every access
+    to a protobuf field is a lookup by name and a new object, most of a span's mapping cost."""
     found: dict[str, Any] = {}
     item: KeyValue
     for item in items:
         key = item.key
-        if wanted is not None and key not in wanted:
-            continue
+        usual = None
+        if wanted is not None:
+            usual = wanted.get(key)
+            if usual is None:
+                continue
         value = item.value
+        if usual is not None and usual != "array_value":
+            direct = getattr(value, usual)
+            if direct:  # a falsy one may be that field's default or another field: ask
+                found[key] = direct
+                continue
         kind = value.WhichOneof("value")
         if kind == "string_value":
             found[key] = value.string_value

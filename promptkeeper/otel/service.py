@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from sqlalchemy import String, cast, func, literal_column, select, union_all
+from sqlalchemy import BindParameter, String, bindparam, cast, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from promptkeeper.evaluations.costs import cost_usd, price_of
@@ -88,12 +88,15 @@ def classify(request: ExportTraceServiceRequest) -> Batch:
                     batch.unlinked += 1
                 elif isinstance(mapped, Rejected):
                     batch.rejected.append(f"{describe(span)}: {mapped.reason}")
-                elif len(span.trace_id) != 16 or len(span.span_id) != 8:
-                    batch.rejected.append(
-                        f"{describe(span)}: a span's trace_id is 16 bytes and its span_id 8 (OTLP)"
-                    )
                 else:
-                    batch.linked.append((span, mapped))
+                    trace_id, span_id = span.trace_id, span.span_id
+                    if len(trace_id) != 16 or len(span_id) != 8:
+                        batch.rejected.append(
+                            f"{describe(span)}: a span's trace_id is 16 bytes and its span_id 8 (OTLP)"
+                        )
+                    else:
+                        mapped.span_key = trace_id.hex() + span_id.hex()
+                        batch.linked.append((span, mapped))
     return batch
 
 
@@ -145,8 +148,8 @@ def prepare(*, session: Session, project_id: int, batch: Batch) -> Rows:
             batch.rejected.append(f"{describe(span)}: {reason}")
             continue
         accepted.append((span, link))
-        span_key = span.trace_id.hex() + span.span_id.hex()
-        request_id = link.request_id or f"otel-{span.trace_id.hex()}-{span.span_id.hex()}"
+        span_key = link.span_key
+        request_id = link.request_id or f"otel-{span_key[:32]}-{span_key[32:]}"
         cost = None
         if link.model:
             if link.model not in prices:
@@ -201,6 +204,26 @@ def prepare(*, session: Session, project_id: int, batch: Batch) -> Rows:
     return rows
 
 
+#: What a batch's links are checked against, built once: constructing and keying the statement
+#: for every batch cost more than running it (a prebuilt statement's cache key is memoized).
+_PROJECT: BindParameter[int] = bindparam("project")
+_REGISTRY = union_all(
+    select(literal_column("'version'", String), Prompt.name, cast(func.max(PromptVersion.number), String))
+    .join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
+    .where(Prompt.project_id == _PROJECT, Prompt.name.in_(bindparam("names", expanding=True)))
+    .group_by(Prompt.name),
+    select(literal_column("'environment'", String), Environment.name, literal_column("''", String)).where(
+        Environment.project_id == _PROJECT
+    ),
+    select(literal_column("'metric'", String), Metric.name, Metric.kind).where(
+        Metric.project_id == _PROJECT, Metric.name == ERROR_METRIC
+    ),
+    select(
+        literal_column("'experiment'", String), cast(Experiment.id, String), cast(Experiment.variants, String)
+    ).where(Experiment.project_id == _PROJECT, Experiment.id.in_(bindparam("experiments", expanding=True))),
+)
+
+
 def _registry(
     session: Session, project_id: int, names: set[str], experiment_ids: set[int]
 ) -> tuple[dict[str, int], set[str], dict[int, dict[str, tuple[int, int]]], bool]:
@@ -208,32 +231,14 @@ def _registry(
     512 spans about 5 µs a span): each named prompt's latest version, the project's environments,
     each experiment's variants (key -> its index and the version it serves) and whether the project
     defines the binary metric `llm_error`."""
-    kind = literal_column("'version'", String)
-    queries = [
-        select(kind, Prompt.name, cast(func.max(PromptVersion.number), String))
-        .join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
-        .where(Prompt.project_id == project_id, Prompt.name.in_(sorted(names)))
-        .group_by(Prompt.name),
-        select(literal_column("'environment'", String), Environment.name, literal_column("''", String)).where(
-            Environment.project_id == project_id
-        ),
-        select(literal_column("'metric'", String), Metric.name, Metric.kind).where(
-            Metric.project_id == project_id, Metric.name == ERROR_METRIC
-        ),
-    ]
-    if experiment_ids:
-        queries.append(
-            select(
-                literal_column("'experiment'", String),
-                cast(Experiment.id, String),
-                cast(Experiment.variants, String),
-            ).where(Experiment.project_id == project_id, Experiment.id.in_(sorted(experiment_ids)))
-        )
+    found = session.connection().execute(
+        _REGISTRY, {"project": project_id, "names": sorted(names), "experiments": sorted(experiment_ids)}
+    )
     versions: dict[str, int] = {}
     environments: set[str] = set()
     variants: dict[int, dict[str, tuple[int, int]]] = {}
     error_metric = False
-    for what, key, value in session.execute(union_all(*queries)):
+    for what, key, value in found:
         if what == "version":
             versions[str(key)] = int(value)
         elif what == "environment":
