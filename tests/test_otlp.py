@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -26,6 +27,8 @@ from opentelemetry.trace import Status, StatusCode
 from promptkeeper.app import create_app
 from promptkeeper.client import Client
 from promptkeeper.config import Settings
+from promptkeeper.db.engine import Database
+from promptkeeper.monitoring.models import Generation
 from promptkeeper.otel import decode
 from tests.conftest import ADMIN_KEY, LiveServer
 from tests.helpers import add_version, bearer, create_prompt, deploy, start_experiment
@@ -248,6 +251,32 @@ def test_json_encoding_with_gzip_is_stored_once(otlp: TestClient) -> None:
     assert _generations(otlp) == 2
     again = otlp.post("/otlp/v1/traces", content=body, headers=headers)  # an exporter's retry
     assert again.status_code == 200 and _generations(otlp) == 2
+
+
+def test_a_batch_mixing_stored_and_new_records_stores_the_new_ones(
+    otlp: TestClient, settings: Settings
+) -> None:
+    """Generation records go straight into their table unless one of the batch's request ids is
+    stored already (or repeats within the batch): then the batch is stored again the slow way,
+    skipping those. Neither way may drop a new record, store an old one twice or miscount."""
+    first = otlp.post("/otlp/v1/traces", content=json.dumps(_request(_linked(1), _linked(2))), headers=JSON)
+    assert first.status_code == 200 and _generations(otlp) == 2
+    twice = {"promptkeeper.prompt.request_id": "req-twice"}
+    mixed = _request(_linked(2), _linked(3), _linked(4, **twice), _linked(5, **twice), _linked(6))
+    response = otlp.post("/otlp/v1/traces", content=json.dumps(mixed), headers=JSON)
+    assert response.status_code == 200, response.text
+    assert _generations(otlp) == 2 + 3  # spans 3, 6 and the first of the two with one request id
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            stored = session.execute(select(Generation.request_id, Generation.output)).all()
+    finally:
+        database.dispose()
+    outputs = sorted(output for _, output in stored)
+    assert outputs == [f"answer {index}" for index in (1, 2, 3, 4, 6)]
+    assert len({request_id for request_id, _ in stored}) == 5
+    after = otlp.post("/otlp/v1/traces", content=json.dumps(_request(_linked(7))), headers=JSON)
+    assert after.status_code == 200 and _generations(otlp) == 6  # the fast path again
 
 
 def test_a_resent_batch_counts_its_outcomes_once(otlp: TestClient) -> None:
