@@ -127,7 +127,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    #: no foreign key: checking one per row locked the project's row in every batch (migration 0014)
+    project_id: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -81,7 +81,8 @@ class Generation(Base):
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    #: no foreign key: checking one per row locked the project's row in every batch (migration 0014)
+    project_id: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     prompt: Mapped[str] = mapped_column(String(128))
