@@ -197,28 +197,26 @@ def map_span(span: Span) -> Linked | Rejected | None:
         environment = environment if environment is not None else attrs.get(LANGFUSE_ENVIRONMENT)
     if name is None:
         return None
-    if not isinstance(name, str) or len(name) > _MAX_TEXT or not _PROMPT_NAME.match(name):
+    if not isinstance(name, str) or not _matches(_PROMPT_NAME, name):
         return Rejected(f"{NAME}: {str(name)[:_MAX_TEXT]!r} is not a prompt name")
     number = _integer(version)
     if number is None or number < 1:
         return Rejected(f"{VERSION}: a linked span names the version it ran (a number >= 1), not {version!r}")
     if environment is None or environment == "default":  # Langfuse's environment when none is set
         environment = DEFAULT_ENVIRONMENT
-    if not isinstance(environment, str) or not _ENVIRONMENT_NAME.match(environment):
+    if not isinstance(environment, str) or not _matches(_ENVIRONMENT_NAME, environment):
         return Rejected(f"{ENVIRONMENT}: {str(environment)[:64]!r} is not an environment name")
     experiment = attrs.get(EXPERIMENT)
     experiment_id = _integer(experiment)
     if experiment is not None and (experiment_id is None or experiment_id < 1):
         return Rejected(f"{EXPERIMENT}: an experiment id is a number, not {experiment!r}")
-    texts: dict[str, str | None] = {}
-    for key in (REQUEST_ID, UNIT, VARIANT):
-        text = attrs.get(key)
+    request_id, unit, variant = attrs.get(REQUEST_ID), attrs.get(UNIT), attrs.get(VARIANT)
+    for key, text in ((REQUEST_ID, request_id), (UNIT, unit), (VARIANT, variant)):
         if text is not None and (
             not isinstance(text, str) or not 0 < len(text) <= _MAX_TEXT or storable.problem(text)
         ):
             return Rejected(f"{key}: 1 to {_MAX_TEXT} characters of text")
-        texts[key] = text
-    if experiment_id is not None and (texts[VARIANT] is None or texts[UNIT] is None):
+    if experiment_id is not None and (variant is None or unit is None):
         return Rejected(f"{EXPERIMENT}: a span in an experiment names its {VARIANT} and {UNIT}")
     messages = _json(attrs.get(_OUTPUT_MESSAGES))
     output = _output(attrs, messages, span)
@@ -244,10 +242,10 @@ def map_span(span: Span) -> Linked | Rejected | None:
         prompt=name,
         version=number,
         environment=environment,
-        request_id=texts[REQUEST_ID],
-        unit=texts[UNIT],
+        request_id=request_id,
+        unit=unit,
         experiment_id=experiment_id,
-        variant=texts[VARIANT],
+        variant=variant,
         at=datetime.fromtimestamp((end or start) / 1e9, tz=UTC) if (end or start) else datetime.now(UTC),
         latency_ms=latency,
         ttft_ms=_ttft_ms(attrs, span),
@@ -258,6 +256,23 @@ def map_span(span: Span) -> Linked | Rejected | None:
         finish_reasons=_finish_reasons(attrs, messages),
         output=output,
     )
+
+
+#: names found valid or not, by pattern (a batch's spans name a few prompts and environments over
+#: and over; cleared when full, so a flood of distinct names costs memory once)
+_MATCHED: dict[tuple[re.Pattern[str], str], bool] = {}
+_MATCHED_MAX = 4096
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> bool:
+    key = (pattern, text)
+    found = _MATCHED.get(key)
+    if found is None:
+        found = len(text) <= _MAX_TEXT and pattern.match(text) is not None
+        if len(_MATCHED) >= _MATCHED_MAX:
+            _MATCHED.clear()
+        _MATCHED[key] = found
+    return found
 
 
 def _integer(value: Any) -> int | None:
