@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from promptkeeper.db.migrate import upgrade
 from promptkeeper.tables import metadata
@@ -40,3 +40,20 @@ def test_migrations_match_the_models(empty_backend: Backend) -> None:
     finally:
         engine.dispose()
     assert diffs == [], diffs
+
+
+@pytest.mark.parametrize("empty_backend", ["postgresql"], indirect=True)  # a PostgreSQL storage parameter
+def test_the_rollup_leaves_room_for_updates_in_place(empty_backend: Backend) -> None:
+    """Autogenerate does not compare storage parameters: every ingested outcome updates its unit's
+    rollup row, and at PostgreSQL's default fillfactor half of those updates also wrote an index
+    entry (migration 0014)."""
+    engine = create_engine(empty_backend.url)
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            options = connection.execute(
+                text("SELECT reloptions FROM pg_class WHERE oid = 'experiment_units'::regclass")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert options == ["fillfactor=70"]
