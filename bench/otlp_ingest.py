@@ -170,6 +170,21 @@ def _setup(http: httpx.Client) -> tuple[int, list[tuple[str, int]]]:
     return experiment_id, [("control", 1), ("treatment", 2)]
 
 
+def server_env(url: str) -> dict[str, str]:
+    """The receiver's settings: no in-process worker, whose scoring would share the server's core."""
+    return {
+        "PROMPTKEEPER_DATABASE_URL": url,
+        "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
+        "PROMPTKEEPER_WORKER_IN_PROCESS": "false",
+    }
+
+
+def seed(base: str) -> tuple[int, list[tuple[str, int]]]:
+    """`_setup` through the running server's API: its experiment id and (variant, version) pairs."""
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+        return _setup(http)
+
+
 def otlp(base: str, bodies: list[bytes], senders: int) -> tuple[float, list[float]]:
     """Post every body, `senders` at a time, each sender on its own connection."""
     headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/x-protobuf"}
@@ -227,14 +242,8 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"backend": args.backend, "spans": args.spans, "batch": args.batch}
     with database(args.backend, schema=f"pk_bench_otlp_{os.getpid()}") as url:
-        env = {
-            "PROMPTKEEPER_DATABASE_URL": url,
-            "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
-            "PROMPTKEEPER_WORKER_IN_PROCESS": "false",
-        }
-        with server(env, ready_timeout=300) as base:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-                experiment_id, variants = _setup(http)
+        with server(server_env(url), ready_timeout=300) as base:
+            experiment_id, variants = seed(base)
             over_http = _batches("otlp", args.spans, args.batch, experiment_id, variants)
             bodies = [request.SerializeToString() for request in over_http]
             cpu_before, database_before = cpu_seconds(SERVER_PIDS[base]), postgres_cpu_seconds()

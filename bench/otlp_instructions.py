@@ -36,12 +36,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import ADMIN_KEY, database, save, server  # noqa: E402
-from bench.otlp_ingest import _batches, _setup  # noqa: E402
+from bench._harness import database, save, server  # noqa: E402
+from bench.otlp_ingest import _batches, seed, server_env  # noqa: E402
 
 BATCH = 512
 STAGES = ("parse", "classify", "store")
@@ -128,14 +126,8 @@ def main() -> None:
     spans = args.batches * BATCH
     per_span: dict[str, float] = {}
     with database("postgresql", schema=f"pk_bench_otlp_instr_{os.getpid()}") as url:
-        env = {
-            "PROMPTKEEPER_DATABASE_URL": url,
-            "PROMPTKEEPER_ADMIN_KEY": ADMIN_KEY,
-            "PROMPTKEEPER_WORKER_IN_PROCESS": "false",
-        }
-        with server(env, ready_timeout=300) as base:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-                experiment_id, variants = _setup(http)
+        with server(server_env(url), ready_timeout=300) as base:
+            experiment_id, variants = seed(base)
         requests = _batches("instr", (args.batches + 1) * BATCH, BATCH, experiment_id, variants)
         with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as handle:
             pickle.dump({"url": url, "bodies": [r.SerializeToString() for r in requests]}, handle)
