@@ -197,14 +197,14 @@ def map_span(span: Span) -> Linked | Rejected | None:
         environment = environment if environment is not None else attrs.get(LANGFUSE_ENVIRONMENT)
     if name is None:
         return None
-    if not isinstance(name, str) or not _matches(_PROMPT_NAME, name):
+    if not isinstance(name, str) or len(name) > _MAX_TEXT or not _PROMPT_NAME.match(name):
         return Rejected(f"{NAME}: {str(name)[:_MAX_TEXT]!r} is not a prompt name")
     number = _integer(version)
     if number is None or number < 1:
         return Rejected(f"{VERSION}: a linked span names the version it ran (a number >= 1), not {version!r}")
     if environment is None or environment == "default":  # Langfuse's environment when none is set
         environment = DEFAULT_ENVIRONMENT
-    if not isinstance(environment, str) or not _matches(_ENVIRONMENT_NAME, environment):
+    if not isinstance(environment, str) or not _ENVIRONMENT_NAME.match(environment):
         return Rejected(f"{ENVIRONMENT}: {str(environment)[:64]!r} is not an environment name")
     experiment = attrs.get(EXPERIMENT)
     experiment_id = _integer(experiment)
@@ -256,23 +256,6 @@ def map_span(span: Span) -> Linked | Rejected | None:
         finish_reasons=_finish_reasons(attrs, messages),
         output=output,
     )
-
-
-#: names found valid or not, by pattern (a batch's spans name a few prompts and environments over
-#: and over; cleared when full, so a flood of distinct names costs memory once)
-_MATCHED: dict[tuple[re.Pattern[str], str], bool] = {}
-_MATCHED_MAX = 4096
-
-
-def _matches(pattern: re.Pattern[str], text: str) -> bool:
-    key = (pattern, text)
-    found = _MATCHED.get(key)
-    if found is None:
-        found = len(text) <= _MAX_TEXT and pattern.match(text) is not None
-        if len(_MATCHED) >= _MATCHED_MAX:
-            _MATCHED.clear()
-        _MATCHED[key] = found
-    return found
 
 
 def _integer(value: Any) -> int | None:
