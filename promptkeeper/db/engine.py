@@ -241,11 +241,23 @@ def stage_rows(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
         f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
     )
+    _copy(connection, staging, columns, rows, types_of=table)
+    return staging
+
+
+def _copy(
+    connection: Connection,
+    target: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    types_of: str,
+) -> None:
+    """`copy_rows` on the connection's own driver connection, in its transaction."""
     raw = connection.connection.dbapi_connection
     assert raw is not None
     with raw.cursor() as cursor:  # type: ignore[attr-defined]
-        copy_rows(cursor, staging, columns, rows, types_of=table)
-    return staging
+        copy_rows(cursor, target, columns, rows, types_of=types_of)
 
 
 def copy_ignoring_duplicates(
@@ -274,11 +286,9 @@ def copy_ignoring_duplicates(
     columns = given + list(defaults)
     missing = list(defaults.values())
     values = [[row[name] for name in given] + missing for row in rows]
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
     try:
-        with connection.begin_nested(), raw.cursor() as cursor:  # type: ignore[attr-defined]
-            copy_rows(cursor, table.name, columns, values, types_of=table.name)
+        with connection.begin_nested():
+            _copy(connection, table.name, columns, values, types_of=table.name)
         return len(values)
     except psycopg.errors.UniqueViolation:
         pass  # a key is stored already (or twice in the batch): nothing of the COPY remains
